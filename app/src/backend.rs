@@ -1,0 +1,39 @@
+//! What the server functions need from the server, as a trait the `server` crate implements.
+//! This keeps the store, crypto and HTTP clients out of `app` (and out of the WASM build).
+
+use std::{net::IpAddr, sync::Arc};
+
+use crate::domain::DashboardSummary;
+
+/// A successful admin login.
+pub struct LoginGrant {
+    pub token: String,
+    pub expires_in_secs: u64,
+    pub username: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginRefusal {
+    InvalidCredentials,
+    /// Too many failures from this address or for this user; retry after this many seconds.
+    TooManyAttempts(u64),
+    Unavailable,
+}
+
+#[async_trait::async_trait]
+pub trait AdminBackend: Send + Sync + 'static {
+    async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<LoginGrant, LoginRefusal>;
+    /// The username of a live session, renewing it.
+    async fn session_user(&self, token: &str) -> Option<String>;
+    async fn logout(&self, token: &str);
+    async fn dashboard(&self) -> Result<DashboardSummary, String>;
+}
+
+/// Provided as Leptos context to every server function.
+#[derive(Clone)]
+pub struct Backend(pub Arc<dyn AdminBackend>);

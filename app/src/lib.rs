@@ -1,0 +1,62 @@
+//! The admin web app: domain types shared with the server, the Leptos pages (rendered on the
+//! server and hydrated in the browser) and the server functions they call.
+
+pub mod domain;
+pub mod pages;
+pub mod server_fns;
+
+#[cfg(feature = "ssr")]
+pub mod backend;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Redirect, Route, Router, Routes},
+    path, SsrMode,
+};
+
+/// Where the admin pages live (the original serves its SPA here too).
+pub const ADMIN_BASE: &str = "/admin-next";
+/// The HttpOnly cookie that carries the admin session token.
+pub const SESSION_COOKIE: &str = "crs_admin";
+
+/// Applied before first paint so a dark-mode user never sees a white flash.
+const THEME_BOOT: &str = "try{var t=localStorage.getItem('crs-theme');if(t==='dark'||(!t&&matchMedia('(prefers-color-scheme: dark)').matches)){document.documentElement.classList.add('dark')}}catch(e){}";
+
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <script inner_html=THEME_BOOT></script>
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body class="min-h-screen bg-slate-50 text-slate-900 dark:bg-slate-950 dark:text-slate-100">
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/crs.css" />
+        <Title text="Claude Relay Service" />
+        <Router>
+            <pages::Header />
+            <main class="mx-auto max-w-6xl p-6">
+                <Routes fallback=|| view! { <pages::NotFound /> }>
+                    <Route path=path!("/admin-next") view=|| view! { <Redirect path="/admin-next/dashboard" /> } />
+                    <Route path=path!("/admin-next/login") view=pages::login::LoginPage />
+                    <Route path=path!("/admin-next/dashboard") view=pages::dashboard::DashboardPage ssr=SsrMode::Async />
+                </Routes>
+            </main>
+        </Router>
+    }
+}

@@ -1,0 +1,72 @@
+//! The admin pages. Each page is server-rendered first and hydrated for interaction.
+
+pub mod dashboard;
+pub mod login;
+
+use leptos::prelude::*;
+
+/// Top bar with the product name and the dark-mode switch.
+#[component]
+pub fn Header() -> impl IntoView {
+    view! {
+        <header class="border-b border-slate-200 bg-white dark:border-slate-800 dark:bg-slate-900">
+            <div class="mx-auto flex max-w-6xl items-center justify-between px-6 py-3">
+                <a href="/admin-next/dashboard" class="text-lg font-semibold">
+                    "Claude Relay Service"
+                </a>
+                <ThemeToggle />
+            </div>
+        </header>
+    }
+}
+
+/// Switches the `dark` class on `<html>` and remembers the choice. Only works once hydrated,
+/// which makes it the end-to-end tests' proof that the WASM is live.
+#[component]
+pub fn ThemeToggle() -> impl IntoView {
+    let (dark, set_dark) = signal(false);
+    Effect::new(move |_| {
+        if let Some(el) = document().document_element() {
+            set_dark.set(el.class_list().contains("dark"));
+        }
+    });
+    let toggle = move |_| {
+        let Some(el) = document().document_element() else {
+            return;
+        };
+        let now = !el.class_list().contains("dark");
+        let _ = el.class_list().toggle_with_force("dark", now);
+        if let Ok(Some(storage)) = window().local_storage() {
+            let _ = storage.set_item("crs-theme", if now { "dark" } else { "light" });
+        }
+        set_dark.set(now);
+    };
+    view! {
+        <button
+            id="theme-toggle"
+            type="button"
+            aria-label="Toggle dark mode"
+            on:click=toggle
+            class="rounded-md border border-slate-300 px-3 py-1 text-sm hover:bg-slate-100 dark:border-slate-700 dark:hover:bg-slate-800"
+        >
+            {move || if dark.get() { "Light mode" } else { "Dark mode" }}
+        </button>
+    }
+}
+
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
+        resp.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! { <h1 class="text-xl font-semibold">"Page not found"</h1> }
+}
+
+/// The message of a server-function error, without the framework's prefix.
+pub fn error_text(err: &ServerFnError) -> String {
+    match err {
+        ServerFnError::ServerError(msg) => msg.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,207 @@
+//! Typed configuration from the environment (and an optional `.env`), validated once at start.
+//! Every problem is reported as one line naming the variable.
+
+use std::{net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    /// `None`: the embedded store under `data_dir`.
+    pub redis_url: Option<String>,
+    pub data_dir: PathBuf,
+    /// `None` only with the embedded store, which then keeps a generated key in `data_dir`.
+    pub encryption_key: Option<String>,
+    pub admin_username: String,
+    pub admin_password: Option<String>,
+    pub log_level: String,
+    pub log_json: bool,
+    /// Connect + response headers from upstream.
+    pub upstream_first_byte_timeout: Duration,
+    /// Longest silence inside an upstream body (between two chunks of a stream).
+    pub upstream_idle_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    /// Where the built site (pkg/, favicon, …) is served from.
+    pub site_root: PathBuf,
+    pub pricing_file: PathBuf,
+    /// Hours east of UTC for day/month/hour buckets (the original's `TIMEZONE_OFFSET`).
+    pub timezone_offset_hours: i32,
+    pub usage_records_per_key: usize,
+    pub request_max_bytes: usize,
+    pub admin_session_ttl: Duration,
+    pub api_key_prefix: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads `.env` (if present) and then the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let redis_url = var("REDIS_URL");
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("unix://"))
+            {
+                return Err(ConfigError(
+                    "REDIS_URL must start with redis://, rediss:// or unix://".into(),
+                ));
+            }
+        }
+        let encryption_key = var("ENCRYPTION_KEY");
+        if let Some(key) = &encryption_key {
+            if key.len() < 32 {
+                return Err(ConfigError(
+                    "ENCRYPTION_KEY must be at least 32 characters".into(),
+                ));
+            }
+        } else if redis_url.is_some() {
+            return Err(ConfigError(
+                "ENCRYPTION_KEY is required with REDIS_URL (every instance must share it)".into(),
+            ));
+        }
+        let admin_password = var("ADMIN_PASSWORD");
+        if let Some(p) = &admin_password {
+            if p.len() < 8 {
+                return Err(ConfigError(
+                    "ADMIN_PASSWORD must be at least 8 characters".into(),
+                ));
+            }
+        }
+        let log_format = var("LOG_FORMAT").unwrap_or_else(|| "text".into());
+        let log_json = match log_format.as_str() {
+            "json" => true,
+            "text" | "human" => false,
+            _ => return Err(ConfigError("LOG_FORMAT must be text or json".into())),
+        };
+        let tz: i32 = parse(&var, "TIMEZONE_OFFSET", 8)?;
+        if !(-12..=14).contains(&tz) {
+            return Err(ConfigError(
+                "TIMEZONE_OFFSET must be between -12 and 14".into(),
+            ));
+        }
+        let ms = |name: &str, default: u64| -> Result<Duration, ConfigError> {
+            let v: u64 = parse(&var, name, default)?;
+            if v == 0 {
+                return Err(ConfigError(format!("{name} must be greater than 0")));
+            }
+            Ok(Duration::from_millis(v))
+        };
+        let max_mb: usize = parse(&var, "REQUEST_MAX_SIZE_MB", 60)?;
+        Ok(Config {
+            host: parse(&var, "HOST", IpAddr::from([0, 0, 0, 0]))?,
+            port: parse(&var, "PORT", 3000)?,
+            redis_url,
+            data_dir: var("DATA_DIR").unwrap_or_else(|| "./data".into()).into(),
+            encryption_key,
+            admin_username: var("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
+            admin_password,
+            log_level: var("LOG_LEVEL").unwrap_or_else(|| "info".into()),
+            log_json,
+            upstream_first_byte_timeout: ms("UPSTREAM_TIMEOUT_MS", 600_000)?,
+            upstream_idle_timeout: ms("UPSTREAM_IDLE_TIMEOUT_MS", 300_000)?,
+            upstream_connect_timeout: ms("UPSTREAM_CONNECT_TIMEOUT_MS", 10_000)?,
+            site_root: var("SITE_ROOT")
+                .or_else(|| var("LEPTOS_SITE_ROOT"))
+                .unwrap_or_else(|| "target/site".into())
+                .into(),
+            pricing_file: var("PRICING_FILE")
+                .unwrap_or_else(|| {
+                    "resources/model-pricing/model_prices_and_context_window.json".into()
+                })
+                .into(),
+            timezone_offset_hours: tz,
+            usage_records_per_key: parse(&var, "USAGE_RECORDS_PER_KEY", 200)?,
+            request_max_bytes: max_mb.saturating_mul(1024 * 1024),
+            admin_session_ttl: Duration::from_secs(parse(&var, "ADMIN_SESSION_TTL_SECS", 86_400)?),
+            api_key_prefix: var("API_KEY_PREFIX").unwrap_or_else(|| "cr_".into()),
+        })
+    }
+
+    /// A configuration for tests: embedded store in `data_dir`, short timeouts.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        let mut c = Self::from_lookup(|_| None).expect("defaults are valid");
+        c.data_dir = data_dir;
+        c.host = IpAddr::from([127, 0, 0, 1]);
+        c.port = 0;
+        c.encryption_key = Some("test-encryption-key-0123456789abcdef".into());
+        c.admin_password = Some("admin-password-1".into());
+        c.upstream_first_byte_timeout = Duration::from_secs(5);
+        c.upstream_idle_timeout = Duration::from_secs(5);
+        c.upstream_connect_timeout = Duration::from_secs(2);
+        c.pricing_file = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../resources/model-pricing/model_prices_and_context_window.json"
+        )
+        .into();
+        c
+    }
+}
+
+fn parse<T: FromStr>(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| ConfigError(format!("{name}={v:?} is not a valid value"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = from(&[]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert!(c.redis_url.is_none());
+        assert_eq!(c.timezone_offset_hours, 8);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = from(&[("PORT", "abc")]).unwrap_err().to_string();
+        assert!(e.contains("PORT"), "{e}");
+        let e = from(&[("REDIS_URL", "http://x")]).unwrap_err().to_string();
+        assert!(e.contains("REDIS_URL"), "{e}");
+        let e = from(&[("REDIS_URL", "redis://127.0.0.1:1")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ENCRYPTION_KEY"), "{e}");
+        let e = from(&[("ENCRYPTION_KEY", "short")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ENCRYPTION_KEY"), "{e}");
+        let e = from(&[("UPSTREAM_TIMEOUT_MS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("UPSTREAM_TIMEOUT_MS"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+}

@@ -1,0 +1,79 @@
+//! The `crs` binary: parse the command line, load configuration, serve.
+
+use clap::{Parser, Subcommand};
+use crs::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "crs",
+    version,
+    about = "Claude Relay Service: a self-hosted multi-account AI API gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay and its admin (the default).
+    Serve,
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::{fmt, EnvFilter};
+    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    if config.log_json {
+        fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_target(false)
+            .init();
+    } else {
+        fmt().with_env_filter(filter).with_target(false).init();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("crs: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(&config);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let running = match crs::start(config).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("crs: {e:#}");
+                    std::process::exit(1);
+                }
+            };
+            tracing::info!(url = %running.url(), store = running.state.store.engine(), "crs is serving");
+            shutdown_signal().await;
+            tracing::info!("shutting down: draining in-flight requests");
+            running.stop().await;
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

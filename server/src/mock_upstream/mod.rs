@@ -1,0 +1,551 @@
+//! A protocol-faithful fake of the upstream providers, for tests and benchmarks: Anthropic
+//! Messages (JSON and SSE) and count_tokens, OpenAI Chat Completions and Responses, Gemini
+//! generateContent. Failures are chosen by a path prefix, `/s/<scenario>/…`:
+//!
+//! | scenario | answer |
+//! |---|---|
+//! | `status-<code>` | that status with the provider's error body (`429` adds `retry-after: 7`) |
+//! | `html-<code>` | that status with an HTML body (a proxy's error page) |
+//! | `slow-<ms>` | waits before the response headers |
+//! | `drip-<ms>` | a stream with a pause before every event |
+//! | `reset` | a stream cut after its first events (connection reset) |
+//! | `no-stop` | a stream that ends without `message_stop` |
+//! | `malformed` | a stream with junk lines between the events |
+
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::post,
+    Json, Router,
+};
+use futures_util::Stream;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use std::future::Future;
+
+pub const INPUT_TOKENS: u64 = 25;
+pub const OUTPUT_TOKENS: u64 = 12;
+pub const CACHE_CREATE_5M_TOKENS: u64 = 10;
+pub const CACHE_CREATE_1H_TOKENS: u64 = 20;
+pub const CACHE_READ_TOKENS: u64 = 30;
+pub const REPLY: [&str; 5] = ["Hello", " from", " the", " mock", " upstream."];
+
+/// What the mock saw.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Default)]
+pub struct MockLog {
+    pub requests: Mutex<Vec<Received>>,
+    pub streams_started: AtomicU64,
+    pub streams_completed: AtomicU64,
+    /// Streams whose client (the relay) went away before the end.
+    pub streams_cancelled: AtomicU64,
+}
+
+impl MockLog {
+    pub fn count(&self) -> usize {
+        self.requests.lock().len()
+    }
+    pub fn last(&self) -> Option<Received> {
+        self.requests.lock().last().cloned()
+    }
+}
+
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    pub log: Arc<MockLog>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl MockUpstream {
+    /// Serves on a free port of 127.0.0.1 until dropped.
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().expect("loopback address")).await
+    }
+
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let log = Arc::new(MockLog::default());
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("mock upstream bind");
+        let addr = listener.local_addr().expect("mock upstream address");
+        let app = router(log.clone());
+        let handle = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        MockUpstream { addr, log, handle }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Base URL of an account whose upstream behaves as `scenario`.
+    pub fn scenario_url(&self, scenario: &str) -> String {
+        format!("http://{}/s/{scenario}", self.addr)
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+pub fn router(log: Arc<MockLog>) -> Router {
+    let api = Router::new()
+        .route("/v1/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/responses", post(responses))
+        .route("/v1beta/models/{model_action}", post(gemini));
+    let scenarios = api.clone();
+    Router::new()
+        .merge(api.with_state((log.clone(), Scenario::Ok)))
+        .nest(
+            "/s/{scenario}",
+            scenarios.with_state((log, Scenario::FromPath)),
+        )
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Scenario {
+    Ok,
+    FromPath,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Behaviour {
+    Ok,
+    Status(u16),
+    Html(u16),
+    Slow(u64),
+    Drip(u64),
+    Reset,
+    NoStop,
+    Malformed,
+}
+
+fn behaviour(s: Scenario, path: &str) -> Behaviour {
+    if matches!(s, Scenario::Ok) {
+        return Behaviour::Ok;
+    }
+    let name = path
+        .strip_prefix("/s/")
+        .and_then(|p| p.split('/').next())
+        .unwrap_or("");
+    let num = |p: &str| name.strip_prefix(p).and_then(|n| n.parse::<u64>().ok());
+    if let Some(code) = num("status-") {
+        return Behaviour::Status(code as u16);
+    }
+    if let Some(code) = num("html-") {
+        return Behaviour::Html(code as u16);
+    }
+    if let Some(ms) = num("slow-") {
+        return Behaviour::Slow(ms);
+    }
+    if let Some(ms) = num("drip-") {
+        return Behaviour::Drip(ms);
+    }
+    match name {
+        "reset" => Behaviour::Reset,
+        "no-stop" => Behaviour::NoStop,
+        "malformed" => Behaviour::Malformed,
+        _ => Behaviour::Ok,
+    }
+}
+
+type Shared = (Arc<MockLog>, Scenario);
+
+fn remember(log: &MockLog, uri: &axum::http::Uri, headers: &HeaderMap, body: &Bytes) {
+    log.requests.lock().push(Received {
+        path: uri.path().to_string(),
+        headers: headers.clone(),
+        body: body.clone(),
+    });
+}
+
+/// Failure answers shared by every protocol; `None` means carry on normally.
+async fn failure(b: &Behaviour, error_body: impl Fn(u16) -> Value) -> Option<Response> {
+    match b {
+        Behaviour::Status(code) => {
+            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut resp = (status, Json(error_body(*code))).into_response();
+            if *code == 429 {
+                resp.headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("7"));
+            }
+            Some(resp)
+        }
+        Behaviour::Html(code) => {
+            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY);
+            Some(
+                (
+                    status,
+                    [("content-type", "text/html")],
+                    "<html><body>Bad gateway</body></html>",
+                )
+                    .into_response(),
+            )
+        }
+        Behaviour::Slow(ms) => {
+            tokio::time::sleep(Duration::from_millis(*ms)).await;
+            None
+        }
+        _ => None,
+    }
+}
+
+fn anthropic_error(code: u16) -> Value {
+    let kind = match code {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        _ => "api_error",
+    };
+    json!({"type": "error", "error": {"type": kind, "message": format!("mock upstream error {code}")}})
+}
+
+fn openai_error(code: u16) -> Value {
+    json!({"error": {"message": format!("mock upstream error {code}"), "type": "api_error", "code": code.to_string()}})
+}
+
+fn gemini_error(code: u16) -> Value {
+    json!({"error": {"code": code, "message": format!("mock upstream error {code}"), "status": "UNAVAILABLE"}})
+}
+
+fn requested_model(body: &Bytes) -> (String, bool) {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let model = v
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("claude-sonnet-4-5-20250929")
+        .to_string();
+    let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    (model, stream)
+}
+
+async fn messages(
+    State((log, s)): State<Shared>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    remember(&log, &uri, &headers, &body);
+    if serde_json::from_slice::<Value>(&body).is_err() {
+        return (StatusCode::BAD_REQUEST, Json(anthropic_error(400))).into_response();
+    }
+    let b = behaviour(s, uri.path());
+    if let Some(resp) = failure(&b, anthropic_error).await {
+        return resp;
+    }
+    let (model, stream) = requested_model(&body);
+    let usage = json!({
+        "input_tokens": INPUT_TOKENS,
+        "cache_creation_input_tokens": CACHE_CREATE_5M_TOKENS + CACHE_CREATE_1H_TOKENS,
+        "cache_read_input_tokens": CACHE_READ_TOKENS,
+        "cache_creation": {"ephemeral_5m_input_tokens": CACHE_CREATE_5M_TOKENS, "ephemeral_1h_input_tokens": CACHE_CREATE_1H_TOKENS},
+        "output_tokens": OUTPUT_TOKENS,
+    });
+    let id = format!("msg_mock_{:x}", rand::random::<u64>());
+    if !stream {
+        return Json(json!({
+            "id": id, "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": REPLY.concat()}],
+            "stop_reason": "end_turn", "stop_sequence": null, "usage": usage,
+        }))
+        .into_response();
+    }
+    let mut start_usage = usage.clone();
+    start_usage["output_tokens"] = json!(1);
+    let mut events: Vec<(String, Value)> = vec![
+        (
+            "message_start".into(),
+            json!({"type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
+        ),
+        (
+            "content_block_start".into(),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        ("ping".into(), json!({"type": "ping"})),
+    ];
+    for part in REPLY {
+        events.push(("content_block_delta".into(), json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": part}})));
+    }
+    events.push((
+        "content_block_stop".into(),
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(("message_delta".into(), json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": OUTPUT_TOKENS}})));
+    events.push(("message_stop".into(), json!({"type": "message_stop"})));
+    let mut frames: VecDeque<Frame> = events
+        .into_iter()
+        .map(|(name, data)| Frame::Bytes(Bytes::from(format!("event: {name}\ndata: {data}\n\n"))))
+        .collect();
+    match b {
+        Behaviour::Reset => {
+            frames.truncate(4);
+            frames.push_back(Frame::Reset);
+        }
+        Behaviour::NoStop => {
+            frames.pop_back();
+        }
+        Behaviour::Malformed => {
+            frames.insert(
+                2,
+                Frame::Bytes(Bytes::from_static(
+                    b"data: {not json\n\n:comment\ngarbage without colon\n\n",
+                )),
+            );
+        }
+        _ => {}
+    }
+    let delay = match b {
+        Behaviour::Drip(ms) => Some(Duration::from_millis(ms)),
+        _ => None,
+    };
+    sse(log, frames, delay)
+}
+
+async fn count_tokens(
+    State((log, s)): State<Shared>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    remember(&log, &uri, &headers, &body);
+    if let Some(resp) = failure(&behaviour(s, uri.path()), anthropic_error).await {
+        return resp;
+    }
+    Json(json!({"input_tokens": INPUT_TOKENS})).into_response()
+}
+
+async fn chat_completions(
+    State((log, s)): State<Shared>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    remember(&log, &uri, &headers, &body);
+    let b = behaviour(s, uri.path());
+    if let Some(resp) = failure(&b, openai_error).await {
+        return resp;
+    }
+    let (model, stream) = requested_model(&body);
+    let usage = json!({"prompt_tokens": INPUT_TOKENS, "completion_tokens": OUTPUT_TOKENS,
+        "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS, "prompt_tokens_details": {"cached_tokens": CACHE_READ_TOKENS}});
+    let id = format!("chatcmpl-mock{:x}", rand::random::<u32>());
+    if !stream {
+        return Json(json!({"id": id, "object": "chat.completion", "created": 1_700_000_000, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY.concat()}, "finish_reason": "stop"}],
+            "usage": usage})).into_response();
+    }
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": 1_700_000_000,
+        "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut frames: VecDeque<Frame> = VecDeque::new();
+    let data = |v: Value| Frame::Bytes(Bytes::from(format!("data: {v}\n\n")));
+    frames.push_back(data(chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )));
+    for part in REPLY {
+        frames.push_back(data(chunk(json!({"content": part}), Value::Null)));
+    }
+    frames.push_back(data(chunk(json!({}), json!("stop"))));
+    let mut last = chunk(json!({}), Value::Null);
+    last["choices"] = json!([]);
+    last["usage"] = usage;
+    frames.push_back(data(last));
+    frames.push_back(Frame::Bytes(Bytes::from_static(b"data: [DONE]\n\n")));
+    sse(log, frames, None)
+}
+
+async fn responses(
+    State((log, s)): State<Shared>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    remember(&log, &uri, &headers, &body);
+    let b = behaviour(s, uri.path());
+    if let Some(resp) = failure(&b, openai_error).await {
+        return resp;
+    }
+    let (model, stream) = requested_model(&body);
+    let id = format!("resp_mock{:x}", rand::random::<u32>());
+    let response = json!({"id": id, "object": "response", "created_at": 1_700_000_000, "status": "completed", "model": model,
+        "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": REPLY.concat(), "annotations": []}]}],
+        "usage": {"input_tokens": INPUT_TOKENS + CACHE_READ_TOKENS, "input_tokens_details": {"cached_tokens": CACHE_READ_TOKENS},
+            "output_tokens": OUTPUT_TOKENS, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": INPUT_TOKENS + CACHE_READ_TOKENS + OUTPUT_TOKENS}});
+    if !stream {
+        return Json(response).into_response();
+    }
+    let mut in_progress = response.clone();
+    in_progress["status"] = json!("in_progress");
+    in_progress["output"] = json!([]);
+    let mut frames = VecDeque::new();
+    let ev = |name: &str, data: Value| {
+        Frame::Bytes(Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
+    };
+    frames.push_back(ev(
+        "response.created",
+        json!({"type": "response.created", "response": in_progress}),
+    ));
+    for part in REPLY {
+        frames.push_back(ev("response.output_text.delta", json!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": part})));
+    }
+    frames.push_back(ev(
+        "response.completed",
+        json!({"type": "response.completed", "response": response}),
+    ));
+    sse(log, frames, None)
+}
+
+async fn gemini(
+    State((log, s)): State<Shared>,
+    Path(model_action): Path<String>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    remember(&log, &uri, &headers, &body);
+    let b = behaviour(s, uri.path());
+    if let Some(resp) = failure(&b, gemini_error).await {
+        return resp;
+    }
+    let (model, action) = model_action
+        .split_once(':')
+        .unwrap_or((model_action.as_str(), "generateContent"));
+    let usage = json!({"promptTokenCount": INPUT_TOKENS + CACHE_READ_TOKENS, "candidatesTokenCount": OUTPUT_TOKENS,
+        "cachedContentTokenCount": CACHE_READ_TOKENS, "thoughtsTokenCount": 3,
+        "totalTokenCount": INPUT_TOKENS + CACHE_READ_TOKENS + OUTPUT_TOKENS + 3});
+    let candidate = |text: &str, finish: Option<&str>| {
+        let mut c = json!({"content": {"role": "model", "parts": [{"text": text}]}, "index": 0});
+        if let Some(f) = finish {
+            c["finishReason"] = json!(f);
+        }
+        c
+    };
+    match action {
+        "countTokens" => Json(json!({"totalTokens": INPUT_TOKENS})).into_response(),
+        "streamGenerateContent" => {
+            let mut frames = VecDeque::new();
+            for (i, part) in REPLY.iter().enumerate() {
+                let last = i == REPLY.len() - 1;
+                let mut chunk = json!({"candidates": [candidate(part, last.then_some("STOP"))], "modelVersion": model});
+                if last {
+                    chunk["usageMetadata"] = usage.clone();
+                }
+                frames.push_back(Frame::Bytes(Bytes::from(format!("data: {chunk}\r\n\r\n"))));
+            }
+            sse(log, frames, None)
+        }
+        _ => Json(json!({"candidates": [candidate(&REPLY.concat(), Some("STOP"))], "usageMetadata": usage, "modelVersion": model})).into_response(),
+    }
+}
+
+enum Frame {
+    Bytes(Bytes),
+    Reset,
+}
+
+fn sse(log: Arc<MockLog>, frames: VecDeque<Frame>, delay: Option<Duration>) -> Response {
+    log.streams_started.fetch_add(1, Ordering::SeqCst);
+    let stream = MockStream {
+        frames,
+        delay,
+        sleep: None,
+        log,
+        done: false,
+    };
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
+    resp.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
+    resp
+}
+
+struct MockStream {
+    frames: VecDeque<Frame>,
+    delay: Option<Duration>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    log: Arc<MockLog>,
+    done: bool,
+}
+
+impl Stream for MockStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(d) = self.delay {
+            if self.frames.is_empty() {
+                // fall through to completion
+            } else {
+                let sleep = self
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(d)));
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.sleep = None;
+            }
+        }
+        match self.frames.pop_front() {
+            Some(Frame::Bytes(b)) => Poll::Ready(Some(Ok(b))),
+            Some(Frame::Reset) => {
+                self.done = true;
+                self.log.streams_cancelled.fetch_add(0, Ordering::SeqCst);
+                Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "mock reset",
+                ))))
+            }
+            None => {
+                if !self.done {
+                    self.done = true;
+                    self.log.streams_completed.fetch_add(1, Ordering::SeqCst);
+                }
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl Drop for MockStream {
+    fn drop(&mut self) {
+        if !self.done {
+            self.log.streams_cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}

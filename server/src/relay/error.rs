@@ -1,0 +1,104 @@
+//! Failures of a relayed request, rendered in the caller's protocol. Only the Anthropic shape
+//! exists so far; the OpenAI and Gemini shapes arrive with their routes.
+
+use axum::{
+    http::{HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RelayError {
+    MissingKey,
+    MalformedKey,
+    KeyNotFound,
+    KeyDisabled,
+    KeyExpired,
+    PermissionDenied(String),
+    BadRequest(String),
+    NotFound(String),
+    /// No account can serve the request.
+    NoAccount(String),
+    DedicatedUnavailable(String),
+    UpstreamUnreachable,
+    UpstreamTimeout,
+    StoreUnavailable,
+}
+
+impl RelayError {
+    pub fn status(&self) -> StatusCode {
+        use RelayError::*;
+        match self {
+            MissingKey | MalformedKey | KeyNotFound | KeyDisabled | KeyExpired => {
+                StatusCode::UNAUTHORIZED
+            }
+            PermissionDenied(_) => StatusCode::FORBIDDEN,
+            BadRequest(_) => StatusCode::BAD_REQUEST,
+            NotFound(_) => StatusCode::NOT_FOUND,
+            NoAccount(_) | DedicatedUnavailable(_) | StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The message texts of the original service (§1.1 of the behaviour reference).
+    pub fn message(&self) -> String {
+        use RelayError::*;
+        match self {
+            MissingKey => "Missing API key: Please provide an API key in the x-api-key, x-goog-api-key, or Authorization header".into(),
+            MalformedKey => "Invalid API key format".into(),
+            KeyNotFound => "Invalid API key: API key not found".into(),
+            KeyDisabled => "Invalid API key: API key is disabled".into(),
+            KeyExpired => "Invalid API key: API key has expired".into(),
+            PermissionDenied(m) | BadRequest(m) | NotFound(m) | NoAccount(m) | DedicatedUnavailable(m) => m.clone(),
+            UpstreamUnreachable => "Upstream connection error".into(),
+            UpstreamTimeout => "Upstream timeout".into(),
+            StoreUnavailable => "The relay's store is unavailable; retry shortly".into(),
+        }
+    }
+
+    fn anthropic_type(&self) -> &'static str {
+        use RelayError::*;
+        match self {
+            MissingKey | MalformedKey | KeyNotFound | KeyDisabled | KeyExpired => {
+                "authentication_error"
+            }
+            PermissionDenied(_) => "permission_error",
+            BadRequest(_) => "invalid_request_error",
+            NotFound(_) => "not_found_error",
+            NoAccount(_) | DedicatedUnavailable(_) | StoreUnavailable => "overloaded_error",
+            UpstreamUnreachable => "api_error",
+            UpstreamTimeout => "timeout_error",
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for RelayError {
+    fn from(err: crate::store::StoreError) -> Self {
+        tracing::error!(error = %err, "store error on the relay path");
+        RelayError::StoreUnavailable
+    }
+}
+
+/// The Anthropic error body: `{"type":"error","error":{"type":…,"message":…}}`.
+pub fn anthropic_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    let mut resp = (
+        status,
+        Json(json!({"type": "error", "error": {"type": kind, "message": message}})),
+    )
+        .into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("10"));
+    }
+    resp
+}
+
+impl IntoResponse for RelayError {
+    fn into_response(self) -> Response {
+        anthropic_error(self.status(), self.anthropic_type(), &self.message())
+    }
+}

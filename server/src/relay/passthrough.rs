@@ -1,0 +1,323 @@
+//! The passthrough path: send the prepared upstream request, stream the answer back as it
+//! arrives, tap usage from the bytes on their way, and account once when the answer ends —
+//! completed, cut by the upstream, or abandoned by the client.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use app::domain::{RequestRecord, TokenUsage};
+use axum::{
+    body::Body,
+    http::{header, HeaderValue},
+    response::{IntoResponse, Response},
+};
+use bytes::{Bytes, BytesMut};
+use chrono::Utc;
+use futures_util::{stream::BoxStream, Stream, StreamExt};
+use std::future::Future;
+use tokio::time::Sleep;
+
+use super::{error::RelayError, usage::StreamUsage};
+use crate::{accounting, auth::api_key::format_time, state::AppState, store::UsageEvent};
+
+/// Upper bound for a buffered (non-stream) answer or error body.
+const MAX_BUFFERED: usize = 64 * 1024 * 1024;
+
+/// Who asked and who serves: what accounting needs when the answer ends.
+#[derive(Clone)]
+pub struct Exchange {
+    pub request_id: String,
+    pub key_id: String,
+    pub account_id: String,
+    pub model: String,
+    pub endpoint: &'static str,
+    pub stream: bool,
+    pub started: Instant,
+}
+
+pub async fn forward(state: &AppState, request: reqwest::RequestBuilder, ex: Exchange) -> Response {
+    let sent = tokio::time::timeout(state.config.upstream_first_byte_timeout, request.send()).await;
+    let upstream = match sent {
+        Err(_) => {
+            return upstream_failure(
+                &ex,
+                RelayError::UpstreamTimeout,
+                "no response before the timeout",
+            )
+        }
+        Ok(Err(e)) if e.is_timeout() => {
+            return upstream_failure(&ex, RelayError::UpstreamTimeout, &e.to_string())
+        }
+        Ok(Err(e)) => {
+            return upstream_failure(
+                &ex,
+                RelayError::UpstreamUnreachable,
+                &e.without_url().to_string(),
+            )
+        }
+        Ok(Ok(r)) => r,
+    };
+    let status = upstream.status();
+    let is_sse = upstream
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+
+    if !status.is_success() {
+        return upstream_error(state, upstream, &ex).await;
+    }
+    if is_sse {
+        let idle = state.config.upstream_idle_timeout;
+        let stream = TappedStream {
+            inner: upstream.bytes_stream().boxed(),
+            tap: StreamUsage::default(),
+            idle,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+            ended: false,
+            finisher: Some(Finisher {
+                state: state.clone(),
+                ex: ex.clone(),
+                status: status.as_u16(),
+            }),
+        };
+        let mut resp = Response::new(Body::from_stream(stream));
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        return resp;
+    }
+
+    let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
+    let body = match read_body(upstream, state.config.upstream_idle_timeout).await {
+        Ok(b) => b,
+        Err(e) => return upstream_failure(&ex, e, "reading the answer failed"),
+    };
+    if let Some((usage, model)) = super::usage::from_json_body(&body) {
+        let finisher = Finisher {
+            state: state.clone(),
+            ex: ex.clone(),
+            status: status.as_u16(),
+        };
+        finisher.account(usage, model, "completed");
+    }
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        content_type.unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    resp
+}
+
+fn upstream_failure(ex: &Exchange, err: RelayError, detail: &str) -> Response {
+    tracing::warn!(
+        request_id = %ex.request_id, account = %ex.account_id, error = %detail,
+        "upstream request failed"
+    );
+    err.into_response()
+}
+
+/// An upstream error answer keeps its status; a body that is not an Anthropic error (an HTML
+/// page from a proxy, say) is wrapped in one.
+async fn upstream_error(state: &AppState, upstream: reqwest::Response, ex: &Exchange) -> Response {
+    let status = upstream.status();
+    let retry_after = upstream.headers().get(header::RETRY_AFTER).cloned();
+    let body = read_body(upstream, state.config.upstream_idle_timeout)
+        .await
+        .unwrap_or_default();
+    tracing::warn!(
+        request_id = %ex.request_id, account = %ex.account_id, status = status.as_u16(),
+        "upstream answered with an error"
+    );
+    let is_anthropic_error = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .is_some_and(|v| v.get("error").is_some_and(|e| e.get("message").is_some()));
+    let mut resp = if is_anthropic_error {
+        let mut r = Response::new(Body::from(body));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    } else {
+        let kind = match status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            529 => "overloaded_error",
+            _ => "api_error",
+        };
+        let message = format!("Upstream returned HTTP {}", status.as_u16());
+        super::error::anthropic_error(status, kind, &message)
+    };
+    if let Some(ra) = retry_after {
+        resp.headers_mut().insert(header::RETRY_AFTER, ra);
+    }
+    resp
+}
+
+async fn read_body(upstream: reqwest::Response, idle: Duration) -> Result<Bytes, RelayError> {
+    let mut stream = upstream.bytes_stream();
+    let mut buf = BytesMut::new();
+    loop {
+        match tokio::time::timeout(idle, stream.next()).await {
+            Err(_) => return Err(RelayError::UpstreamTimeout),
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(_))) => return Err(RelayError::UpstreamUnreachable),
+            Ok(Some(Ok(chunk))) => {
+                if buf.len() + chunk.len() > MAX_BUFFERED {
+                    return Err(RelayError::UpstreamUnreachable);
+                }
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
+/// Accounts a finished exchange, off the response path.
+struct Finisher {
+    state: AppState,
+    ex: Exchange,
+    status: u16,
+}
+
+impl Finisher {
+    fn account(self, usage: TokenUsage, answered_model: Option<String>, outcome: &'static str) {
+        let Finisher { state, ex, status } = self;
+        let duration_ms = ex.started.elapsed().as_millis() as u64;
+        // Bill the model that answered when the upstream says which; else the one asked for.
+        let model = answered_model.filter(|m| !m.is_empty()).unwrap_or(ex.model);
+        let (cost_nanos, fallback) = accounting::cost_nanos(&state.pricing, &model, &usage);
+        tracing::info!(
+            request_id = %ex.request_id, key = %ex.key_id, account = %ex.account_id,
+            model = %model, status, stream = ex.stream, outcome,
+            input = usage.input_tokens, output = usage.output_tokens,
+            cache_create = usage.cache_create_tokens(), cache_read = usage.cache_read_tokens,
+            cost_nanos, duration_ms, "request finished"
+        );
+        if usage.is_empty() {
+            return;
+        }
+        let at = Utc::now();
+        let event = UsageEvent {
+            record: RequestRecord {
+                request_id: ex.request_id.clone(),
+                timestamp: format_time(at),
+                key_id: ex.key_id.clone(),
+                account_id: ex.account_id.clone(),
+                model: model.clone(),
+                endpoint: ex.endpoint.to_string(),
+                status,
+                stream: ex.stream,
+                usage,
+                cost_nanos,
+                used_fallback_pricing: fallback,
+                duration_ms,
+            },
+            key_id: ex.key_id,
+            account_id: ex.account_id,
+            model,
+            usage,
+            cost_nanos,
+            at,
+        };
+        let offset = state.config.timezone_offset_hours;
+        let store = state.store.clone();
+        state.background.spawn(async move {
+            if let Err(e) = store.record_usage(&event, offset).await {
+                tracing::error!(request_id = %event.record.request_id, error = %e, "usage could not be recorded");
+            }
+        });
+    }
+}
+
+/// The upstream SSE body on its way to the client, with the usage tap and an idle timeout.
+struct TappedStream {
+    inner: BoxStream<'static, reqwest::Result<Bytes>>,
+    tap: StreamUsage,
+    idle: Duration,
+    sleep: Pin<Box<Sleep>>,
+    ended: bool,
+    finisher: Option<Finisher>,
+}
+
+impl TappedStream {
+    fn finish(&mut self, outcome: &'static str) {
+        self.ended = true;
+        if let Some(f) = self.finisher.take() {
+            let model = self.tap.model.take();
+            f.account(self.tap.total(), model, outcome);
+        }
+    }
+
+    /// After headers went out, a failure can only be told inside the stream.
+    fn error_event(kind: &str, message: &str) -> Bytes {
+        let data =
+            serde_json::json!({"type": "error", "error": {"type": kind, "message": message}});
+        Bytes::from(format!("event: error\ndata: {data}\n\n"))
+    }
+}
+
+impl Stream for TappedStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.tap.feed(&chunk);
+                let deadline = tokio::time::Instant::now() + self.idle;
+                self.sleep.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(_))) => {
+                self.finish("upstream_cut");
+                Poll::Ready(Some(Ok(Self::error_event(
+                    "api_error",
+                    "Upstream connection error",
+                ))))
+            }
+            Poll::Ready(None) => {
+                let outcome = if self.tap.saw_message_stop {
+                    "completed"
+                } else {
+                    "upstream_ended_early"
+                };
+                self.finish(outcome);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if self.sleep.as_mut().poll(cx).is_ready() {
+                    self.finish("upstream_idle_timeout");
+                    return Poll::Ready(Some(Ok(Self::error_event(
+                        "timeout_error",
+                        "Upstream timeout",
+                    ))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for TappedStream {
+    /// The client went away before the end: the upstream request is dropped with `inner`
+    /// (which cancels it), and what was streamed so far is still accounted.
+    fn drop(&mut self) {
+        if !self.ended {
+            self.finish("client_disconnected");
+        }
+    }
+}

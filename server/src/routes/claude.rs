@@ -1,0 +1,315 @@
+//! The Anthropic-native surface: Messages, count_tokens, models, and the small endpoints
+//! Claude Code calls. Mounted at `/`, `/api` and `/claude`.
+
+use app::domain::Platform;
+use axum::{
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, Uri},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    auth::api_key::{authenticate, format_time},
+    relay::{
+        error::RelayError,
+        passthrough::{self, Exchange},
+    },
+    state::AppState,
+    store::{buckets, StoredKey},
+    upstream::claude_console,
+};
+
+pub fn routes() -> Router<AppState> {
+    let mut r = Router::new();
+    for prefix in ["", "/api", "/claude"] {
+        r = r
+            .route(&format!("{prefix}/v1/messages"), post(messages))
+            .route(
+                &format!("{prefix}/v1/messages/count_tokens"),
+                post(count_tokens),
+            )
+            .route(&format!("{prefix}/v1/models"), get(models))
+            .route(&format!("{prefix}/v1/key-info"), get(key_info))
+            .route(&format!("{prefix}/v1/usage"), get(usage))
+            .route(&format!("{prefix}/v1/me"), get(me))
+            .route(
+                &format!("{prefix}/v1/organizations/{{org}}/usage"),
+                get(org_usage),
+            )
+            .route(
+                &format!("{prefix}/api/event_logging/batch"),
+                post(event_logging),
+            );
+    }
+    r
+}
+
+/// The few fields the relay reads; the rest of the body is validated as JSON and passed on
+/// untouched.
+#[derive(Deserialize)]
+struct MessagesPeek {
+    model: Option<serde_json::Value>,
+    #[serde(default)]
+    stream: Option<serde_json::Value>,
+    messages: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+struct Prepared {
+    key: StoredKey,
+    model: String,
+    stream: bool,
+}
+
+async fn prepare(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &[u8],
+    need_messages: bool,
+) -> Result<Prepared, RelayError> {
+    let key = authenticate(state, headers, uri.query()).await?;
+    if !key.key.allows_service("claude") {
+        return Err(RelayError::PermissionDenied(
+            "This API key has no permission to use Claude".into(),
+        ));
+    }
+    let peek: MessagesPeek = serde_json::from_slice(body)
+        .map_err(|e| RelayError::BadRequest(format!("Request body is not valid JSON: {e}")))?;
+    let model = match peek.model {
+        Some(serde_json::Value::String(m)) if !m.trim().is_empty() => m,
+        _ => {
+            return Err(RelayError::BadRequest(
+                "model: a non-empty string is required".into(),
+            ))
+        }
+    };
+    if need_messages && peek.messages.as_ref().is_none_or(|m| m.is_empty()) {
+        return Err(RelayError::BadRequest(
+            "messages: a non-empty array is required".into(),
+        ));
+    }
+    let stream = matches!(peek.stream, Some(serde_json::Value::Bool(true)));
+    Ok(Prepared { key, model, stream })
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn beta(uri: &Uri) -> bool {
+    uri.query()
+        .is_some_and(|q| q.split('&').any(|p| p == "beta=true"))
+}
+
+async fn messages(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let started = std::time::Instant::now();
+    let p = match prepare(&state, &headers, &uri, &body, true).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let account = match state
+        .scheduler
+        .select(&state.store, &p.key.key, Platform::ClaudeConsole, &p.model)
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let credential = match state.crypto.decrypt(&account.secret) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(account = %account.account.id, error = %e, "account credential unreadable");
+            return RelayError::NoAccount(
+                "The selected account's credential cannot be read".into(),
+            )
+            .into_response();
+        }
+    };
+    let request = claude_console::build(
+        &state.http,
+        &account,
+        &credential,
+        "/v1/messages",
+        beta(&uri),
+        &headers,
+        body,
+    );
+    let ex = Exchange {
+        request_id: request_id(&headers),
+        key_id: p.key.key.id.clone(),
+        account_id: account.account.id.clone(),
+        model: p.model,
+        endpoint: "/v1/messages",
+        stream: p.stream,
+        started,
+    };
+    passthrough::forward(&state, request, ex).await
+}
+
+async fn count_tokens(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let p = match prepare(&state, &headers, &uri, &body, false).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let account = match state
+        .scheduler
+        .select(&state.store, &p.key.key, Platform::ClaudeConsole, &p.model)
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(credential) = state.crypto.decrypt(&account.secret) else {
+        return RelayError::NoAccount("The selected account's credential cannot be read".into())
+            .into_response();
+    };
+    let request = claude_console::build(
+        &state.http,
+        &account,
+        &credential,
+        "/v1/messages/count_tokens",
+        beta(&uri),
+        &headers,
+        body,
+    );
+    let ex = Exchange {
+        request_id: request_id(&headers),
+        key_id: p.key.key.id,
+        account_id: account.account.id.clone(),
+        model: p.model,
+        endpoint: "/v1/messages/count_tokens",
+        stream: false,
+        started: std::time::Instant::now(),
+    };
+    let resp = passthrough::forward(&state, request, ex).await;
+    // Some Console-compatible upstreams lack count_tokens; Claude Code copes with a zero.
+    if resp.status() == axum::http::StatusCode::NOT_FOUND {
+        return Json(json!({"input_tokens": 0})).into_response();
+    }
+    resp
+}
+
+async fn models(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    if let Err(e) = authenticate(&state, &headers, uri.query()).await {
+        return e.into_response();
+    }
+    let data: Vec<_> = state
+        .pricing
+        .claude_models()
+        .iter()
+        .map(|id| json!({"type": "model", "id": id, "display_name": id, "created_at": "2024-01-01T00:00:00Z"}))
+        .collect();
+    let first = state.pricing.claude_models().first();
+    let last = state.pricing.claude_models().last();
+    Json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last}))
+        .into_response()
+}
+
+async fn key_usage_total(
+    state: &AppState,
+    key: &StoredKey,
+) -> Result<app::domain::UsageCounters, RelayError> {
+    let c = state
+        .store
+        .usage(&[buckets::key_total(&key.key.id)])
+        .await?;
+    Ok(c.into_iter().next().unwrap_or_default())
+}
+
+async fn key_info(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let key = match authenticate(&state, &headers, uri.query()).await {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    let total = match key_usage_total(&state, &key).await {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    Json(json!({
+        "keyInfo": {"id": key.key.id, "name": key.key.name, "tokenLimit": 0, "usage": usage_json(&total)},
+        "timestamp": format_time(Utc::now()),
+    }))
+    .into_response()
+}
+
+async fn usage(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let key = match authenticate(&state, &headers, uri.query()).await {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    match key_usage_total(&state, &key).await {
+        Ok(t) => Json(json!({"usage": usage_json(&t), "limits": {"tokens": 0, "requests": 0}}))
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn me(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    match authenticate(&state, &headers, uri.query()).await {
+        Ok(k) => Json(json!({
+            "id": format!("user_{}", k.key.id),
+            "type": "user",
+            "display_name": k.key.name,
+            "created_at": k.key.created_at,
+        }))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn org_usage(
+    State(state): State<AppState>,
+    Path(_org): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    match authenticate(&state, &headers, uri.query()).await {
+        Ok(_) => Json(
+            json!({"object": "usage", "data": [{"type": "credit_balance", "credit_balance": 0}]}),
+        )
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Claude Code's telemetry: accepted and dropped.
+async fn event_logging() -> Json<serde_json::Value> {
+    Json(json!({"success": true}))
+}
+
+pub fn usage_json(c: &app::domain::UsageCounters) -> serde_json::Value {
+    json!({
+        "requests": c.requests,
+        "inputTokens": c.input_tokens,
+        "outputTokens": c.output_tokens,
+        "cacheCreateTokens": c.cache_create_tokens(),
+        "cacheCreate5mTokens": c.cache_create_5m_tokens,
+        "cacheCreate1hTokens": c.cache_create_1h_tokens,
+        "cacheReadTokens": c.cache_read_tokens,
+        "allTokens": c.all_tokens(),
+        "tokens": c.input_tokens + c.output_tokens,
+        "cost": c.cost_usd(),
+        "costNanos": c.cost_nanos,
+        "formattedCost": app::domain::format_usd(c.cost_nanos),
+    })
+}

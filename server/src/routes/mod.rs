@@ -1,0 +1,105 @@
+//! Every route table in one place: the relay surfaces, the admin API, the public stats, health,
+//! and the Leptos admin pages with their server functions.
+
+pub mod admin;
+pub mod api_stats;
+pub mod claude;
+pub mod health;
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{DefaultBodyLimit, Request},
+    http::{header, HeaderName, HeaderValue, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+    routing::get,
+    Json, Router,
+};
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use serde_json::json;
+use tower_http::{
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    services::ServeDir,
+    set_header::SetResponseHeaderLayer,
+};
+
+use crate::{admin_backend::AdminPages, state::AppState};
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A short random request id, unless the client sent one.
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&crate::crypto::random_hex(8))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+pub fn leptos_options(state: &AppState) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name(Arc::<str>::from("crs"))
+        .site_root(Arc::<str>::from(
+            state.config.site_root.to_string_lossy().as_ref(),
+        ))
+        .site_pkg_dir(Arc::<str>::from("pkg"))
+        .build()
+}
+
+/// The whole application: relay, admin API, pages and static files.
+pub fn app(state: AppState) -> Router {
+    let options = leptos_options(&state);
+    let backend = app::backend::Backend(Arc::new(AdminPages(state.clone())));
+    let pages = Router::new()
+        .leptos_routes_with_context(
+            &options,
+            generate_route_list(app::App),
+            move || provide_context(backend.clone()),
+            {
+                let options = options.clone();
+                move || app::shell(options.clone())
+            },
+        )
+        .with_state(options);
+
+    let static_files =
+        ServeDir::new(&state.config.site_root).not_found_service(axum::routing::any(not_found));
+    let body_limit = state.config.request_max_bytes;
+
+    Router::new()
+        .merge(claude::routes())
+        .merge(admin::routes())
+        .merge(api_stats::routes())
+        .merge(health::routes())
+        .route("/", get(|| async { Redirect::to("/admin-next/dashboard") }))
+        .with_state(state)
+        .merge(pages)
+        .fallback_service(static_files)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), NewRequestId))
+}
+
+async fn not_found(req: Request) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "Not Found", "message": format!("Route {} not found", req.uri().path())})),
+    )
+        .into_response()
+}

@@ -1,0 +1,313 @@
+//! One behaviour, two engines: every test here runs against the embedded store and against a
+//! throwaway `redis-server`.
+
+use std::time::Duration;
+
+use app::domain::{Account, ApiKey, RequestRecord, TokenUsage};
+use chrono::{TimeZone, Utc};
+
+use super::*;
+use crate::testing::RedisServer;
+
+struct Fixture {
+    store: DynStore,
+    _redis: Option<RedisServer>,
+    _dir: tempfile::TempDir,
+}
+
+async fn embedded() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = embedded::EmbeddedStore::open(dir.path(), 3).unwrap();
+    Fixture {
+        store: Arc::new(store),
+        _redis: None,
+        _dir: dir,
+    }
+}
+
+async fn redis() -> Fixture {
+    let server = RedisServer::start();
+    let store = redis::RedisStore::connect(&server.url(), 3).await.unwrap();
+    Fixture {
+        store: Arc::new(store),
+        _redis: Some(server),
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_embedded { $( #[tokio::test] async fn $name() { super::$name(super::embedded().await).await } )* }
+        mod on_redis { $( #[tokio::test] async fn $name() { super::$name(super::redis().await).await } )* }
+    };
+}
+
+conformance!(
+    keys_round_trip_and_hash_lookup,
+    duplicate_key_hash_is_refused,
+    accounts_and_snapshot_versions,
+    usage_counts_every_bucket_and_bounds_records,
+    sessions_expire_and_delete,
+    sticky_mappings_expire,
+    leases_respect_limit_and_expire,
+    admin_credentials_round_trip,
+);
+
+fn key(id: &str, hash: &str) -> StoredKey {
+    StoredKey {
+        key: ApiKey {
+            id: id.into(),
+            name: format!("key {id}"),
+            is_active: true,
+            ..Default::default()
+        },
+        key_hash: hash.into(),
+    }
+}
+
+async fn keys_round_trip_and_hash_lookup(f: Fixture) {
+    let s = &f.store;
+    s.insert_key(&key("k1", "h1")).await.unwrap();
+    s.insert_key(&key("k2", "h2")).await.unwrap();
+    let found = s.key_by_hash("h2").await.unwrap().unwrap();
+    assert_eq!(found.key.id, "k2");
+    assert!(s.key_by_hash("nope").await.unwrap().is_none());
+
+    let mut k1 = s.get_key("k1").await.unwrap().unwrap();
+    k1.key.name = "renamed".into();
+    s.update_key(&k1).await.unwrap();
+    assert_eq!(
+        s.key_by_hash("h1").await.unwrap().unwrap().key.name,
+        "renamed"
+    );
+    assert!(matches!(
+        s.update_key(&key("ghost", "hg")).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let mut ids: Vec<String> = s
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.key.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec!["k1", "k2"]);
+
+    assert!(s.delete_key("k1").await.unwrap());
+    assert!(!s.delete_key("k1").await.unwrap());
+    assert!(s.key_by_hash("h1").await.unwrap().is_none());
+    assert_eq!(s.list_keys().await.unwrap().len(), 1);
+}
+
+async fn duplicate_key_hash_is_refused(f: Fixture) {
+    f.store.insert_key(&key("a", "same")).await.unwrap();
+    let again = f.store.insert_key(&key("b", "same")).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let same_id = f.store.insert_key(&key("a", "other")).await;
+    assert!(matches!(same_id, Err(StoreError::Conflict(_))));
+    assert!(f.store.key_by_hash("other").await.unwrap().is_none());
+}
+
+fn account(id: &str, priority: u32) -> StoredAccount {
+    StoredAccount {
+        account: Account {
+            id: id.into(),
+            name: id.into(),
+            priority,
+            ..Default::default()
+        },
+        secret: format!("secret-{id}"),
+    }
+}
+
+async fn accounts_and_snapshot_versions(f: Fixture) {
+    let s = &f.store;
+    let empty = s.account_snapshot(None).await.unwrap();
+    assert_eq!(empty.accounts.as_deref().map(|a| a.len()), Some(0));
+
+    s.put_account(&account("a1", 10)).await.unwrap();
+    s.put_account(&account("a2", 20)).await.unwrap();
+    let snap = s.account_snapshot(None).await.unwrap();
+    assert_eq!(snap.accounts.as_ref().unwrap().len(), 2);
+
+    // Unchanged: no records move.
+    let same = s.account_snapshot(Some(snap.version)).await.unwrap();
+    assert_eq!(same.version, snap.version);
+    assert!(same.accounts.is_none());
+
+    // Any change bumps the version.
+    let mut a1 = s.get_account("a1").await.unwrap().unwrap();
+    a1.account.schedulable = false;
+    s.put_account(&a1).await.unwrap();
+    let changed = s.account_snapshot(Some(snap.version)).await.unwrap();
+    assert_ne!(changed.version, snap.version);
+    let accounts = changed.accounts.unwrap();
+    assert!(
+        !accounts
+            .iter()
+            .find(|a| a.account.id == "a1")
+            .unwrap()
+            .account
+            .schedulable
+    );
+    assert_eq!(
+        accounts
+            .iter()
+            .find(|a| a.account.id == "a1")
+            .unwrap()
+            .secret,
+        "secret-a1"
+    );
+
+    assert!(s.delete_account("a2").await.unwrap());
+    assert!(!s.delete_account("a2").await.unwrap());
+    assert_eq!(s.list_accounts().await.unwrap().len(), 1);
+    assert!(s.get_account("a2").await.unwrap().is_none());
+}
+
+fn event(key: &str, account: &str, model: &str, input: u64, output: u64, n: u64) -> UsageEvent {
+    let at = Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap();
+    UsageEvent {
+        key_id: key.into(),
+        account_id: account.into(),
+        model: model.into(),
+        usage: TokenUsage {
+            input_tokens: input,
+            output_tokens: output,
+            cache_create_5m_tokens: 2,
+            cache_create_1h_tokens: 3,
+            cache_read_tokens: 4,
+        },
+        cost_nanos: n,
+        at,
+        record: RequestRecord {
+            request_id: format!("req-{n}"),
+            key_id: key.into(),
+            model: model.into(),
+            ..Default::default()
+        },
+    }
+}
+
+async fn usage_counts_every_bucket_and_bounds_records(f: Fixture) {
+    let s = &f.store;
+    for n in 1..=5u64 {
+        s.record_usage(&event("k", "acc", "claude-x", 10, 20, n), 8)
+            .await
+            .unwrap();
+    }
+    s.record_usage(&event("k", "acc2", "claude-y", 1, 1, 100), 8)
+        .await
+        .unwrap();
+    let p = Periods::at(Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap(), 8);
+    use buckets::*;
+    let names = vec![
+        key_total("k"),
+        key_day("k", &p.day),
+        key_model_total("k", "claude-x"),
+        model_month("claude-y", &p.month),
+        account_total("acc"),
+        account_day("acc2", &p.day),
+        global_hour(&p.hour),
+        key_total("unknown"),
+    ];
+    let c = s.usage(&names).await.unwrap();
+    assert_eq!(c[0].requests, 6);
+    assert_eq!(c[0].input_tokens, 51);
+    assert_eq!(c[0].output_tokens, 101);
+    assert_eq!(c[0].cache_create_5m_tokens, 12);
+    assert_eq!(c[0].cache_create_1h_tokens, 18);
+    assert_eq!(c[0].cache_read_tokens, 24);
+    assert_eq!(c[0].cost_nanos, 115);
+    assert_eq!(c[1], c[0]);
+    assert_eq!(c[2].requests, 5);
+    assert_eq!(c[2].cost_nanos, 15);
+    assert_eq!(c[3].requests, 1);
+    assert_eq!(c[4].requests, 5);
+    assert_eq!(c[5].cost_nanos, 100);
+    assert_eq!(c[6].requests, 6);
+    assert_eq!(c[7], UsageCounters::default());
+
+    // The store keeps 3 records per key (fixture setting), newest first.
+    let recs = s.recent_records("k", 10).await.unwrap();
+    let ids: Vec<&str> = recs.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids, vec!["req-100", "req-5", "req-4"]);
+    assert_eq!(s.recent_records("k", 1).await.unwrap().len(), 1);
+
+    let lu = s.keys_last_used().await.unwrap();
+    assert!(lu.contains_key("k"));
+    let snap = s.account_snapshot(None).await.unwrap();
+    assert!(snap.last_used_ms.contains_key("acc2"));
+}
+
+async fn sessions_expire_and_delete(f: Fixture) {
+    let s = &f.store;
+    let sess = AdminSession {
+        username: "admin".into(),
+        login_time: "now".into(),
+    };
+    s.put_session("t1", &sess, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(s.get_session("t1").await.unwrap(), Some(sess.clone()));
+    s.delete_session("t1").await.unwrap();
+    assert!(s.get_session("t1").await.unwrap().is_none());
+    s.put_session("t2", &sess, Duration::from_secs(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(s.get_session("t2").await.unwrap().is_none());
+}
+
+async fn sticky_mappings_expire(f: Fixture) {
+    let s = &f.store;
+    s.set_sticky("sess", "acc1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(s.get_sticky("sess").await.unwrap().as_deref(), Some("acc1"));
+    s.delete_sticky("sess").await.unwrap();
+    assert!(s.get_sticky("sess").await.unwrap().is_none());
+    s.set_sticky("short", "acc1", Duration::from_secs(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(s.get_sticky("short").await.unwrap().is_none());
+}
+
+async fn leases_respect_limit_and_expire(f: Fixture) {
+    let s = &f.store;
+    let ttl = Duration::from_secs(60);
+    assert!(s.acquire_lease("key:k", "r1", 2, ttl).await.unwrap());
+    assert!(s.acquire_lease("key:k", "r2", 2, ttl).await.unwrap());
+    assert!(!s.acquire_lease("key:k", "r3", 2, ttl).await.unwrap());
+    // Renewing a held lease is allowed.
+    assert!(s.acquire_lease("key:k", "r1", 2, ttl).await.unwrap());
+    assert_eq!(s.count_leases("key:k").await.unwrap(), 2);
+    s.release_lease("key:k", "r1").await.unwrap();
+    assert!(s.acquire_lease("key:k", "r3", 2, ttl).await.unwrap());
+    // Other scopes are independent.
+    assert!(s.acquire_lease("key:other", "r1", 1, ttl).await.unwrap());
+    // Expired leases free their slot.
+    assert!(s
+        .acquire_lease("key:e", "old", 1, Duration::from_millis(200))
+        .await
+        .unwrap());
+    assert!(!s.acquire_lease("key:e", "new", 1, ttl).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(s.acquire_lease("key:e", "new", 1, ttl).await.unwrap());
+    assert_eq!(s.count_leases("key:e").await.unwrap(), 1);
+}
+
+async fn admin_credentials_round_trip(f: Fixture) {
+    let s = &f.store;
+    assert!(s.get_admin().await.unwrap().is_none());
+    let admin = AdminCredentials {
+        username: "root".into(),
+        password_hash: "$argon2id$x".into(),
+        updated_at: "t".into(),
+    };
+    s.put_admin(&admin).await.unwrap();
+    assert_eq!(s.get_admin().await.unwrap(), Some(admin));
+}

@@ -1,0 +1,635 @@
+//! The embedded engine: a redb database file under `DATA_DIR`, so one binary is enough to run
+//! the relay. Every write is a committed, fsynced transaction; sticky mappings and concurrency
+//! leases are process-local on purpose (they describe live traffic of this one process).
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use app::domain::{RequestRecord, UsageCounters};
+use parking_lot::Mutex;
+use redb::{Database, ReadableTable, TableDefinition};
+
+use super::*;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
+const KEYHASH: TableDefinition<&str, &str> = TableDefinition::new("key_hash");
+const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+const USAGE: TableDefinition<&str, &[u8]> = TableDefinition::new("usage");
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+const LASTUSED: TableDefinition<&str, i64> = TableDefinition::new("last_used");
+
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    records_per_key: usize,
+    sticky: Mutex<HashMap<String, (String, Instant)>>,
+    leases: Mutex<HashMap<String, HashMap<String, Instant>>>,
+}
+
+fn e<E: Into<redb::Error>>(err: E) -> StoreError {
+    StoreError::Unavailable(err.into().to_string())
+}
+
+#[derive(Serialize, Deserialize)]
+struct SessionRow {
+    session: AdminSession,
+    expires_at_ms: i64,
+}
+
+/// Counters plus an expiry (seconds since the epoch, 0 = never), little-endian.
+fn encode_counters(c: &UsageCounters, expires_at: u64) -> [u8; 64] {
+    let vals = [
+        c.requests,
+        c.input_tokens,
+        c.output_tokens,
+        c.cache_create_5m_tokens,
+        c.cache_create_1h_tokens,
+        c.cache_read_tokens,
+        c.cost_nanos,
+        expires_at,
+    ];
+    let mut out = [0u8; 64];
+    for (i, v) in vals.iter().enumerate() {
+        out[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+fn decode_counters(raw: &[u8]) -> (UsageCounters, u64) {
+    let get = |i: usize| {
+        raw.get(i * 8..i * 8 + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0)
+    };
+    (
+        UsageCounters {
+            requests: get(0),
+            input_tokens: get(1),
+            output_tokens: get(2),
+            cache_create_5m_tokens: get(3),
+            cache_create_1h_tokens: get(4),
+            cache_read_tokens: get(5),
+            cost_nanos: get(6),
+        },
+        get(7),
+    )
+}
+
+fn record_key(key_id: &str, seq: u64) -> String {
+    format!("{key_id}\u{0}{seq:020}")
+}
+
+impl EmbeddedStore {
+    pub fn open(dir: &Path, records_per_key: usize) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|err| {
+            StoreError::Unavailable(format!("cannot create DATA_DIR {}: {err}", dir.display()))
+        })?;
+        let path = dir.join("crs.redb");
+        let db = Database::create(&path).map_err(|err| {
+            StoreError::Unavailable(format!("cannot open {}: {err}", path.display()))
+        })?;
+        let txn = db.begin_write().map_err(e)?;
+        {
+            txn.open_table(META).map_err(e)?;
+            txn.open_table(KEYS).map_err(e)?;
+            txn.open_table(KEYHASH).map_err(e)?;
+            txn.open_table(ACCOUNTS).map_err(e)?;
+            txn.open_table(SESSIONS).map_err(e)?;
+            txn.open_table(USAGE).map_err(e)?;
+            txn.open_table(RECORDS).map_err(e)?;
+            txn.open_table(LASTUSED).map_err(e)?;
+        }
+        txn.commit().map_err(e)?;
+        Ok(EmbeddedStore {
+            db: Arc::new(db),
+            records_per_key: records_per_key.max(1),
+            sticky: Mutex::new(HashMap::new()),
+            leases: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Runs blocking database work off the async runtime.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?
+    }
+
+    async fn get_bytes(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run(move |db| {
+            let r = db.begin_read().map_err(e)?;
+            let t = r.open_table(table).map_err(e)?;
+            Ok(t.get(key.as_str()).map_err(e)?.map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn put_bytes(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            w.open_table(table)
+                .map_err(e)?
+                .insert(key.as_str(), value.as_slice())
+                .map_err(e)?;
+            w.commit().map_err(e)
+        })
+        .await
+    }
+
+    fn all_accounts(db: &Database) -> Result<Vec<StoredAccount>, StoreError> {
+        let r = db.begin_read().map_err(e)?;
+        let t = r.open_table(ACCOUNTS).map_err(e)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(e)? {
+            let (_, v) = row.map_err(e)?;
+            out.push(from_json(v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn bump_version(meta: &mut redb::Table<&str, &[u8]>) -> Result<(), StoreError> {
+        let current = meta
+            .get("accounts:version")
+            .map_err(e)?
+            .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
+            .unwrap_or(0);
+        meta.insert("accounts:version", (current + 1).to_le_bytes().as_slice())
+            .map_err(e)?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for EmbeddedStore {
+    fn engine(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|db| db.begin_read().map(|_| ()).map_err(e)).await
+    }
+
+    async fn get_admin(&self) -> Result<Option<AdminCredentials>, StoreError> {
+        let raw = self.get_bytes(META, "admin".into()).await?;
+        raw.map(|r| from_json(&r)).transpose()
+    }
+
+    async fn put_admin(&self, admin: &AdminCredentials) -> Result<(), StoreError> {
+        self.put_bytes(META, "admin".into(), to_json(admin)?.into_bytes())
+            .await
+    }
+
+    async fn put_session(
+        &self,
+        token_hash: &str,
+        session: &AdminSession,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let row = SessionRow {
+            session: session.clone(),
+            expires_at_ms: now_ms() + ttl.as_millis() as i64,
+        };
+        self.put_bytes(SESSIONS, token_hash.into(), to_json(&row)?.into_bytes())
+            .await
+    }
+
+    async fn get_session(&self, token_hash: &str) -> Result<Option<AdminSession>, StoreError> {
+        let Some(raw) = self.get_bytes(SESSIONS, token_hash.into()).await? else {
+            return Ok(None);
+        };
+        let row: SessionRow = from_json(&raw)?;
+        if row.expires_at_ms <= now_ms() {
+            self.delete_session(token_hash).await?;
+            return Ok(None);
+        }
+        Ok(Some(row.session))
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        let key = token_hash.to_string();
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            w.open_table(SESSIONS)
+                .map_err(e)?
+                .remove(key.as_str())
+                .map_err(e)?;
+            w.commit().map_err(e)
+        })
+        .await
+    }
+
+    async fn insert_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        let json = to_json(key)?;
+        let (id, hash) = (key.key.id.clone(), key.key_hash.clone());
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            {
+                let mut keys = w.open_table(KEYS).map_err(e)?;
+                let mut hashes = w.open_table(KEYHASH).map_err(e)?;
+                if keys.get(id.as_str()).map_err(e)?.is_some()
+                    || hashes.get(hash.as_str()).map_err(e)?.is_some()
+                {
+                    return Err(StoreError::Conflict("key exists".into()));
+                }
+                keys.insert(id.as_str(), json.as_bytes()).map_err(e)?;
+                hashes.insert(hash.as_str(), id.as_str()).map_err(e)?;
+            }
+            w.commit().map_err(e)
+        })
+        .await
+    }
+
+    async fn update_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        let json = to_json(key)?;
+        let id = key.key.id.clone();
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            {
+                let mut keys = w.open_table(KEYS).map_err(e)?;
+                if keys.get(id.as_str()).map_err(e)?.is_none() {
+                    return Err(StoreError::Conflict("no such key".into()));
+                }
+                keys.insert(id.as_str(), json.as_bytes()).map_err(e)?;
+            }
+            w.commit().map_err(e)
+        })
+        .await
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
+        let raw = self.get_bytes(KEYS, id.into()).await?;
+        raw.map(|r| from_json(&r)).transpose()
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<StoredKey>, StoreError> {
+        let hash = hash.to_string();
+        let raw = self
+            .run(move |db| {
+                let r = db.begin_read().map_err(e)?;
+                let hashes = r.open_table(KEYHASH).map_err(e)?;
+                let Some(id) = hashes.get(hash.as_str()).map_err(e)? else {
+                    return Ok(None);
+                };
+                let keys = r.open_table(KEYS).map_err(e)?;
+                let raw = keys.get(id.value()).map_err(e)?.map(|v| v.value().to_vec());
+                Ok(raw)
+            })
+            .await?;
+        raw.map(|r| from_json(&r)).transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        self.run(|db| {
+            let r = db.begin_read().map_err(e)?;
+            let t = r.open_table(KEYS).map_err(e)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(e)? {
+                let (_, v) = row.map_err(e)?;
+                out.push(from_json(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            let existed = {
+                let mut keys = w.open_table(KEYS).map_err(e)?;
+                let removed = keys
+                    .remove(id.as_str())
+                    .map_err(e)?
+                    .map(|v| v.value().to_vec());
+                match removed {
+                    Some(raw) => {
+                        let key: StoredKey = from_json(&raw)?;
+                        w.open_table(KEYHASH)
+                            .map_err(e)?
+                            .remove(key.key_hash.as_str())
+                            .map_err(e)?;
+                        w.open_table(LASTUSED)
+                            .map_err(e)?
+                            .remove(format!("k:{id}").as_str())
+                            .map_err(e)?;
+                        true
+                    }
+                    None => false,
+                }
+            };
+            w.commit().map_err(e)?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn put_account(&self, account: &StoredAccount) -> Result<(), StoreError> {
+        let json = to_json(account)?;
+        let id = account.account.id.clone();
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            {
+                w.open_table(ACCOUNTS)
+                    .map_err(e)?
+                    .insert(id.as_str(), json.as_bytes())
+                    .map_err(e)?;
+                Self::bump_version(&mut w.open_table(META).map_err(e)?)?;
+            }
+            w.commit().map_err(e)
+        })
+        .await
+    }
+
+    async fn get_account(&self, id: &str) -> Result<Option<StoredAccount>, StoreError> {
+        let raw = self.get_bytes(ACCOUNTS, id.into()).await?;
+        raw.map(|r| from_json(&r)).transpose()
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<StoredAccount>, StoreError> {
+        self.run(|db| Self::all_accounts(db)).await
+    }
+
+    async fn delete_account(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            let existed = {
+                let existed = w
+                    .open_table(ACCOUNTS)
+                    .map_err(e)?
+                    .remove(id.as_str())
+                    .map_err(e)?
+                    .is_some();
+                w.open_table(LASTUSED)
+                    .map_err(e)?
+                    .remove(format!("a:{id}").as_str())
+                    .map_err(e)?;
+                Self::bump_version(&mut w.open_table(META).map_err(e)?)?;
+                existed
+            };
+            w.commit().map_err(e)?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn account_snapshot(
+        &self,
+        known_version: Option<u64>,
+    ) -> Result<AccountSnapshot, StoreError> {
+        self.run(move |db| {
+            let r = db.begin_read().map_err(e)?;
+            let version = r
+                .open_table(META)
+                .map_err(e)?
+                .get("accounts:version")
+                .map_err(e)?
+                .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
+                .unwrap_or(0);
+            let mut last_used_ms = HashMap::new();
+            let lu = r.open_table(LASTUSED).map_err(e)?;
+            for row in lu.range("a:".."a;").map_err(e)? {
+                let (k, v) = row.map_err(e)?;
+                last_used_ms.insert(k.value()[2..].to_string(), v.value());
+            }
+            let accounts = if known_version == Some(version) {
+                None
+            } else {
+                let t = r.open_table(ACCOUNTS).map_err(e)?;
+                let mut out = Vec::new();
+                for row in t.iter().map_err(e)? {
+                    let (_, v) = row.map_err(e)?;
+                    out.push(from_json(v.value())?);
+                }
+                Some(out)
+            };
+            Ok(AccountSnapshot {
+                version,
+                accounts,
+                last_used_ms,
+            })
+        })
+        .await
+    }
+
+    async fn record_usage(&self, ev: &UsageEvent, offset_hours: i32) -> Result<(), StoreError> {
+        let buckets = ev.buckets(offset_hours);
+        let delta = ev.counters();
+        let record = to_json(&ev.record)?;
+        let (key_id, account_id) = (ev.key_id.clone(), ev.account_id.clone());
+        let at_ms = ev.at.timestamp_millis();
+        // Like Redis EXPIRE: a bucket lives `ttl` from its last write.
+        let now_secs = Utc::now().timestamp().max(0) as u64;
+        let keep = self.records_per_key as u64;
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            {
+                let mut usage = w.open_table(USAGE).map_err(e)?;
+                for b in &buckets {
+                    let (mut counters, mut expires) = usage
+                        .get(b.name.as_str())
+                        .map_err(e)?
+                        .map(|v| decode_counters(v.value()))
+                        .unwrap_or_default();
+                    if expires != 0 && expires <= now_secs {
+                        counters = UsageCounters::default();
+                    }
+                    counters.add(&delta);
+                    if let Some(ttl) = b.ttl {
+                        expires = now_secs + ttl.as_secs();
+                    }
+                    usage
+                        .insert(
+                            b.name.as_str(),
+                            encode_counters(&counters, expires).as_slice(),
+                        )
+                        .map_err(e)?;
+                }
+                let mut meta = w.open_table(META).map_err(e)?;
+                let seq_key = format!("records_seq:{key_id}");
+                let seq = meta
+                    .get(seq_key.as_str())
+                    .map_err(e)?
+                    .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
+                    .unwrap_or(0);
+                meta.insert(seq_key.as_str(), (seq + 1).to_le_bytes().as_slice())
+                    .map_err(e)?;
+                let mut records = w.open_table(RECORDS).map_err(e)?;
+                records
+                    .insert(record_key(&key_id, seq).as_str(), record.as_bytes())
+                    .map_err(e)?;
+                if seq >= keep {
+                    records
+                        .remove(record_key(&key_id, seq - keep).as_str())
+                        .map_err(e)?;
+                }
+                let mut lu = w.open_table(LASTUSED).map_err(e)?;
+                lu.insert(format!("k:{key_id}").as_str(), at_ms)
+                    .map_err(e)?;
+                if !account_id.is_empty() {
+                    lu.insert(format!("a:{account_id}").as_str(), at_ms)
+                        .map_err(e)?;
+                }
+            }
+            w.commit().map_err(e)
+        })
+        .await
+    }
+
+    async fn usage(&self, buckets: &[String]) -> Result<Vec<UsageCounters>, StoreError> {
+        let buckets = buckets.to_vec();
+        let now_secs = Utc::now().timestamp().max(0) as u64;
+        self.run(move |db| {
+            let r = db.begin_read().map_err(e)?;
+            let t = r.open_table(USAGE).map_err(e)?;
+            buckets
+                .iter()
+                .map(|b| {
+                    Ok(match t.get(b.as_str()).map_err(e)? {
+                        Some(v) => {
+                            let (c, expires) = decode_counters(v.value());
+                            if expires != 0 && expires <= now_secs {
+                                UsageCounters::default()
+                            } else {
+                                c
+                            }
+                        }
+                        None => UsageCounters::default(),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn recent_records(
+        &self,
+        key_id: &str,
+        limit: usize,
+    ) -> Result<Vec<RequestRecord>, StoreError> {
+        let (lo, hi) = (format!("{key_id}\u{0}"), format!("{key_id}\u{1}"));
+        self.run(move |db| {
+            let r = db.begin_read().map_err(e)?;
+            let t = r.open_table(RECORDS).map_err(e)?;
+            let mut out = Vec::new();
+            for row in t
+                .range(lo.as_str()..hi.as_str())
+                .map_err(e)?
+                .rev()
+                .take(limit)
+            {
+                let (_, v) = row.map_err(e)?;
+                out.push(from_json(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn keys_last_used(&self) -> Result<HashMap<String, i64>, StoreError> {
+        self.run(|db| {
+            let r = db.begin_read().map_err(e)?;
+            let lu = r.open_table(LASTUSED).map_err(e)?;
+            let mut out = HashMap::new();
+            for row in lu.range("k:".."k;").map_err(e)? {
+                let (k, v) = row.map_err(e)?;
+                out.insert(k.value()[2..].to_string(), v.value());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_sticky(&self, session: &str) -> Result<Option<String>, StoreError> {
+        let mut map = self.sticky.lock();
+        match map.get(session) {
+            Some((account, until)) if *until > Instant::now() => Ok(Some(account.clone())),
+            Some(_) => {
+                map.remove(session);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn set_sticky(
+        &self,
+        session: &str,
+        account_id: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut map = self.sticky.lock();
+        let now = Instant::now();
+        // Sweep expired mappings now and then, so the map cannot grow without bound.
+        if map.len() > 10_000 {
+            map.retain(|_, (_, until)| *until > now);
+        }
+        map.insert(session.to_string(), (account_id.to_string(), now + ttl));
+        Ok(())
+    }
+
+    async fn delete_sticky(&self, session: &str) -> Result<(), StoreError> {
+        self.sticky.lock().remove(session);
+        Ok(())
+    }
+
+    async fn acquire_lease(
+        &self,
+        scope: &str,
+        lease_id: &str,
+        limit: u32,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut all = self.leases.lock();
+        let leases = all.entry(scope.to_string()).or_default();
+        leases.retain(|_, until| *until > now);
+        if leases.contains_key(lease_id) || (leases.len() as u32) < limit {
+            leases.insert(lease_id.to_string(), now + ttl);
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    async fn release_lease(&self, scope: &str, lease_id: &str) -> Result<(), StoreError> {
+        let mut all = self.leases.lock();
+        if let Some(leases) = all.get_mut(scope) {
+            leases.remove(lease_id);
+            if leases.is_empty() {
+                all.remove(scope);
+            }
+        }
+        Ok(())
+    }
+
+    async fn count_leases(&self, scope: &str) -> Result<u32, StoreError> {
+        let now = Instant::now();
+        Ok(self
+            .leases
+            .lock()
+            .get(scope)
+            .map(|l| l.values().filter(|until| **until > now).count() as u32)
+            .unwrap_or(0))
+    }
+}

@@ -1,0 +1,353 @@
+//! The domain storage interface: what the relay and the admin need (keys, accounts, usage,
+//! sessions, sticky mappings, leases), with two engines: Redis (shared by any number of relay
+//! instances) and an embedded store under `DATA_DIR` (one binary, nothing else to run).
+//! One conformance suite (`conformance.rs`) runs against both.
+
+pub mod embedded;
+pub mod redis;
+
+#[cfg(test)]
+mod conformance;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use app::domain::{Account, ApiKey, RequestRecord, TokenUsage, UsageCounters};
+use chrono::{DateTime, Duration as ChronoDuration, FixedOffset, Utc};
+use serde::{Deserialize, Serialize};
+
+pub type DynStore = Arc<dyn Store>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// An API key as stored: the admin-visible record plus the key's hash.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredKey {
+    #[serde(flatten)]
+    pub key: ApiKey,
+    pub key_hash: String,
+}
+
+/// An account as stored: the admin-visible record plus its encrypted credential.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredAccount {
+    #[serde(flatten)]
+    pub account: Account,
+    /// AES-256-GCM ciphertext of the upstream credential (see `crypto`).
+    pub secret: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminCredentials {
+    pub username: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+    pub updated_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminSession {
+    pub username: String,
+    pub login_time: String,
+}
+
+/// The schedulable view of the accounts. `accounts` is `None` when the caller's cached copy
+/// (`known_version`) is still current, so the common case moves almost no data.
+#[derive(Clone, Debug, Default)]
+pub struct AccountSnapshot {
+    pub version: u64,
+    pub accounts: Option<Vec<StoredAccount>>,
+    /// Last use per account id, in ms since the epoch.
+    pub last_used_ms: HashMap<String, i64>,
+}
+
+/// Everything accounting writes for one finished request.
+#[derive(Clone, Debug)]
+pub struct UsageEvent {
+    pub key_id: String,
+    pub account_id: String,
+    pub model: String,
+    pub usage: TokenUsage,
+    pub cost_nanos: u64,
+    pub at: DateTime<Utc>,
+    pub record: RequestRecord,
+}
+
+/// The counter buckets one request adds to. Day, month and hour are in the configured offset.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Bucket {
+    pub name: String,
+    /// `None`: kept forever.
+    pub ttl: Option<Duration>,
+}
+
+const DAY: u64 = 86_400;
+
+/// Period names for a moment in the configured UTC offset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Periods {
+    pub day: String,
+    pub month: String,
+    pub hour: String,
+}
+
+impl Periods {
+    pub fn at(at: DateTime<Utc>, offset_hours: i32) -> Self {
+        let offset = FixedOffset::east_opt(offset_hours * 3600)
+            .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"));
+        let local = at.with_timezone(&offset);
+        Periods {
+            day: local.format("%Y-%m-%d").to_string(),
+            month: local.format("%Y-%m").to_string(),
+            hour: local.format("%Y-%m-%d:%H").to_string(),
+        }
+    }
+
+    pub fn yesterday(at: DateTime<Utc>, offset_hours: i32) -> Self {
+        Self::at(at - ChronoDuration::days(1), offset_hours)
+    }
+}
+
+/// Bucket names, in one place so both engines and the readers agree.
+pub mod buckets {
+    pub fn key_total(key: &str) -> String {
+        format!("key:{key}:total")
+    }
+    pub fn key_day(key: &str, day: &str) -> String {
+        format!("key:{key}:d:{day}")
+    }
+    pub fn key_month(key: &str, month: &str) -> String {
+        format!("key:{key}:m:{month}")
+    }
+    pub fn key_hour(key: &str, hour: &str) -> String {
+        format!("key:{key}:h:{hour}")
+    }
+    pub fn key_model_total(key: &str, model: &str) -> String {
+        format!("keymodel:{key}:{model}:total")
+    }
+    pub fn key_model_day(key: &str, model: &str, day: &str) -> String {
+        format!("keymodel:{key}:{model}:d:{day}")
+    }
+    pub fn model_day(model: &str, day: &str) -> String {
+        format!("model:{model}:d:{day}")
+    }
+    pub fn model_month(model: &str, month: &str) -> String {
+        format!("model:{model}:m:{month}")
+    }
+    pub fn account_total(account: &str) -> String {
+        format!("account:{account}:total")
+    }
+    pub fn account_day(account: &str, day: &str) -> String {
+        format!("account:{account}:d:{day}")
+    }
+    pub fn global_total() -> String {
+        "global:total".into()
+    }
+    pub fn global_day(day: &str) -> String {
+        format!("global:d:{day}")
+    }
+    pub fn global_hour(hour: &str) -> String {
+        format!("global:h:{hour}")
+    }
+}
+
+impl UsageEvent {
+    /// Every bucket this request adds to.
+    pub fn buckets(&self, offset_hours: i32) -> Vec<Bucket> {
+        use buckets::*;
+        let p = Periods::at(self.at, offset_hours);
+        let (k, m, a) = (&self.key_id, &self.model, &self.account_id);
+        let days = |n| Some(Duration::from_secs(n * DAY));
+        let mut out = vec![
+            Bucket {
+                name: key_total(k),
+                ttl: None,
+            },
+            Bucket {
+                name: key_day(k, &p.day),
+                ttl: days(32),
+            },
+            Bucket {
+                name: key_month(k, &p.month),
+                ttl: days(400),
+            },
+            Bucket {
+                name: key_hour(k, &p.hour),
+                ttl: days(8),
+            },
+            Bucket {
+                name: key_model_total(k, m),
+                ttl: None,
+            },
+            Bucket {
+                name: key_model_day(k, m, &p.day),
+                ttl: days(32),
+            },
+            Bucket {
+                name: model_day(m, &p.day),
+                ttl: days(32),
+            },
+            Bucket {
+                name: model_month(m, &p.month),
+                ttl: days(400),
+            },
+            Bucket {
+                name: global_total(),
+                ttl: None,
+            },
+            Bucket {
+                name: global_day(&p.day),
+                ttl: days(32),
+            },
+            Bucket {
+                name: global_hour(&p.hour),
+                ttl: days(8),
+            },
+        ];
+        if !a.is_empty() {
+            out.push(Bucket {
+                name: account_total(a),
+                ttl: None,
+            });
+            out.push(Bucket {
+                name: account_day(a, &p.day),
+                ttl: days(32),
+            });
+        }
+        out
+    }
+
+    pub fn counters(&self) -> UsageCounters {
+        UsageCounters::of_request(&self.usage, self.cost_nanos)
+    }
+}
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"redis"` or `"embedded"`.
+    fn engine(&self) -> &'static str;
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    // Admin credentials and sessions (sessions are keyed by the token's hash).
+    async fn get_admin(&self) -> Result<Option<AdminCredentials>, StoreError>;
+    async fn put_admin(&self, admin: &AdminCredentials) -> Result<(), StoreError>;
+    async fn put_session(
+        &self,
+        token_hash: &str,
+        session: &AdminSession,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    async fn get_session(&self, token_hash: &str) -> Result<Option<AdminSession>, StoreError>;
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
+
+    // API keys.
+    /// Fails with `Conflict` if the id or the hash exists already.
+    async fn insert_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+    /// Replaces an existing key record (its hash must not change).
+    async fn update_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+    async fn get_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError>;
+    /// The authentication lookup: one round trip.
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<StoredKey>, StoreError>;
+    async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    async fn delete_key(&self, id: &str) -> Result<bool, StoreError>;
+
+    // Upstream accounts.
+    async fn put_account(&self, account: &StoredAccount) -> Result<(), StoreError>;
+    async fn get_account(&self, id: &str) -> Result<Option<StoredAccount>, StoreError>;
+    async fn list_accounts(&self) -> Result<Vec<StoredAccount>, StoreError>;
+    async fn delete_account(&self, id: &str) -> Result<bool, StoreError>;
+    /// The scheduling read: one round trip.
+    async fn account_snapshot(
+        &self,
+        known_version: Option<u64>,
+    ) -> Result<AccountSnapshot, StoreError>;
+
+    // Usage.
+    /// All counters, the request record and last-used times of one request: one round trip.
+    async fn record_usage(&self, event: &UsageEvent, offset_hours: i32) -> Result<(), StoreError>;
+    /// Counters of several buckets (missing ones are zero), in one round trip.
+    async fn usage(&self, buckets: &[String]) -> Result<Vec<UsageCounters>, StoreError>;
+    /// Newest first.
+    async fn recent_records(
+        &self,
+        key_id: &str,
+        limit: usize,
+    ) -> Result<Vec<RequestRecord>, StoreError>;
+    /// Last use of keys, in ms since the epoch.
+    async fn keys_last_used(&self) -> Result<HashMap<String, i64>, StoreError>;
+
+    // Sticky sessions.
+    async fn get_sticky(&self, session: &str) -> Result<Option<String>, StoreError>;
+    async fn set_sticky(
+        &self,
+        session: &str,
+        account_id: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    async fn delete_sticky(&self, session: &str) -> Result<(), StoreError>;
+
+    // Concurrency leases: at most `limit` live leases per scope; a lease expires after `ttl`
+    // so a crashed instance cannot hold a slot forever.
+    async fn acquire_lease(
+        &self,
+        scope: &str,
+        lease_id: &str,
+        limit: u32,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+    async fn release_lease(&self, scope: &str, lease_id: &str) -> Result<(), StoreError>;
+    async fn count_leases(&self, scope: &str) -> Result<u32, StoreError>;
+}
+
+/// Opens the engine the configuration asks for.
+pub async fn open(config: &crate::config::Config) -> Result<DynStore, StoreError> {
+    match &config.redis_url {
+        Some(url) => Ok(Arc::new(
+            redis::RedisStore::connect(url, config.usage_records_per_key).await?,
+        )),
+        None => Ok(Arc::new(embedded::EmbeddedStore::open(
+            &config.data_dir,
+            config.usage_records_per_key,
+        )?)),
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn from_json<T: for<'de> Deserialize<'de>>(s: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn periods_follow_the_offset() {
+        let at = Utc.with_ymd_and_hms(2026, 1, 31, 20, 30, 0).unwrap();
+        let p = Periods::at(at, 8);
+        assert_eq!(p.day, "2026-02-01");
+        assert_eq!(p.month, "2026-02");
+        assert_eq!(p.hour, "2026-02-01:04");
+        let p = Periods::at(at, 0);
+        assert_eq!(p.day, "2026-01-31");
+    }
+}
