@@ -41,6 +41,16 @@ mod session {
         }
     }
 
+    /// Server-function failures default to 500; a refused login is the caller's problem.
+    pub fn set_status(code: u16) {
+        if let (Some(resp), Ok(status)) = (
+            use_context::<leptos_axum::ResponseOptions>(),
+            http::StatusCode::from_u16(code),
+        ) {
+            resp.set_status(status);
+        }
+    }
+
     pub async fn client_ip() -> Option<std::net::IpAddr> {
         let info: axum::extract::ConnectInfo<std::net::SocketAddr> =
             leptos_axum::extract().await.ok()?;
@@ -60,13 +70,20 @@ pub async fn admin_login(username: String, password: String) -> Result<(), Serve
             leptos_axum::redirect("/admin-next/dashboard");
             Ok(())
         }
-        Err(LoginRefusal::InvalidCredentials) => {
-            Err(ServerFnError::new("Invalid username or password"))
+        Err(refusal) => {
+            let (status, message) = match refusal {
+                LoginRefusal::InvalidCredentials => {
+                    (401, "Invalid username or password".to_string())
+                }
+                LoginRefusal::TooManyAttempts(secs) => (
+                    429,
+                    format!("Too many failed attempts; try again in {secs} s"),
+                ),
+                LoginRefusal::Unavailable => (503, "Login is unavailable right now".to_string()),
+            };
+            session::set_status(status);
+            Err(ServerFnError::new(message))
         }
-        Err(LoginRefusal::TooManyAttempts(secs)) => Err(ServerFnError::new(format!(
-            "Too many failed attempts; try again in {secs} s"
-        ))),
-        Err(LoginRefusal::Unavailable) => Err(ServerFnError::new("Login is unavailable right now")),
     }
 }
 
@@ -87,10 +104,13 @@ pub const UNAUTHORIZED: &str = "unauthorized";
 #[server(prefix = "/admin-next/api", endpoint = "dashboard")]
 pub async fn get_dashboard() -> Result<DashboardSummary, ServerFnError> {
     let backend = session::backend()?;
-    let Some(token) = session::token().await else {
-        return Err(ServerFnError::new(UNAUTHORIZED));
+    let user = match session::token().await {
+        Some(token) => backend.0.session_user(&token).await,
+        None => None,
     };
-    let Some(username) = backend.0.session_user(&token).await else {
+    let Some(username) = user else {
+        // A 302 during server rendering, a client-side navigation after hydration.
+        leptos_axum::redirect("/admin-next/login");
         return Err(ServerFnError::new(UNAUTHORIZED));
     };
     let mut summary = backend.0.dashboard().await.map_err(ServerFnError::new)?;

@@ -366,7 +366,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn list_accounts(&self) -> Result<Vec<StoredAccount>, StoreError> {
-        self.run(|db| Self::all_accounts(db)).await
+        self.run(Self::all_accounts).await
     }
 
     async fn delete_account(&self, id: &str) -> Result<bool, StoreError> {

@@ -1,0 +1,172 @@
+//! How many Redis round trips and commands one relayed request costs, measured on the wire: a
+//! counting TCP proxy sits between the relay and its throwaway `redis-server`, and
+//! `INFO commandstats` gives the commands.
+
+mod common;
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use common::{body, Engine, Harness};
+use crs::{store::buckets, testing::RedisServer};
+use serde_json::json;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+/// Counts client→server bursts: each time the client speaks after the server did (or first),
+/// that is one round trip.
+#[derive(Default)]
+struct Counter {
+    round_trips: AtomicU64,
+    /// 0 = nobody yet, 1 = client spoke last, 2 = server spoke last.
+    last: AtomicU64,
+}
+
+async fn proxy(target: u16) -> (u16, Arc<Counter>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counter = Arc::new(Counter::default());
+    let c = counter.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = TcpStream::connect(("127.0.0.1", target)).await.unwrap();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            let up = c.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = cr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    // Counted before forwarding, so the answer cannot overtake the count.
+                    if up.last.swap(1, Ordering::SeqCst) != 1 {
+                        up.round_trips.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if sw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let down = c.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = sr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    down.last.store(2, Ordering::SeqCst);
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, counter)
+}
+
+async fn commands(redis: &RedisServer) -> u64 {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| {
+            l.starts_with("cmdstat_")
+                && !l.starts_with("cmdstat_info")
+                && !l.starts_with("cmdstat_config")
+        })
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_request_costs_at_most_three_redis_round_trips() {
+    let redis = RedisServer::start();
+    let (port, counter) = proxy(redis.port).await;
+    let h = Harness::with_config(Engine::Embedded, |c| {
+        c.redis_url = Some(format!("redis://127.0.0.1:{port}/"));
+    })
+    .await;
+    h.account("main", None, 50).await;
+    let (key_id, key) = h.key(json!({})).await;
+    // Warm-up: scripts get loaded and the account list cached.
+    for stream in [false, true] {
+        assert_eq!(
+            h.messages(&key, body(stream))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    h.wait_requests(&buckets::key_total(&key_id), 2).await;
+
+    // The test reads counters on its own connection, so the proxy sees only the relay.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut direct = client.get_multiplexed_async_connection().await.unwrap();
+    let requests_key = format!("crs:usage:{}", buckets::key_total(&key_id));
+    for stream in [false, true] {
+        let n = 20u64;
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut direct)
+            .await
+            .unwrap();
+        let before = counter.round_trips.load(Ordering::SeqCst);
+        let mut polls = 0u64;
+        for _ in 0..n {
+            let done: u64 = redis::cmd("HGET")
+                .arg(&requests_key)
+                .arg("r")
+                .query_async(&mut direct)
+                .await
+                .unwrap();
+            let resp = h.messages(&key, body(stream)).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.bytes().await.unwrap();
+            // Sequential and settled, so each request's traffic is complete before the next.
+            loop {
+                polls += 1;
+                let now: u64 = redis::cmd("HGET")
+                    .arg(&requests_key)
+                    .arg("r")
+                    .query_async(&mut direct)
+                    .await
+                    .unwrap();
+                if now > done {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        let rts = counter.round_trips.load(Ordering::SeqCst) - before;
+        let per_request = rts as f64 / n as f64;
+        let cmds = commands(&redis).await - n - polls; // minus the test's own HGETs
+        let cmds_per_request = cmds as f64 / n as f64;
+        eprintln!(
+            "redis per relayed request (stream={stream}): {per_request:.2} round trips, {cmds_per_request:.1} commands"
+        );
+        assert!(per_request <= 3.0, "{per_request} round trips per request");
+        assert!(
+            per_request >= 3.0,
+            "auth, scheduling and accounting each reach Redis once: {per_request}"
+        );
+    }
+}
