@@ -21,6 +21,8 @@ both_engines!(
     count_tokens_models_and_claude_code_endpoints,
     api_stats_needs_the_full_key,
     picks_by_priority_then_least_recently_used,
+    oversized_bodies_are_413_and_health_reports_the_store,
+    unknown_models_are_billed_at_a_flagged_fallback_price,
 );
 
 /// 25 input, 12 output, 10 5-minute and 20 1-hour cache writes, 30 cache reads at Sonnet 4.5
@@ -502,4 +504,53 @@ async fn picks_by_priority_then_least_recently_used(engine: Engine) {
         ),
         (2, 2, 0)
     );
+}
+
+async fn oversized_bodies_are_413_and_health_reports_the_store(engine: Engine) {
+    let h = Harness::with_config(engine, |c| c.request_max_bytes = 1024).await;
+    h.account("main", None, 50).await;
+    let (_, key) = h.key(json!({})).await;
+    let mut big = body(false);
+    big["messages"][0]["content"] = json!("x".repeat(4096));
+    let (s, t, _) = error_of(h.messages(&key, big).send().await.unwrap()).await;
+    assert_eq!((s, t.as_str()), (413, "request_too_large"));
+    assert_eq!(h.mock.log.count(), 0);
+
+    let health: Value = h
+        .http
+        .get(h.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "healthy");
+    let expected = if engine == Engine::Redis {
+        "redis"
+    } else {
+        "embedded"
+    };
+    assert_eq!(health["store"]["engine"], expected);
+}
+
+async fn unknown_models_are_billed_at_a_flagged_fallback_price(engine: Engine) {
+    let h = Harness::new(engine).await;
+    h.account("main", None, 50).await;
+    let (key_id, key) = h.key(json!({})).await;
+    let mut b = body(false);
+    b["model"] = json!("claude-from-the-future-9");
+    assert_eq!(h.messages(&key, b).send().await.unwrap().status(), 200);
+    let c = h.wait_requests(&buckets::key_total(&key_id), 1).await;
+    // The fallback is Sonnet pricing, which the expected figure already uses.
+    assert_eq!(c.cost_nanos, EXPECTED_COST_NANOS);
+    let records = h
+        .relay()
+        .state
+        .store
+        .recent_records(&key_id, 1)
+        .await
+        .unwrap();
+    assert!(records[0].used_fallback_pricing);
+    assert_eq!(records[0].model, "claude-from-the-future-9");
 }

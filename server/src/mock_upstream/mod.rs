@@ -309,6 +309,7 @@ async fn messages(
     match b {
         Behaviour::Reset => {
             frames.truncate(4);
+            frames.push_back(Frame::Pause(Duration::from_millis(50)));
             frames.push_back(Frame::Reset);
         }
         Behaviour::NoStop => {
@@ -431,7 +432,7 @@ async fn responses(
 
 async fn gemini(
     State((log, s)): State<Shared>,
-    Path(model_action): Path<String>,
+    Path(params): Path<std::collections::HashMap<String, String>>,
     axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
     headers: HeaderMap,
     body: Bytes,
@@ -441,6 +442,7 @@ async fn gemini(
     if let Some(resp) = failure(&b, gemini_error).await {
         return resp;
     }
+    let model_action = params.get("model_action").cloned().unwrap_or_default();
     let (model, action) = model_action
         .split_once(':')
         .unwrap_or((model_action.as_str(), "generateContent"));
@@ -474,6 +476,8 @@ async fn gemini(
 
 enum Frame {
     Bytes(Bytes),
+    /// Lets what came before reach the peer before the next frame.
+    Pause(Duration),
     Reset,
 }
 
@@ -521,11 +525,25 @@ impl Stream for MockStream {
                 self.sleep = None;
             }
         }
+        if let Some(Frame::Pause(d)) = self.frames.front() {
+            let d = *d;
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(d)));
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.sleep = None;
+            self.frames.pop_front();
+        }
         match self.frames.pop_front() {
             Some(Frame::Bytes(b)) => Poll::Ready(Some(Ok(b))),
+            Some(Frame::Pause(_)) => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
             Some(Frame::Reset) => {
                 self.done = true;
-                self.log.streams_cancelled.fetch_add(0, Ordering::SeqCst);
                 Poll::Ready(Some(Err(std::io::Error::new(
                     std::io::ErrorKind::ConnectionReset,
                     "mock reset",
@@ -547,5 +565,136 @@ impl Drop for MockStream {
         if !self.done {
             self.log.streams_cancelled.fetch_add(1, Ordering::SeqCst);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn post(mock: &MockUpstream, path: &str, body: Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}{path}", mock.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn speaks_openai_responses_and_gemini() {
+        let mock = MockUpstream::start().await;
+        let chat: Value = post(
+            &mock,
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "messages": []}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(chat["object"], "chat.completion");
+        assert_eq!(chat["usage"]["prompt_tokens"], INPUT_TOKENS);
+        let stream = post(
+            &mock,
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "stream": true}),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+        assert!(stream.trim_end().ends_with("data: [DONE]"));
+        assert!(stream.contains("\"completion_tokens\":12"));
+
+        let resp: Value = post(&mock, "/v1/responses", json!({"model": "gpt-5"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp["usage"]["input_tokens_details"]["cached_tokens"],
+            CACHE_READ_TOKENS
+        );
+        let stream = post(
+            &mock,
+            "/v1/responses",
+            json!({"model": "gpt-5", "stream": true}),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+        assert!(stream.contains("event: response.completed"));
+
+        let g: Value = post(
+            &mock,
+            "/v1beta/models/gemini-2.5-pro:generateContent",
+            json!({"contents": []}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(
+            g["usageMetadata"]["cachedContentTokenCount"],
+            CACHE_READ_TOKENS
+        );
+        let gs = post(
+            &mock,
+            "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+            json!({}),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+        assert_eq!(gs.matches("data: ").count(), REPLY.len());
+        assert!(gs.contains("usageMetadata"));
+
+        let err = post(
+            &mock,
+            "/s/status-503/v1beta/models/gemini-2.5-pro:generateContent",
+            json!({}),
+        )
+        .await;
+        assert_eq!(err.status(), 503);
+        let err = post(&mock, "/s/status-429/v1/chat/completions", json!({})).await;
+        assert_eq!(err.status(), 429);
+        assert_eq!(err.headers()["retry-after"], "7");
+        assert_eq!(mock.log.count(), 8);
+    }
+
+    #[tokio::test]
+    async fn anthropic_stream_failures() {
+        let mock = MockUpstream::start().await;
+        let body = json!({"model": "claude-x", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+        let ok = post(&mock, "/v1/messages", body.clone())
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(ok.contains("event: message_stop"));
+        let no_stop = post(&mock, "/s/no-stop/v1/messages", body.clone())
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(no_stop.contains("event: message_delta") && !no_stop.contains("message_stop"));
+        let malformed = post(&mock, "/s/malformed/v1/messages", body.clone())
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(malformed.contains("data: {not json"));
+        let reset = post(&mock, "/s/reset/v1/messages", body.clone())
+            .await
+            .text()
+            .await;
+        assert!(reset.is_err(), "the connection is cut mid-stream");
+        let started = std::time::Instant::now();
+        let slow = post(&mock, "/s/slow-300/v1/messages", body).await;
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(slow.status(), 200);
     }
 }

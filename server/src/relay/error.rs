@@ -17,6 +17,8 @@ pub enum RelayError {
     KeyExpired,
     PermissionDenied(String),
     BadRequest(String),
+    /// The body exceeds `REQUEST_MAX_SIZE_MB`.
+    TooLarge,
     NotFound(String),
     /// No account can serve the request.
     NoAccount(String),
@@ -35,6 +37,7 @@ impl RelayError {
             }
             PermissionDenied(_) => StatusCode::FORBIDDEN,
             BadRequest(_) => StatusCode::BAD_REQUEST,
+            TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             NotFound(_) => StatusCode::NOT_FOUND,
             NoAccount(_) | DedicatedUnavailable(_) | StoreUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -54,6 +57,7 @@ impl RelayError {
             KeyDisabled => "Invalid API key: API key is disabled".into(),
             KeyExpired => "Invalid API key: API key has expired".into(),
             PermissionDenied(m) | BadRequest(m) | NotFound(m) | NoAccount(m) | DedicatedUnavailable(m) => m.clone(),
+            TooLarge => "Request body is too large".into(),
             UpstreamUnreachable => "Upstream connection error".into(),
             UpstreamTimeout => "Upstream timeout".into(),
             StoreUnavailable => "The relay's store is unavailable; retry shortly".into(),
@@ -68,10 +72,21 @@ impl RelayError {
             }
             PermissionDenied(_) => "permission_error",
             BadRequest(_) => "invalid_request_error",
+            TooLarge => "request_too_large",
             NotFound(_) => "not_found_error",
             NoAccount(_) | DedicatedUnavailable(_) | StoreUnavailable => "overloaded_error",
             UpstreamUnreachable => "api_error",
             UpstreamTimeout => "timeout_error",
+        }
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for RelayError {
+    fn from(r: axum::extract::rejection::BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            RelayError::TooLarge
+        } else {
+            RelayError::BadRequest(r.body_text())
         }
     }
 }

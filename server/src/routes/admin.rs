@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use app::domain::{Account, ApiKey, DashboardSummary, ExpirationMode, Platform};
 use axum::{
-    extract::{ConnectInfo, FromRequestParts, Path, State},
+    extract::{rejection::JsonRejection, ConnectInfo, FromRequestParts, Path, State},
     http::{request::Parts, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post, put},
@@ -47,6 +47,12 @@ pub enum AdminError {
     NotFound(&'static str),
     TooManyAttempts(u64),
     Store(StoreError),
+}
+
+impl From<JsonRejection> for AdminError {
+    fn from(r: JsonRejection) -> Self {
+        AdminError::BadRequest(r.body_text())
+    }
 }
 
 impl From<StoreError> for AdminError {
@@ -136,10 +142,11 @@ struct LoginBody {
 async fn login(
     State(state): State<AppState>,
     connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
-    body: Option<Json<LoginBody>>,
+    body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Response {
-    let Some(Json(body)) = body else {
-        return AdminError::BadRequest("username and password are required".into()).into_response();
+    let body = match body {
+        Ok(Json(b)) => b,
+        Err(r) => return AdminError::from(r).into_response(),
     };
     use app::backend::LoginRefusal;
     match state.admin.login(&body.username, &body.password, connect.map(|c| c.0 .0.ip())).await {
@@ -309,10 +316,9 @@ async fn list_accounts(
 async fn create_account(
     _: AdminUser,
     State(state): State<AppState>,
-    body: Option<Json<AccountInput>>,
+    body: Result<Json<AccountInput>, JsonRejection>,
 ) -> Result<Json<Value>, AdminError> {
-    let Json(input) =
-        body.ok_or_else(|| AdminError::BadRequest("a JSON body is required".into()))?;
+    let Json(input) = body?;
     if input.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
         return Err(AdminError::BadRequest("name is required".into()));
     }
@@ -340,10 +346,9 @@ async fn update_account(
     _: AdminUser,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Option<Json<AccountInput>>,
+    body: Result<Json<AccountInput>, JsonRejection>,
 ) -> Result<Json<Value>, AdminError> {
-    let Json(input) =
-        body.ok_or_else(|| AdminError::BadRequest("a JSON body is required".into()))?;
+    let Json(input) = body?;
     let mut a = state
         .store
         .get_account(&id)
@@ -485,10 +490,9 @@ async fn list_keys(_: AdminUser, State(state): State<AppState>) -> Result<Json<V
 async fn create_key(
     _: AdminUser,
     State(state): State<AppState>,
-    body: Option<Json<KeyInput>>,
+    body: Result<Json<KeyInput>, JsonRejection>,
 ) -> Result<Json<Value>, AdminError> {
-    let Json(input) =
-        body.ok_or_else(|| AdminError::BadRequest("a JSON body is required".into()))?;
+    let Json(input) = body?;
     if input.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
         return Err(AdminError::BadRequest("name is required".into()));
     }
@@ -519,10 +523,9 @@ async fn update_key(
     _: AdminUser,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Option<Json<KeyInput>>,
+    body: Result<Json<KeyInput>, JsonRejection>,
 ) -> Result<Json<Value>, AdminError> {
-    let Json(input) =
-        body.ok_or_else(|| AdminError::BadRequest("a JSON body is required".into()))?;
+    let Json(input) = body?;
     let mut stored = state
         .store
         .get_key(&id)

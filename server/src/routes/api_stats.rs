@@ -37,9 +37,16 @@ fn fail(status: axum::http::StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-async fn user_stats(State(state): State<AppState>, body: Option<Json<StatsQuery>>) -> Response {
+async fn user_stats(
+    State(state): State<AppState>,
+    body: Result<Json<StatsQuery>, axum::extract::rejection::JsonRejection>,
+) -> Response {
     use axum::http::StatusCode;
-    let Some(key) = body.and_then(|Json(q)| q.api_key).filter(|k| !k.is_empty()) else {
+    let Some(key) = body
+        .ok()
+        .and_then(|Json(q)| q.api_key)
+        .filter(|k| !k.is_empty())
+    else {
         return fail(StatusCode::BAD_REQUEST, "apiKey is required");
     };
     if !well_formed(&key, &state.config.api_key_prefix) {

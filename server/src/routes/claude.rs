@@ -4,6 +4,7 @@
 use app::domain::Platform;
 use axum::{
     body::Bytes,
+    extract::rejection::BytesRejection,
     extract::{Path, State},
     http::{HeaderMap, Uri},
     response::{IntoResponse, Response},
@@ -115,8 +116,12 @@ async fn messages(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return RelayError::from(r).into_response(),
+    };
     let started = std::time::Instant::now();
     let p = match prepare(&state, &headers, &uri, &body, true).await {
         Ok(p) => p,
@@ -165,8 +170,12 @@ async fn count_tokens(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return RelayError::from(r).into_response(),
+    };
     let p = match prepare(&state, &headers, &uri, &body, false).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),

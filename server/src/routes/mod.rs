@@ -40,14 +40,25 @@ impl MakeRequestId for NewRequestId {
     }
 }
 
+/// Leptos' options from its environment (`cargo leptos watch` sets the reload port and
+/// friends there), with the site root from our own configuration.
 pub fn leptos_options(state: &AppState) -> LeptosOptions {
-    LeptosOptions::builder()
-        .output_name(Arc::<str>::from("crs"))
-        .site_root(Arc::<str>::from(
-            state.config.site_root.to_string_lossy().as_ref(),
-        ))
-        .site_pkg_dir(Arc::<str>::from("pkg"))
-        .build()
+    let site_root = Arc::<str>::from(state.config.site_root.to_string_lossy().as_ref());
+    match leptos::config::get_configuration(None) {
+        Ok(conf) => {
+            let mut options = conf.leptos_options;
+            options.site_root = site_root;
+            options
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "LEPTOS_* environment ignored");
+            LeptosOptions::builder()
+                .output_name(Arc::<str>::from("crs"))
+                .site_root(site_root)
+                .site_pkg_dir(Arc::<str>::from("pkg"))
+                .build()
+        }
+    }
 }
 
 /// The whole application: relay, admin API, pages and static files.
