@@ -5,20 +5,92 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The kinds of upstream account. Only Claude Console is served so far; the others arrive with
-/// their own issues and keep these wire names (the original's `accountType` strings).
+/// The kinds of upstream account, with the original's wire names. More arrive with their issues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Platform {
+    /// Claude subscription (OAuth or setup token) against the official API.
+    ClaudeOfficial,
+    /// Claude Console: a base URL and an API key.
     ClaudeConsole,
 }
 
 impl Platform {
     pub fn as_str(self) -> &'static str {
         match self {
+            Platform::ClaudeOfficial => "claude-official",
             Platform::ClaudeConsole => "claude-console",
         }
     }
+
+    /// The service a key needs permission for to reach this platform.
+    pub fn service(self) -> &'static str {
+        match self {
+            Platform::ClaudeOfficial | Platform::ClaudeConsole => "claude",
+        }
+    }
+}
+
+/// `shared` accounts serve the pool; `dedicated` ones only the keys bound to them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountType {
+    #[default]
+    Shared,
+    Dedicated,
+}
+
+/// An outbound proxy of one account. The password is a secret: it is stored encrypted with the
+/// account's credentials and never returned.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProxyConfig {
+    /// `socks5`, `http` or `https`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+}
+
+/// A named set of accounts a key can be bound to (`group:<id>`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AccountGroup {
+    pub id: String,
+    pub name: String,
+    /// The original's group platform: `claude` (more with their issues).
+    pub platform: String,
+    pub description: String,
+    pub members: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Why an account is resting, and until when (ms since the epoch).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Cooldown {
+    /// `service_unavailable`, `server_error`, `overload`, `auth_error`, `timeout`, `rate_limit`,
+    /// `unreachable`.
+    pub class: String,
+    pub status: u16,
+    pub until_ms: i64,
+    /// Set when only one model family (opus, sonnet, haiku) is limited.
+    pub family: Option<String>,
+    pub message: String,
+}
+
+/// One entry of an account's error history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AccountError {
+    pub at: String,
+    pub class: String,
+    pub status: u16,
+    pub message: String,
+    /// Seconds of cooldown applied (0 when auto-protection is off).
+    pub cooldown_secs: u64,
 }
 
 /// A client API key as the admin sees it. The key itself is never part of this type: only its
@@ -34,8 +106,12 @@ pub struct ApiKey {
     /// Services this key may use (`claude`, `gemini`, `openai`); empty means all.
     pub permissions: Vec<String>,
     pub tags: Vec<String>,
+    /// A dedicated Claude OAuth account, or `group:<id>` for an account group.
+    pub claude_account_id: Option<String>,
     /// A dedicated Claude Console account for this key (served only by it).
     pub claude_console_account_id: Option<String>,
+    /// When the bound account is unavailable, fall back to the shared pool instead of failing.
+    pub allow_dedicated_fallback: bool,
     /// `fixed` (expiresAt set at creation) or `activation` (expiry starts at first use).
     pub expiration_mode: ExpirationMode,
     pub activation_days: u32,
@@ -82,6 +158,15 @@ pub struct Account {
     /// Models this account serves; empty means any.
     pub supported_models: Vec<String>,
     pub user_agent: Option<String>,
+    pub account_type: AccountType,
+    /// Concurrent requests this account may serve; 0 = unlimited.
+    pub max_concurrency: u32,
+    /// Never cooled down or paused automatically: errors only go to the history.
+    pub disable_auto_protection: bool,
+    pub proxy: Option<ProxyConfig>,
+    /// OAuth accounts: when the access token expires (ms since the epoch), and its scopes.
+    pub token_expires_at: Option<i64>,
+    pub scopes: Vec<String>,
     pub created_at: String,
     pub last_used_at: Option<String>,
 }
@@ -101,6 +186,12 @@ impl Default for Account {
             error_message: String::new(),
             supported_models: Vec::new(),
             user_agent: None,
+            account_type: AccountType::Shared,
+            max_concurrency: 0,
+            disable_auto_protection: false,
+            proxy: None,
+            token_expires_at: None,
+            scopes: Vec::new(),
             created_at: String::new(),
             last_used_at: None,
         }
@@ -111,6 +202,20 @@ impl Account {
     pub fn supports_model(&self, model: &str) -> bool {
         self.supported_models.is_empty() || self.supported_models.iter().any(|m| m == model)
     }
+
+    /// Active, schedulable and not blocked or in error: may be picked (cooldowns and
+    /// concurrency are checked by the scheduler against live state).
+    pub fn is_schedulable(&self) -> bool {
+        self.is_active && self.schedulable && !matches!(self.status.as_str(), "blocked" | "error")
+    }
+}
+
+/// The model family a Claude model belongs to, for family-only rate limits.
+pub fn model_family(model: &str) -> Option<&'static str> {
+    let m = model.to_ascii_lowercase();
+    ["opus", "sonnet", "haiku", "fable"]
+        .into_iter()
+        .find(|f| m.contains(f))
 }
 
 /// Tokens one request used, as the upstream reported them.

@@ -30,6 +30,23 @@ pub struct Config {
     pub request_max_bytes: usize,
     pub admin_session_ttl: Duration,
     pub api_key_prefix: String,
+    /// Rest periods after upstream errors.
+    pub cooldowns: crate::scheduler::cooldown::CooldownPolicy,
+    /// Accounts tried for one request before the client sees the last error.
+    pub failover_max_attempts: u32,
+    pub sticky_ttl: Duration,
+    /// A sticky mapping is renewed when less than this is left (0 = never).
+    pub sticky_renew_below: Duration,
+    /// Lifetime of a concurrency lease; refreshed while its request runs.
+    pub lease_ttl: Duration,
+    /// Keys bound to an unavailable account fall back to the pool (a key can opt in alone).
+    pub dedicated_fallback: bool,
+    /// The official Claude API (OAuth accounts) and its OAuth endpoints.
+    pub claude_api_url: String,
+    pub claude_oauth_authorize_url: String,
+    pub claude_oauth_token_url: String,
+    pub claude_oauth_client_id: String,
+    pub claude_oauth_redirect_uri: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +117,45 @@ impl Config {
             Ok(Duration::from_millis(v))
         };
         let max_mb: usize = parse(&var, "REQUEST_MAX_SIZE_MB", 60)?;
+        let secs = |name: &str, default: u64| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(parse(&var, name, default)?))
+        };
+        let cooldowns = crate::scheduler::cooldown::CooldownPolicy {
+            service_unavailable: secs("UPSTREAM_ERROR_503_TTL_SECONDS", 60)?,
+            server_error: secs("UPSTREAM_ERROR_5XX_TTL_SECONDS", 300)?,
+            overload: secs("UPSTREAM_ERROR_OVERLOAD_TTL_SECONDS", 600)?,
+            auth: secs("UPSTREAM_ERROR_AUTH_TTL_SECONDS", 1800)?,
+            timeout: secs("UPSTREAM_ERROR_TIMEOUT_TTL_SECONDS", 300)?,
+            rate_limit_default: secs("UPSTREAM_ERROR_RATE_LIMIT_TTL_SECONDS", 300)?,
+            max_custom: secs("UPSTREAM_ERROR_MAX_CUSTOM_TTL_SECONDS", 1800)?,
+        };
+        let failover_max_attempts: u32 = parse(&var, "FAILOVER_MAX_ATTEMPTS", 3)?;
+        if failover_max_attempts == 0 {
+            return Err(ConfigError(
+                "FAILOVER_MAX_ATTEMPTS must be at least 1".into(),
+            ));
+        }
+        let sticky_hours: u64 = parse(&var, "STICKY_SESSION_TTL_HOURS", 1)?;
+        if sticky_hours == 0 {
+            return Err(ConfigError(
+                "STICKY_SESSION_TTL_HOURS must be at least 1".into(),
+            ));
+        }
+        let url = |name: &str, default: &str| -> Result<String, ConfigError> {
+            let v = var(name).unwrap_or_else(|| default.to_string());
+            match reqwest::Url::parse(&v) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                    Ok(v.trim_end_matches('/').to_string())
+                }
+                _ => Err(ConfigError(format!("{name}={v:?} is not an http(s) URL"))),
+            }
+        };
+        let lease_ttl = secs("CONCURRENCY_LEASE_TTL_SECONDS", 300)?;
+        if lease_ttl.as_secs() < 3 {
+            return Err(ConfigError(
+                "CONCURRENCY_LEASE_TTL_SECONDS must be at least 3".into(),
+            ));
+        }
         Ok(Config {
             host: parse(&var, "HOST", IpAddr::from([0, 0, 0, 0]))?,
             port: parse(&var, "PORT", 3000)?,
@@ -127,6 +183,27 @@ impl Config {
             request_max_bytes: max_mb.saturating_mul(1024 * 1024),
             admin_session_ttl: Duration::from_secs(parse(&var, "ADMIN_SESSION_TTL_SECS", 86_400)?),
             api_key_prefix: var("API_KEY_PREFIX").unwrap_or_else(|| "cr_".into()),
+            cooldowns,
+            failover_max_attempts,
+            sticky_ttl: Duration::from_secs(sticky_hours * 3600),
+            sticky_renew_below: secs("STICKY_SESSION_RENEWAL_THRESHOLD_MINUTES", 15)? * 60,
+            lease_ttl,
+            dedicated_fallback: parse(&var, "CLAUDE_DEDICATED_ACCOUNT_FALLBACK", false)?,
+            claude_api_url: url("CLAUDE_API_URL", "https://api.anthropic.com")?,
+            claude_oauth_authorize_url: url(
+                "CLAUDE_OAUTH_AUTHORIZE_URL",
+                "https://claude.ai/oauth/authorize",
+            )?,
+            claude_oauth_token_url: url(
+                "CLAUDE_OAUTH_TOKEN_URL",
+                "https://platform.claude.com/v1/oauth/token",
+            )?,
+            claude_oauth_client_id: var("CLAUDE_OAUTH_CLIENT_ID")
+                .unwrap_or_else(|| "9d1c250a-e61b-44d9-88ed-5944d1962f5e".into()),
+            claude_oauth_redirect_uri: url(
+                "CLAUDE_OAUTH_REDIRECT_URI",
+                "https://platform.claude.com/oauth/code/callback",
+            )?,
         })
     }
 

@@ -5,8 +5,13 @@ use std::{ops::Deref, sync::Arc, time::Instant};
 use tokio_util::task::TaskTracker;
 
 use crate::{
-    accounting::Pricing, auth::admin::AdminAuth, config::Config, crypto::Crypto,
-    scheduler::Scheduler, store::DynStore,
+    accounting::Pricing,
+    auth::admin::AdminAuth,
+    config::Config,
+    crypto::Crypto,
+    scheduler::{leases::LeaseKeeper, Scheduler, Settings},
+    store::DynStore,
+    upstream::Clients,
 };
 
 #[derive(Clone)]
@@ -17,9 +22,10 @@ pub struct Inner {
     pub store: DynStore,
     pub crypto: Crypto,
     pub pricing: Arc<Pricing>,
-    /// One pooled client for every upstream call: no per-request client construction.
-    pub http: reqwest::Client,
+    /// Pooled clients (one per distinct proxy): no per-request client construction.
+    pub clients: Clients,
     pub scheduler: Scheduler,
+    pub leases: Arc<LeaseKeeper>,
     pub admin: AdminAuth,
     /// Accounting writes spawned off the response path; drained on shutdown.
     pub background: TaskTracker,
@@ -34,25 +40,33 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    pub fn scheduling(&self) -> Settings {
+        Settings {
+            sticky_ttl: self.config.sticky_ttl,
+            sticky_renew_below: self.config.sticky_renew_below,
+            lease_ttl: self.config.lease_ttl,
+            dedicated_fallback: self.config.dedicated_fallback,
+        }
+    }
+
     pub fn new(
         config: Config,
         store: DynStore,
         crypto: Crypto,
         pricing: Pricing,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.upstream_connect_timeout)
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()?;
+        let clients = Clients::new(config.upstream_connect_timeout)?;
+        let leases = Arc::new(LeaseKeeper::default());
+        leases.spawn_refresher(store.clone(), config.lease_ttl);
         let admin = AdminAuth::new(store.clone(), config.admin_session_ttl);
         Ok(AppState(Arc::new(Inner {
             config,
             store,
             crypto,
             pricing: Arc::new(pricing),
-            http,
+            clients,
             scheduler: Scheduler::default(),
+            leases,
             admin,
             background: TaskTracker::new(),
             started: Instant::now(),

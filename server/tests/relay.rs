@@ -461,48 +461,21 @@ async fn picks_by_priority_then_least_recently_used(engine: Engine) {
     let a = h.account("a", None, 10).await;
     let b = h.account("b", None, 10).await;
     let c = h.account("c", None, 90).await;
-    let (_, key) = h.key(json!({})).await;
-    for _ in 0..4 {
-        assert_eq!(
-            h.messages(&key, body(false)).send().await.unwrap().status(),
-            200
-        );
+    let (key_id, key) = h.key(json!({})).await;
+    for i in 0..4 {
+        // A new conversation each time: no stickiness.
+        let mut b = body(false);
+        b["messages"][0]["content"] = json!(format!("conversation {i}"));
+        assert_eq!(h.messages(&key, b).send().await.unwrap().status(), 200);
     }
-    let store = &h.relay().state.store;
-    let counts = store
-        .usage(&[
-            buckets::account_total(&a),
-            buckets::account_total(&b),
-            buckets::account_total(&c),
-        ])
-        .await
-        .unwrap();
-    for _ in 0..100 {
-        let counts = store
-            .usage(&[buckets::account_total(&a), buckets::account_total(&b)])
-            .await
-            .unwrap();
-        if counts[0].requests + counts[1].requests == 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let counts2 = store
-        .usage(&[
-            buckets::account_total(&a),
-            buckets::account_total(&b),
-            buckets::account_total(&c),
-        ])
-        .await
-        .unwrap();
-    let _ = counts;
+    h.wait_requests(&buckets::key_total(&key_id), 4).await;
+    let names = [a, b, c].map(|id| buckets::account_total(&id));
+    let counts = h.relay().state.store.usage(&names).await.unwrap();
+    let per_account: Vec<u64> = counts.iter().map(|c| c.requests).collect();
     assert_eq!(
-        (
-            counts2[0].requests,
-            counts2[1].requests,
-            counts2[2].requests
-        ),
-        (2, 2, 0)
+        per_account,
+        vec![2, 2, 0],
+        "priority 10 shared in turn, priority 90 idle"
     );
 }
 

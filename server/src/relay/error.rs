@@ -23,6 +23,8 @@ pub enum RelayError {
     /// No account can serve the request.
     NoAccount(String),
     DedicatedUnavailable(String),
+    /// The key's dedicated account is rate limited upstream until this time.
+    DedicatedRateLimited(String),
     UpstreamUnreachable,
     UpstreamTimeout,
     StoreUnavailable,
@@ -35,7 +37,7 @@ impl RelayError {
             MissingKey | MalformedKey | KeyNotFound | KeyDisabled | KeyExpired => {
                 StatusCode::UNAUTHORIZED
             }
-            PermissionDenied(_) => StatusCode::FORBIDDEN,
+            PermissionDenied(_) | DedicatedRateLimited(_) => StatusCode::FORBIDDEN,
             BadRequest(_) => StatusCode::BAD_REQUEST,
             TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             NotFound(_) => StatusCode::NOT_FOUND,
@@ -58,6 +60,9 @@ impl RelayError {
             KeyExpired => "Invalid API key: API key has expired".into(),
             PermissionDenied(m) | BadRequest(m) | NotFound(m) | NoAccount(m) | DedicatedUnavailable(m) => m.clone(),
             TooLarge => "Request body is too large".into(),
+            DedicatedRateLimited(until) => format!(
+                "The dedicated account of this API key is rate limited upstream until {until}"
+            ),
             UpstreamUnreachable => "Upstream connection error".into(),
             UpstreamTimeout => "Upstream timeout".into(),
             StoreUnavailable => "The relay's store is unavailable; retry shortly".into(),
@@ -71,6 +76,7 @@ impl RelayError {
                 "authentication_error"
             }
             PermissionDenied(_) => "permission_error",
+            DedicatedRateLimited(_) => "rate_limit_error",
             BadRequest(_) => "invalid_request_error",
             TooLarge => "request_too_large",
             NotFound(_) => "not_found_error",

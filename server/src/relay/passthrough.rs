@@ -21,7 +21,10 @@ use std::future::Future;
 use tokio::time::Sleep;
 
 use super::{error::RelayError, usage::StreamUsage};
-use crate::{accounting, auth::api_key::format_time, state::AppState, store::UsageEvent};
+use crate::{
+    accounting, auth::api_key::format_time, scheduler::leases::Lease, state::AppState,
+    store::UsageEvent,
+};
 
 /// Upper bound for a buffered (non-stream) answer or error body.
 const MAX_BUFFERED: usize = 64 * 1024 * 1024;
@@ -36,9 +39,60 @@ pub struct Exchange {
     pub endpoint: &'static str,
     pub stream: bool,
     pub started: Instant,
+    /// The account's concurrency slot, released when the answer ends.
+    pub lease: Option<Lease>,
 }
 
-pub async fn forward(state: &AppState, request: reqwest::RequestBuilder, ex: Exchange) -> Response {
+/// How one upstream attempt went.
+pub enum Attempt {
+    /// A success is on its way to the client.
+    Delivered(Response),
+    /// Failed before any byte reached the client; `response` is what the client would see.
+    Failed(Failed),
+}
+
+pub enum FailureKind {
+    Status,
+    Timeout,
+    Unreachable,
+}
+
+pub struct Failed {
+    pub response: Response,
+    pub kind: FailureKind,
+    pub status: u16,
+    pub headers: axum::http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Failed {
+    pub fn failure(&self) -> crate::scheduler::cooldown::Failure<'_> {
+        use crate::scheduler::cooldown::Failure;
+        match self.kind {
+            FailureKind::Status => Failure::Status {
+                status: self.status,
+                headers: &self.headers,
+                body: &self.body,
+            },
+            FailureKind::Timeout => Failure::Timeout,
+            FailureKind::Unreachable => Failure::Unreachable,
+        }
+    }
+}
+
+/// Releases a request's concurrency slot (when no accounting write carries the release).
+pub fn release(state: &AppState, lease: Option<Lease>) {
+    let Some(lease) = lease else { return };
+    state.leases.forget(&lease);
+    let store = state.store.clone();
+    state.background.spawn(async move {
+        if let Err(e) = store.release_lease(&lease.0, &lease.1).await {
+            tracing::warn!(error = %e, "lease release failed; it expires on its own");
+        }
+    });
+}
+
+pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchange) -> Attempt {
     let sent = tokio::time::timeout(state.config.upstream_first_byte_timeout, request.send()).await;
     let upstream = match sent {
         Err(_) => {
@@ -68,7 +122,7 @@ pub async fn forward(state: &AppState, request: reqwest::RequestBuilder, ex: Exc
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
 
     if !status.is_success() {
-        return upstream_error(state, upstream, &ex).await;
+        return Attempt::Failed(upstream_error(state, upstream, &ex).await);
     }
     if is_sse {
         let idle = state.config.upstream_idle_timeout;
@@ -92,7 +146,7 @@ pub async fn forward(state: &AppState, request: reqwest::RequestBuilder, ex: Exc
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        return resp;
+        return Attempt::Delivered(resp);
     }
 
     let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
@@ -100,35 +154,46 @@ pub async fn forward(state: &AppState, request: reqwest::RequestBuilder, ex: Exc
         Ok(b) => b,
         Err(e) => return upstream_failure(&ex, e, "reading the answer failed"),
     };
-    if let Some((usage, model)) = super::usage::from_json_body(&body) {
-        let finisher = Finisher {
-            state: state.clone(),
-            ex: ex.clone(),
-            status: status.as_u16(),
-        };
-        finisher.account(usage, model, "completed");
-    }
+    // Accounted even without usage, so the concurrency slot is always released.
+    let (usage, model) = super::usage::from_json_body(&body).unwrap_or_default();
+    let finisher = Finisher {
+        state: state.clone(),
+        ex: ex.clone(),
+        status: status.as_u16(),
+    };
+    finisher.account(usage, model, "completed");
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         content_type.unwrap_or(HeaderValue::from_static("application/json")),
     );
-    resp
+    Attempt::Delivered(resp)
 }
 
-fn upstream_failure(ex: &Exchange, err: RelayError, detail: &str) -> Response {
+fn upstream_failure(ex: &Exchange, err: RelayError, detail: &str) -> Attempt {
     tracing::warn!(
         request_id = %ex.request_id, account = %ex.account_id, error = %detail,
         "upstream request failed"
     );
-    err.into_response()
+    let kind = match err {
+        RelayError::UpstreamTimeout => FailureKind::Timeout,
+        _ => FailureKind::Unreachable,
+    };
+    Attempt::Failed(Failed {
+        status: err.status().as_u16(),
+        response: err.into_response(),
+        kind,
+        headers: Default::default(),
+        body: Bytes::new(),
+    })
 }
 
 /// An upstream error answer keeps its status; a body that is not an Anthropic error (an HTML
 /// page from a proxy, say) is wrapped in one.
-async fn upstream_error(state: &AppState, upstream: reqwest::Response, ex: &Exchange) -> Response {
+async fn upstream_error(state: &AppState, upstream: reqwest::Response, ex: &Exchange) -> Failed {
     let status = upstream.status();
+    let headers = upstream.headers().clone();
     let retry_after = upstream.headers().get(header::RETRY_AFTER).cloned();
     let body = read_body(upstream, state.config.upstream_idle_timeout)
         .await
@@ -141,7 +206,7 @@ async fn upstream_error(state: &AppState, upstream: reqwest::Response, ex: &Exch
         .ok()
         .is_some_and(|v| v.get("error").is_some_and(|e| e.get("message").is_some()));
     let mut resp = if is_anthropic_error {
-        let mut r = Response::new(Body::from(body));
+        let mut r = Response::new(Body::from(body.clone()));
         *r.status_mut() = status;
         r.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -163,7 +228,13 @@ async fn upstream_error(state: &AppState, upstream: reqwest::Response, ex: &Exch
     if let Some(ra) = retry_after {
         resp.headers_mut().insert(header::RETRY_AFTER, ra);
     }
-    resp
+    Failed {
+        response: resp,
+        kind: FailureKind::Status,
+        status: status.as_u16(),
+        headers,
+        body,
+    }
 }
 
 async fn read_body(upstream: reqwest::Response, idle: Duration) -> Result<Bytes, RelayError> {
@@ -198,6 +269,10 @@ impl Finisher {
         // Bill the model that answered when the upstream says which; else the one asked for.
         let model = answered_model.filter(|m| !m.is_empty()).unwrap_or(ex.model);
         let (cost_nanos, fallback) = accounting::cost_nanos(&state.pricing, &model, &usage);
+        let lease = ex.lease.clone();
+        if let Some(l) = &lease {
+            state.leases.forget(l);
+        }
         tracing::info!(
             request_id = %ex.request_id, key = %ex.key_id, account = %ex.account_id,
             model = %model, status, stream = ex.stream, outcome,
@@ -206,6 +281,7 @@ impl Finisher {
             cost_nanos, duration_ms, "request finished"
         );
         if usage.is_empty() {
+            release(&state, lease);
             return;
         }
         let at = Utc::now();
@@ -234,7 +310,8 @@ impl Finisher {
         let offset = state.config.timezone_offset_hours;
         let store = state.store.clone();
         state.background.spawn(async move {
-            if let Err(e) = store.record_usage(&event, offset).await {
+            let release: Vec<Lease> = lease.into_iter().collect();
+            if let Err(e) = store.record_usage(&event, offset, &release).await {
                 tracing::error!(request_id = %event.record.request_id, error = %e, "usage could not be recorded");
             }
         });

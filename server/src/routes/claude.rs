@@ -15,15 +15,18 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 
+use serde_json::value::RawValue;
+
 use crate::{
     auth::api_key::{authenticate, format_time},
     relay::{
         error::RelayError,
-        passthrough::{self, Exchange},
+        passthrough::{self, Attempt, Exchange},
     },
+    scheduler::{cooldown, health, session, Ask},
     state::AppState,
-    store::{buckets, StoredKey},
-    upstream::claude_console,
+    store::{buckets, StoredAccount, StoredKey},
+    upstream::{claude_console, claude_oauth, AccountSecrets},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -52,20 +55,34 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The few fields the relay reads; the rest of the body is validated as JSON and passed on
-/// untouched.
+/// untouched (system and messages are only looked at, raw, to derive a session when the client
+/// names none).
 #[derive(Deserialize)]
-struct MessagesPeek {
+struct MessagesPeek<'a> {
     model: Option<serde_json::Value>,
     #[serde(default)]
     stream: Option<serde_json::Value>,
-    messages: Option<Vec<serde::de::IgnoredAny>>,
+    #[serde(borrow)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow)]
+    system: Option<&'a RawValue>,
+    metadata: Option<Metadata>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    user_id: Option<serde_json::Value>,
 }
 
 struct Prepared {
     key: StoredKey,
     model: String,
     stream: bool,
+    session: Option<String>,
 }
+
+/// Account types that speak the Anthropic Messages protocol.
+const CLAUDE_PLATFORMS: [Platform; 2] = [Platform::ClaudeOfficial, Platform::ClaudeConsole];
 
 async fn prepare(
     state: &AppState,
@@ -90,26 +107,180 @@ async fn prepare(
             ))
         }
     };
-    if need_messages && peek.messages.as_ref().is_none_or(|m| m.is_empty()) {
+    let messages_ok = peek.messages.is_some_and(|m| {
+        let t = m.get().trim();
+        t.starts_with('[') && t[1..].trim_start() != "]"
+    });
+    if need_messages && !messages_ok {
         return Err(RelayError::BadRequest(
             "messages: a non-empty array is required".into(),
         ));
     }
     let stream = matches!(peek.stream, Some(serde_json::Value::Bool(true)));
-    Ok(Prepared { key, model, stream })
-}
-
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
+    let named = peek
+        .metadata
+        .and_then(|m| m.user_id)
+        .and_then(|u| u.as_str().and_then(session::from_user_id));
+    let session = named.or_else(|| {
+        let parse = |raw: Option<&RawValue>| {
+            raw.and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+        };
+        session::from_content(parse(peek.system).as_ref(), parse(peek.messages).as_ref())
+    });
+    Ok(Prepared {
+        key,
+        model,
+        stream,
+        session,
+    })
 }
 
 fn beta(uri: &Uri) -> bool {
     uri.query()
         .is_some_and(|q| q.split('&').any(|p| p == "beta=true"))
+}
+
+/// The upstream request for one account.
+async fn upstream_request(
+    state: &AppState,
+    account: &StoredAccount,
+    endpoint: &str,
+    model: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<reqwest::RequestBuilder, RelayError> {
+    let unreadable =
+        || RelayError::NoAccount("The selected account's credential cannot be read".into());
+    let secrets = AccountSecrets::open(&state.crypto, account).map_err(|e| {
+        tracing::error!(account = %account.account.id, error = %e, "account credential unreadable");
+        unreadable()
+    })?;
+    let http = state
+        .clients
+        .for_proxy(
+            account.account.proxy.as_ref(),
+            secrets.proxy_password.as_deref(),
+        )
+        .map_err(|e| {
+            tracing::error!(account = %account.account.id, error = %e, "account proxy unusable");
+            RelayError::UpstreamUnreachable
+        })?;
+    match account.account.platform {
+        Platform::ClaudeConsole => {
+            let key = secrets.api_key.as_deref().ok_or_else(unreadable)?;
+            Ok(claude_console::build(
+                &http,
+                account,
+                key,
+                endpoint,
+                beta(uri),
+                headers,
+                body,
+            ))
+        }
+        Platform::ClaudeOfficial => {
+            let token = claude_oauth::access_token(state, account).await?;
+            Ok(claude_oauth::build(
+                &http,
+                &state.config,
+                &token,
+                endpoint,
+                model,
+                headers,
+                body,
+            ))
+        }
+    }
+}
+
+/// Schedules, sends, and fails over to the next account while nothing reached the client.
+async fn relay(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: Bytes,
+    p: &Prepared,
+    endpoint: &'static str,
+) -> Response {
+    let started = std::time::Instant::now();
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let settings = state.scheduling();
+    let max_attempts = state.config.failover_max_attempts;
+    let mut tried: Vec<String> = Vec::new();
+    let mut last: Option<Response> = None;
+    for attempt in 0..max_attempts {
+        let lease_id = uuid::Uuid::new_v4().to_string();
+        let ask = Ask {
+            key: &p.key.key,
+            platforms: &CLAUDE_PLATFORMS,
+            model: &p.model,
+            session: p.session.as_deref(),
+            exclude: &tried,
+            lease_id: &lease_id,
+        };
+        let selected = match state.scheduler.select(&state.store, &settings, &ask).await {
+            Ok(s) => s,
+            // Every account failed or none is left: the client sees the last upstream error.
+            Err(e) => return last.unwrap_or_else(|| e.into_response()),
+        };
+        if let Some(l) = &selected.lease {
+            state.leases.hold(l.clone());
+        }
+        let account_id = selected.account.account.id.clone();
+        let request = match upstream_request(
+            state,
+            &selected.account,
+            endpoint,
+            &p.model,
+            uri,
+            headers,
+            body.clone(),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                passthrough::release(state, selected.lease);
+                tried.push(account_id);
+                last = Some(e.into_response());
+                continue;
+            }
+        };
+        let ex = Exchange {
+            request_id: request_id.clone(),
+            key_id: p.key.key.id.clone(),
+            account_id: account_id.clone(),
+            model: p.model.clone(),
+            endpoint,
+            stream: p.stream,
+            started,
+            lease: selected.lease.clone(),
+        };
+        match passthrough::send(state, request, ex).await {
+            Attempt::Delivered(resp) => return resp,
+            Attempt::Failed(failed) => {
+                passthrough::release(state, selected.lease);
+                let verdict =
+                    cooldown::classify(&state.config.cooldowns, failed.failure(), &p.model);
+                let message =
+                    String::from_utf8_lossy(&failed.body[..failed.body.len().min(500)]).to_string();
+                health::report(state, &selected.account, &verdict, failed.status, &message);
+                if verdict.failover && attempt + 1 < max_attempts {
+                    tracing::info!(request_id = %request_id, account = %account_id, status = failed.status, "failing over to another account");
+                    tried.push(account_id);
+                    last = Some(failed.response);
+                    continue;
+                }
+                return failed.response;
+            }
+        }
+    }
+    last.unwrap_or_else(|| RelayError::StoreUnavailable.into_response())
 }
 
 async fn messages(
@@ -122,48 +293,11 @@ async fn messages(
         Ok(b) => b,
         Err(r) => return RelayError::from(r).into_response(),
     };
-    let started = std::time::Instant::now();
     let p = match prepare(&state, &headers, &uri, &body, true).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let account = match state
-        .scheduler
-        .select(&state.store, &p.key.key, Platform::ClaudeConsole, &p.model)
-        .await
-    {
-        Ok(a) => a,
-        Err(e) => return e.into_response(),
-    };
-    let credential = match state.crypto.decrypt(&account.secret) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(account = %account.account.id, error = %e, "account credential unreadable");
-            return RelayError::NoAccount(
-                "The selected account's credential cannot be read".into(),
-            )
-            .into_response();
-        }
-    };
-    let request = claude_console::build(
-        &state.http,
-        &account,
-        &credential,
-        "/v1/messages",
-        beta(&uri),
-        &headers,
-        body,
-    );
-    let ex = Exchange {
-        request_id: request_id(&headers),
-        key_id: p.key.key.id.clone(),
-        account_id: account.account.id.clone(),
-        model: p.model,
-        endpoint: "/v1/messages",
-        stream: p.stream,
-        started,
-    };
-    passthrough::forward(&state, request, ex).await
+    relay(&state, &headers, &uri, body, &p, "/v1/messages").await
 }
 
 async fn count_tokens(
@@ -180,37 +314,15 @@ async fn count_tokens(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let account = match state
-        .scheduler
-        .select(&state.store, &p.key.key, Platform::ClaudeConsole, &p.model)
-        .await
-    {
-        Ok(a) => a,
-        Err(e) => return e.into_response(),
-    };
-    let Ok(credential) = state.crypto.decrypt(&account.secret) else {
-        return RelayError::NoAccount("The selected account's credential cannot be read".into())
-            .into_response();
-    };
-    let request = claude_console::build(
-        &state.http,
-        &account,
-        &credential,
-        "/v1/messages/count_tokens",
-        beta(&uri),
+    let resp = relay(
+        &state,
         &headers,
+        &uri,
         body,
-    );
-    let ex = Exchange {
-        request_id: request_id(&headers),
-        key_id: p.key.key.id,
-        account_id: account.account.id.clone(),
-        model: p.model,
-        endpoint: "/v1/messages/count_tokens",
-        stream: false,
-        started: std::time::Instant::now(),
-    };
-    let resp = passthrough::forward(&state, request, ex).await;
+        &p,
+        "/v1/messages/count_tokens",
+    )
+    .await;
     // Some Console-compatible upstreams lack count_tokens; Claude Code copes with a zero.
     if resp.status() == axum::http::StatusCode::NOT_FOUND {
         return Json(json!({"input_tokens": 0})).into_response();

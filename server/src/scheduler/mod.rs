@@ -1,105 +1,294 @@
-//! Which account serves a request. For now: the key's dedicated account if it has one,
-//! otherwise the shared pool of active, schedulable accounts that support the model, by
-//! priority (lower first) and then least recently used. One store round trip: the account
-//! records are cached and re-read only when their version changes.
+//! Which account serves a request, in this order: the key's dedicated account or group →
+//! the session's sticky account → the shared pool; only accounts that are active,
+//! schedulable, support the model, are not resting and have a free concurrency slot; by
+//! priority (lower first), then least recently used.
+//!
+//! - `session`: the sticky-session key of a request;
+//! - `cooldown`: what an upstream failure says about the account;
+//! - `health`: recording that (rests, blocks, error history);
+//! - `leases`: concurrency slots held by requests in flight.
+//!
+//! One store round trip per pick: account records are cached by version, and the store's
+//! pick step checks rests, takes the slot and maintains stickiness atomically.
 
-use std::{collections::HashMap, sync::Arc};
+pub mod cooldown;
+pub mod health;
+pub mod leases;
+pub mod session;
 
-use app::domain::{ApiKey, Platform};
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use app::domain::{AccountGroup, AccountType, ApiKey, Platform};
 use parking_lot::Mutex;
 
 use crate::{
     relay::error::RelayError,
-    store::{DynStore, StoredAccount},
+    store::{
+        account_lease_scope, Candidate, DynStore, Pick, PickRequest, StickyRequest, StoredAccount,
+        Unavailability,
+    },
 };
+
+/// Scheduling settings from the configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub sticky_ttl: Duration,
+    pub sticky_renew_below: Duration,
+    pub lease_ttl: Duration,
+    pub dedicated_fallback: bool,
+}
+
+struct Snapshot {
+    version: u64,
+    accounts: Vec<StoredAccount>,
+    groups: HashMap<String, AccountGroup>,
+}
 
 #[derive(Default)]
 pub struct Scheduler {
-    cache: Mutex<Option<(u64, Arc<Vec<StoredAccount>>)>>,
-    /// Picks made by this instance, so concurrent requests rotate even before their
-    /// last-used times reach the store.
-    local_picks: Mutex<HashMap<String, i64>>,
+    cache: Mutex<Option<Arc<Snapshot>>>,
+}
+
+/// What one request asks of the scheduler.
+pub struct Ask<'a> {
+    pub key: &'a ApiKey,
+    /// Account types that speak the request's protocol.
+    pub platforms: &'a [Platform],
+    pub model: &'a str,
+    /// Sticky-session key, if the request has a session.
+    pub session: Option<&'a str>,
+    /// Accounts already tried for this request (failover).
+    pub exclude: &'a [String],
+    /// The request's id, used as the concurrency lease id.
+    pub lease_id: &'a str,
+}
+
+/// The chosen account, and the concurrency slot taken on it (release when the request ends).
+pub struct Selected {
+    pub account: StoredAccount,
+    pub sticky: bool,
+    pub lease: Option<leases::Lease>,
+}
+
+enum Binding<'a> {
+    Account(&'a str),
+    Group(&'a str),
 }
 
 impl Scheduler {
+    async fn snapshot(&self, store: &DynStore, force: bool) -> Result<Arc<Snapshot>, RelayError> {
+        if !force {
+            if let Some(s) = self.cache.lock().clone() {
+                return Ok(s);
+            }
+        }
+        let snap = store.account_snapshot(None).await?;
+        let fresh = Arc::new(Snapshot {
+            version: snap.version,
+            accounts: snap.accounts.unwrap_or_default(),
+            groups: snap
+                .groups
+                .unwrap_or_default()
+                .into_iter()
+                .map(|g| (g.id.clone(), g))
+                .collect(),
+        });
+        *self.cache.lock() = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Forgets the cached accounts (after an admin change made by this instance).
+    pub fn invalidate(&self) {
+        *self.cache.lock() = None;
+    }
+
     pub async fn select(
         &self,
         store: &DynStore,
-        key: &ApiKey,
-        platform: Platform,
-        model: &str,
-    ) -> Result<StoredAccount, RelayError> {
-        let known = self.cache.lock().as_ref().map(|(v, _)| *v);
-        let snap = store.account_snapshot(known).await?;
-        let accounts = {
-            let mut cache = self.cache.lock();
-            match (snap.accounts, cache.as_ref()) {
-                (Some(fresh), _) => {
-                    let fresh = Arc::new(fresh);
-                    *cache = Some((snap.version, fresh.clone()));
-                    fresh
-                }
-                (None, Some((_, cached))) => cached.clone(),
-                (None, None) => Arc::new(Vec::new()),
+        settings: &Settings,
+        ask: &Ask<'_>,
+    ) -> Result<Selected, RelayError> {
+        let mut force = false;
+        for _ in 0..3 {
+            let snap = self.snapshot(store, force).await?;
+            match self.select_in(store, settings, ask, &snap).await {
+                Ok(Some(selected)) => return Ok(selected),
+                // Accounts changed meanwhile: reload and pick again.
+                Ok(None) => force = true,
+                // A refusal decided on cached records is confirmed on fresh ones first.
+                Err(e) if !force && !matches!(e, RelayError::StoreUnavailable) => force = true,
+                Err(e) => return Err(e),
             }
-        };
-        let usable = |a: &StoredAccount| {
-            a.account.platform == platform
-                && a.account.is_active
-                && a.account.schedulable
-                && a.account.supports_model(model)
-        };
+        }
+        Err(RelayError::StoreUnavailable)
+    }
 
-        if let Some(id) = key
-            .claude_console_account_id
+    async fn select_in(
+        &self,
+        store: &DynStore,
+        settings: &Settings,
+        ask: &Ask<'_>,
+        snap: &Snapshot,
+    ) -> Result<Option<Selected>, RelayError> {
+        let usable = |a: &StoredAccount| {
+            ask.platforms.contains(&a.account.platform)
+                && a.account.is_schedulable()
+                && a.account.supports_model(ask.model)
+                && !ask.exclude.contains(&a.account.id)
+        };
+        let binding = ask
+            .key
+            .claude_account_id
             .as_deref()
-            .filter(|id| !id.is_empty())
-        {
-            return match accounts.iter().find(|a| a.account.id == id) {
-                Some(a) if usable(a) => {
-                    self.mark_picked(&a.account.id);
-                    Ok(a.clone())
+            .or(ask.key.claude_console_account_id.as_deref())
+            .filter(|b| !b.is_empty())
+            .map(|b| match b.strip_prefix("group:") {
+                Some(g) => Binding::Group(g),
+                None => Binding::Account(b),
+            });
+        let fallback = ask.key.allow_dedicated_fallback || settings.dedicated_fallback;
+
+        if let Some(binding) = binding {
+            let (members, what): (Vec<&StoredAccount>, &str) = match binding {
+                Binding::Account(id) => (
+                    snap.accounts
+                        .iter()
+                        .filter(|a| a.account.id == id)
+                        .collect(),
+                    "dedicated account",
+                ),
+                Binding::Group(g) => {
+                    let ids = snap
+                        .groups
+                        .get(g)
+                        .map(|g| g.members.as_slice())
+                        .unwrap_or_default();
+                    (
+                        snap.accounts
+                            .iter()
+                            .filter(|a| ids.contains(&a.account.id))
+                            .collect(),
+                        "account group",
+                    )
                 }
-                _ => Err(RelayError::DedicatedUnavailable(format!(
-                    "The dedicated account of this API key is unavailable for model {model}"
-                ))),
             };
+            let static_reason = match members.first() {
+                None => Some("not_found"),
+                Some(a)
+                    if members.len() == 1
+                        && !(a.account.is_active && a.account.status != "error") =>
+                {
+                    Some("inactive_or_error")
+                }
+                Some(a) if members.len() == 1 && a.account.status == "blocked" => Some("blocked"),
+                Some(a) if members.len() == 1 && !a.account.schedulable => Some("not_schedulable"),
+                _ => None,
+            };
+            let candidates: Vec<&StoredAccount> =
+                members.into_iter().filter(|a| usable(a)).collect();
+            let outcome: Result<(), String> = if candidates.is_empty() {
+                Err(static_reason.unwrap_or("unavailable").to_string())
+            } else {
+                match self.pick(store, settings, ask, snap, &candidates).await? {
+                    Some(Ok(s)) => return Ok(Some(s)),
+                    None => return Ok(None),
+                    Some(Err(reason)) => Err(reason),
+                }
+            };
+            if let Err(reason) = outcome {
+                if !fallback {
+                    return Err(match reason.strip_prefix("rate_limited:") {
+                        Some(until) => RelayError::DedicatedRateLimited(until.to_string()),
+                        None => RelayError::DedicatedUnavailable(format!(
+                            "The {what} bound to this API key is unavailable ({reason})"
+                        )),
+                    });
+                }
+            }
         }
 
-        let picks = self.local_picks.lock();
-        let last_used = |a: &StoredAccount| {
-            let stored = snap.last_used_ms.get(&a.account.id).copied().unwrap_or(0);
-            let local = picks.get(&a.account.id).copied().unwrap_or(0);
-            stored.max(local)
-        };
-        let chosen = accounts
+        // The shared pool: dedicated accounts serve only their keys.
+        let pool: Vec<&StoredAccount> = snap
+            .accounts
             .iter()
-            .filter(|a| usable(a))
-            .min_by_key(|a| (a.account.priority, last_used(a)))
-            .cloned();
-        drop(picks);
-        match chosen {
-            Some(a) => {
-                self.mark_picked(&a.account.id);
-                Ok(a)
-            }
-            None => Err(RelayError::NoAccount(format!(
-                "No available Claude accounts support the requested model: {model}"
+            .filter(|a| a.account.account_type == AccountType::Shared && usable(a))
+            .collect();
+        if pool.is_empty() {
+            return Err(RelayError::NoAccount(format!(
+                "No available Claude accounts support the requested model: {}",
+                ask.model
+            )));
+        }
+        match self.pick(store, settings, ask, snap, &pool).await? {
+            Some(Ok(s)) => Ok(Some(s)),
+            None => Ok(None),
+            Some(Err(_)) => Err(RelayError::NoAccount(format!(
+                "No available Claude accounts support the requested model: {} (all are resting or busy)",
+                ask.model
             ))),
         }
     }
 
-    fn mark_picked(&self, id: &str) {
-        let now = chrono::Utc::now().timestamp_millis();
-        let mut picks = self.local_picks.lock();
-        // Strictly increasing, so two picks in the same millisecond still order.
-        let next = picks
-            .values()
-            .copied()
-            .max()
-            .map_or(now, |m| m.max(now - 1) + 1)
-            .max(now);
-        picks.insert(id.to_string(), next);
+    /// `None`: stale snapshot. `Some(Err(reason))`: nothing free.
+    async fn pick(
+        &self,
+        store: &DynStore,
+        settings: &Settings,
+        ask: &Ask<'_>,
+        snap: &Snapshot,
+        accounts: &[&StoredAccount],
+    ) -> Result<Option<Result<Selected, String>>, RelayError> {
+        let mut candidates: Vec<Candidate> = accounts
+            .iter()
+            .map(|a| Candidate {
+                id: a.account.id.clone(),
+                priority: a.account.priority,
+                max_concurrency: a.account.max_concurrency,
+            })
+            .collect();
+        candidates.sort_by_key(|c| c.priority);
+        let family = app::domain::model_family(ask.model).map(str::to_string);
+        let req = PickRequest {
+            known_version: snap.version,
+            candidates,
+            sticky: ask.session.map(|s| StickyRequest {
+                key: format!("claude:{s}"),
+                ttl: settings.sticky_ttl,
+                renew_below: settings.sticky_renew_below,
+            }),
+            family,
+            lease_id: ask.lease_id.to_string(),
+            lease_ttl: settings.lease_ttl,
+        };
+        match store.pick_account(&req).await? {
+            Pick::Stale => Ok(None),
+            Pick::Chosen { account_id, sticky } => {
+                let Some(account) = snap.accounts.iter().find(|a| a.account.id == account_id)
+                else {
+                    return Ok(None);
+                };
+                let lease = (account.account.max_concurrency > 0)
+                    .then(|| (account_lease_scope(&account_id), ask.lease_id.to_string()));
+                Ok(Some(Ok(Selected {
+                    account: account.clone(),
+                    sticky,
+                    lease,
+                })))
+            }
+            Pick::Unavailable(reason) => Ok(Some(Err(match reason {
+                Some((_, Unavailability::Resting(c))) if c.class == "rate_limit" => {
+                    let until = chrono::DateTime::from_timestamp_millis(c.until_ms)
+                        .map(crate::auth::api_key::format_time)
+                        .unwrap_or_default();
+                    format!("rate_limited:{until}")
+                }
+                Some((_, Unavailability::Resting(c))) => {
+                    format!("temporarily_unavailable: {}", c.class)
+                }
+                Some((_, Unavailability::Full)) => "concurrency_full".to_string(),
+                None => "unavailable".to_string(),
+            }))),
+        }
     }
 }
 
@@ -120,8 +309,35 @@ mod tests {
         }
     }
 
+    fn settings() -> Settings {
+        Settings {
+            sticky_ttl: Duration::from_secs(3600),
+            sticky_renew_below: Duration::from_secs(900),
+            lease_ttl: Duration::from_secs(60),
+            dedicated_fallback: false,
+        }
+    }
+
+    async fn pick(
+        s: &Scheduler,
+        store: &DynStore,
+        key: &ApiKey,
+        model: &str,
+        session: Option<&str>,
+    ) -> Result<Selected, RelayError> {
+        let ask = Ask {
+            key,
+            platforms: &[Platform::ClaudeConsole, Platform::ClaudeOfficial],
+            model,
+            session,
+            exclude: &[],
+            lease_id: "lease",
+        };
+        s.select(store, &settings(), &ask).await
+    }
+
     #[tokio::test]
-    async fn priority_then_least_recently_used() {
+    async fn priority_then_least_recently_used_and_stale_cache() {
         let dir = tempfile::tempdir().unwrap();
         let store: DynStore = Arc::new(EmbeddedStore::open(dir.path(), 10).unwrap());
         store.put_account(&acc("low", 10)).await.unwrap();
@@ -129,16 +345,47 @@ mod tests {
         store.put_account(&acc("b", 50)).await.unwrap();
         let s = Scheduler::default();
         let key = ApiKey::default();
-        let pick = |_: ()| s.select(&store, &key, Platform::ClaudeConsole, "m");
-        assert_eq!(pick(()).await.unwrap().account.id, "low");
-        assert_eq!(pick(()).await.unwrap().account.id, "low");
+        assert_eq!(
+            pick(&s, &store, &key, "m", None)
+                .await
+                .unwrap()
+                .account
+                .account
+                .id,
+            "low"
+        );
+        assert_eq!(
+            pick(&s, &store, &key, "m", None)
+                .await
+                .unwrap()
+                .account
+                .account
+                .id,
+            "low"
+        );
 
+        // Changed behind the cache's back: the store says stale, the scheduler reloads.
         let mut low = store.get_account("low").await.unwrap().unwrap();
         low.account.schedulable = false;
         store.put_account(&low).await.unwrap();
-        let first = pick(()).await.unwrap().account.id;
-        let second = pick(()).await.unwrap().account.id;
-        let third = pick(()).await.unwrap().account.id;
+        let first = pick(&s, &store, &key, "m", None)
+            .await
+            .unwrap()
+            .account
+            .account
+            .id;
+        let second = pick(&s, &store, &key, "m", None)
+            .await
+            .unwrap()
+            .account
+            .account
+            .id;
+        let third = pick(&s, &store, &key, "m", None)
+            .await
+            .unwrap()
+            .account
+            .account
+            .id;
         assert_ne!(first, second, "equal priority rotates");
         assert_eq!(first, third);
 
@@ -146,51 +393,72 @@ mod tests {
         only_x.account.supported_models = vec!["model-x".into()];
         store.put_account(&only_x).await.unwrap();
         assert_eq!(
-            s.select(&store, &key, Platform::ClaudeConsole, "model-x")
+            pick(&s, &store, &key, "model-x", None)
                 .await
                 .unwrap()
+                .account
                 .account
                 .id,
             "x-only"
         );
-        assert_ne!(pick(()).await.unwrap().account.id, "x-only");
+        assert_ne!(
+            pick(&s, &store, &key, "m", None)
+                .await
+                .unwrap()
+                .account
+                .account
+                .id,
+            "x-only"
+        );
     }
 
     #[tokio::test]
-    async fn dedicated_binding_never_falls_back() {
+    async fn dedicated_binding_never_falls_back_unless_allowed() {
         let dir = tempfile::tempdir().unwrap();
         let store: DynStore = Arc::new(EmbeddedStore::open(dir.path(), 10).unwrap());
         store.put_account(&acc("pool", 1)).await.unwrap();
         let mut ded = acc("ded", 90);
         ded.account.is_active = false;
+        ded.account.account_type = AccountType::Dedicated;
         store.put_account(&ded).await.unwrap();
         let s = Scheduler::default();
-        let key = ApiKey {
-            claude_console_account_id: Some("ded".into()),
+        let mut key = ApiKey {
+            claude_account_id: Some("ded".into()),
             ..Default::default()
         };
-        let err = s
-            .select(&store, &key, Platform::ClaudeConsole, "m")
-            .await
-            .unwrap_err();
-        assert!(matches!(err, RelayError::DedicatedUnavailable(_)));
+        let err = pick(&s, &store, &key, "m", None).await.err().unwrap();
+        assert!(
+            matches!(err, RelayError::DedicatedUnavailable(ref m) if m.contains("inactive_or_error")),
+            "{err:?}"
+        );
+        key.allow_dedicated_fallback = true;
+        assert_eq!(
+            pick(&s, &store, &key, "m", None)
+                .await
+                .unwrap()
+                .account
+                .account
+                .id,
+            "pool"
+        );
+        key.allow_dedicated_fallback = false;
         ded.account.is_active = true;
         store.put_account(&ded).await.unwrap();
         assert_eq!(
-            s.select(&store, &key, Platform::ClaudeConsole, "m")
+            pick(&s, &store, &key, "m", None)
                 .await
                 .unwrap()
+                .account
                 .account
                 .id,
             "ded"
         );
-        let empty = Scheduler::default();
+        // A dedicated account never serves the pool.
         store.delete_account("pool").await.unwrap();
-        store.delete_account("ded").await.unwrap();
-        let err = empty
-            .select(&store, &ApiKey::default(), Platform::ClaudeConsole, "m")
+        let err = pick(&s, &store, &ApiKey::default(), "m", None)
             .await
-            .unwrap_err();
+            .err()
+            .unwrap();
         assert!(matches!(err, RelayError::NoAccount(_)));
     }
 }

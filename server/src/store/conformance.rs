@@ -194,11 +194,11 @@ fn event(key: &str, account: &str, model: &str, input: u64, output: u64, n: u64)
 async fn usage_counts_every_bucket_and_bounds_records(f: Fixture) {
     let s = &f.store;
     for n in 1..=5u64 {
-        s.record_usage(&event("k", "acc", "claude-x", 10, 20, n), 8)
+        s.record_usage(&event("k", "acc", "claude-x", 10, 20, n), 8, &[])
             .await
             .unwrap();
     }
-    s.record_usage(&event("k", "acc2", "claude-y", 1, 1, 100), 8)
+    s.record_usage(&event("k", "acc2", "claude-y", 1, 1, 100), 8, &[])
         .await
         .unwrap();
     let p = Periods::at(Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap(), 8);

@@ -23,12 +23,47 @@ const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const USAGE: TableDefinition<&str, &[u8]> = TableDefinition::new("usage");
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 const LASTUSED: TableDefinition<&str, i64> = TableDefinition::new("last_used");
+const COOLDOWNS: TableDefinition<&str, &[u8]> = TableDefinition::new("cooldowns");
+const ERRORS: TableDefinition<&str, &[u8]> = TableDefinition::new("account_errors");
+const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
+const OAUTH: TableDefinition<&str, &[u8]> = TableDefinition::new("oauth_sessions");
+
+/// Entries kept in an account's error history.
+const ERROR_HISTORY: u64 = 100;
+const FAMILIES: [&str; 4] = ["opus", "sonnet", "haiku", "fable"];
 
 pub struct EmbeddedStore {
     db: Arc<Database>,
     records_per_key: usize,
-    sticky: Mutex<HashMap<String, (String, Instant)>>,
-    leases: Mutex<HashMap<String, HashMap<String, Instant>>>,
+    /// State of live traffic, one lock so that scheduling steps are atomic.
+    live: Mutex<Live>,
+}
+
+#[derive(Default)]
+struct Live {
+    sticky: HashMap<String, (String, Instant)>,
+    leases: HashMap<String, HashMap<String, Instant>>,
+    /// Accounts picked by the scheduler (ms), for least-recently-used order.
+    picked: HashMap<String, i64>,
+    locks: HashMap<String, (String, Instant)>,
+}
+
+impl Live {
+    fn lease_count(&mut self, scope: &str, now: Instant) -> usize {
+        match self.leases.get_mut(scope) {
+            Some(l) => {
+                l.retain(|_, until| *until > now);
+                l.len()
+            }
+            None => 0,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Expiring<T> {
+    value: T,
+    expires_at_ms: i64,
 }
 
 fn e<E: Into<redb::Error>>(err: E) -> StoreError {
@@ -81,6 +116,37 @@ fn decode_counters(raw: &[u8]) -> (UsageCounters, u64) {
     )
 }
 
+fn all_rows<T: for<'de> Deserialize<'de>>(
+    r: &redb::ReadTransaction,
+    table: TableDefinition<&str, &[u8]>,
+) -> Result<Vec<T>, StoreError> {
+    let t = r.open_table(table).map_err(e)?;
+    let mut out = Vec::new();
+    for row in t.iter().map_err(e)? {
+        let (_, v) = row.map_err(e)?;
+        out.push(from_json(v.value())?);
+    }
+    Ok(out)
+}
+
+fn read_u64(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<u64, StoreError> {
+    Ok(meta
+        .get(key)
+        .map_err(e)?
+        .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
+        .unwrap_or(0))
+}
+
+fn cooldown_key(account_id: &str, family: Option<&str>) -> String {
+    match family {
+        Some(f) => format!("{account_id}:{f}"),
+        None => account_id.to_string(),
+    }
+}
+
 fn record_key(key_id: &str, seq: u64) -> String {
     format!("{key_id}\u{0}{seq:020}")
 }
@@ -104,13 +170,16 @@ impl EmbeddedStore {
             txn.open_table(USAGE).map_err(e)?;
             txn.open_table(RECORDS).map_err(e)?;
             txn.open_table(LASTUSED).map_err(e)?;
+            txn.open_table(COOLDOWNS).map_err(e)?;
+            txn.open_table(ERRORS).map_err(e)?;
+            txn.open_table(GROUPS).map_err(e)?;
+            txn.open_table(OAUTH).map_err(e)?;
         }
         txn.commit().map_err(e)?;
         Ok(EmbeddedStore {
             db: Arc::new(db),
             records_per_key: records_per_key.max(1),
-            sticky: Mutex::new(HashMap::new()),
-            leases: Mutex::new(HashMap::new()),
+            live: Mutex::new(Live::default()),
         })
     }
 
@@ -412,27 +481,37 @@ impl Store for EmbeddedStore {
                 let (k, v) = row.map_err(e)?;
                 last_used_ms.insert(k.value()[2..].to_string(), v.value());
             }
-            let accounts = if known_version == Some(version) {
-                None
+            let (accounts, groups) = if known_version == Some(version) {
+                (None, None)
             } else {
-                let t = r.open_table(ACCOUNTS).map_err(e)?;
-                let mut out = Vec::new();
-                for row in t.iter().map_err(e)? {
-                    let (_, v) = row.map_err(e)?;
-                    out.push(from_json(v.value())?);
-                }
-                Some(out)
+                (Some(all_rows(&r, ACCOUNTS)?), Some(all_rows(&r, GROUPS)?))
             };
             Ok(AccountSnapshot {
                 version,
                 accounts,
+                groups,
                 last_used_ms,
             })
         })
         .await
+        .map(|mut snap| {
+            for (id, ms) in &self.live.lock().picked {
+                let e = snap.last_used_ms.entry(id.clone()).or_insert(*ms);
+                *e = (*e).max(*ms);
+            }
+            snap
+        })
     }
 
-    async fn record_usage(&self, ev: &UsageEvent, offset_hours: i32) -> Result<(), StoreError> {
+    async fn record_usage(
+        &self,
+        ev: &UsageEvent,
+        offset_hours: i32,
+        release: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        for (scope, lease) in release {
+            self.release_lease(scope, lease).await?;
+        }
         let buckets = ev.buckets(offset_hours);
         let delta = ev.counters();
         let record = to_json(&ev.record)?;
@@ -561,11 +640,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn get_sticky(&self, session: &str) -> Result<Option<String>, StoreError> {
-        let mut map = self.sticky.lock();
-        match map.get(session) {
+        let mut live = self.live.lock();
+        match live.sticky.get(session) {
             Some((account, until)) if *until > Instant::now() => Ok(Some(account.clone())),
             Some(_) => {
-                map.remove(session);
+                live.sticky.remove(session);
                 Ok(None)
             }
             None => Ok(None),
@@ -578,18 +657,19 @@ impl Store for EmbeddedStore {
         account_id: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let mut map = self.sticky.lock();
+        let mut live = self.live.lock();
         let now = Instant::now();
         // Sweep expired mappings now and then, so the map cannot grow without bound.
-        if map.len() > 10_000 {
-            map.retain(|_, (_, until)| *until > now);
+        if live.sticky.len() > 10_000 {
+            live.sticky.retain(|_, (_, until)| *until > now);
         }
-        map.insert(session.to_string(), (account_id.to_string(), now + ttl));
+        live.sticky
+            .insert(session.to_string(), (account_id.to_string(), now + ttl));
         Ok(())
     }
 
     async fn delete_sticky(&self, session: &str) -> Result<(), StoreError> {
-        self.sticky.lock().remove(session);
+        self.live.lock().sticky.remove(session);
         Ok(())
     }
 
@@ -601,10 +681,10 @@ impl Store for EmbeddedStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let now = Instant::now();
-        let mut all = self.leases.lock();
-        let leases = all.entry(scope.to_string()).or_default();
-        leases.retain(|_, until| *until > now);
-        if leases.contains_key(lease_id) || (leases.len() as u32) < limit {
+        let mut live = self.live.lock();
+        let held = live.lease_count(scope, now);
+        let leases = live.leases.entry(scope.to_string()).or_default();
+        if leases.contains_key(lease_id) || (held as u32) < limit {
             leases.insert(lease_id.to_string(), now + ttl);
             Ok(true)
         } else {
@@ -613,23 +693,340 @@ impl Store for EmbeddedStore {
     }
 
     async fn release_lease(&self, scope: &str, lease_id: &str) -> Result<(), StoreError> {
-        let mut all = self.leases.lock();
-        if let Some(leases) = all.get_mut(scope) {
+        let mut live = self.live.lock();
+        if let Some(leases) = live.leases.get_mut(scope) {
             leases.remove(lease_id);
             if leases.is_empty() {
-                all.remove(scope);
+                live.leases.remove(scope);
             }
         }
         Ok(())
     }
 
     async fn count_leases(&self, scope: &str) -> Result<u32, StoreError> {
+        Ok(self.live.lock().lease_count(scope, Instant::now()) as u32)
+    }
+
+    async fn refresh_leases(
+        &self,
+        leases: &[(String, String)],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let until = Instant::now() + ttl;
+        let mut live = self.live.lock();
+        for (scope, lease) in leases {
+            if let Some(l) = live.leases.get_mut(scope).and_then(|l| l.get_mut(lease)) {
+                *l = until;
+            }
+        }
+        Ok(())
+    }
+
+    async fn pick_account(&self, req: &PickRequest) -> Result<Pick, StoreError> {
+        if req.candidates.is_empty() {
+            return Ok(Pick::Unavailable(None));
+        }
+        let ids: Vec<String> = req.candidates.iter().map(|c| c.id.clone()).collect();
+        let family = req.family.clone();
+        let now_ms = now_ms();
+        // Read the version and the live rests first (the database), then decide under the lock.
+        let (version, resting) = self
+            .run(move |db| {
+                let r = db.begin_read().map_err(e)?;
+                let version = read_u64(&r.open_table(META).map_err(e)?, "accounts:version")?;
+                let t = r.open_table(COOLDOWNS).map_err(e)?;
+                let mut resting = HashMap::new();
+                for id in &ids {
+                    for key in [
+                        cooldown_key(id, None),
+                        family
+                            .as_deref()
+                            .map(|f| cooldown_key(id, Some(f)))
+                            .unwrap_or_default(),
+                    ] {
+                        if key.is_empty() {
+                            continue;
+                        }
+                        if let Some(v) = t.get(key.as_str()).map_err(e)? {
+                            let c: Cooldown = from_json(v.value())?;
+                            if c.until_ms > now_ms {
+                                resting.entry(id.clone()).or_insert(c);
+                            }
+                        }
+                    }
+                }
+                Ok((version, resting))
+            })
+            .await?;
+        if version != req.known_version {
+            return Ok(Pick::Stale);
+        }
         let now = Instant::now();
-        Ok(self
-            .leases
-            .lock()
-            .get(scope)
-            .map(|l| l.values().filter(|until| **until > now).count() as u32)
-            .unwrap_or(0))
+        let mut live = self.live.lock();
+        let mut reason = None;
+        let mut try_take = |live: &mut Live, c: &Candidate| -> bool {
+            if let Some(rest) = resting.get(&c.id) {
+                reason.get_or_insert_with(|| (c.id.clone(), Unavailability::Resting(rest.clone())));
+                return false;
+            }
+            if c.max_concurrency > 0 {
+                let scope = account_lease_scope(&c.id);
+                if live.lease_count(&scope, now) >= c.max_concurrency as usize {
+                    reason.get_or_insert_with(|| (c.id.clone(), Unavailability::Full));
+                    return false;
+                }
+                live.leases
+                    .entry(scope)
+                    .or_default()
+                    .insert(req.lease_id.clone(), now + req.lease_ttl);
+            }
+            true
+        };
+        if let Some(sticky) = &req.sticky {
+            let mapped = live
+                .sticky
+                .get(&sticky.key)
+                .filter(|(_, until)| *until > now)
+                .map(|(id, until)| (id.clone(), *until));
+            if let Some((sid, until)) = mapped {
+                if let Some(c) = req.candidates.iter().find(|c| c.id == sid) {
+                    if try_take(&mut live, c) {
+                        if until.saturating_duration_since(now) < sticky.renew_below {
+                            live.sticky
+                                .insert(sticky.key.clone(), (sid.clone(), now + sticky.ttl));
+                        }
+                        live.picked.insert(sid.clone(), now_ms);
+                        return Ok(Pick::Chosen {
+                            account_id: sid,
+                            sticky: true,
+                        });
+                    }
+                }
+                live.sticky.remove(&sticky.key);
+            }
+        }
+        let mut order: Vec<&Candidate> = req.candidates.iter().collect();
+        order.sort_by_key(|c| (c.priority, live.picked.get(&c.id).copied().unwrap_or(0)));
+        for c in order {
+            if try_take(&mut live, c) {
+                if let Some(sticky) = &req.sticky {
+                    live.sticky
+                        .insert(sticky.key.clone(), (c.id.clone(), now + sticky.ttl));
+                }
+                // Strictly increasing, so two picks in one millisecond still rotate.
+                let last = live.picked.values().copied().max().unwrap_or(0);
+                live.picked.insert(c.id.clone(), now_ms.max(last + 1));
+                return Ok(Pick::Chosen {
+                    account_id: c.id.clone(),
+                    sticky: false,
+                });
+            }
+        }
+        Ok(Pick::Unavailable(reason))
+    }
+
+    async fn mark_account(
+        &self,
+        account_id: &str,
+        cooldown: Option<(&Cooldown, Duration)>,
+        error: &AccountError,
+    ) -> Result<(), StoreError> {
+        let cool = cooldown
+            .map(|(c, _)| (cooldown_key(account_id, c.family.as_deref()), to_json(c)))
+            .map(|(k, j)| j.map(|j| (k, j)))
+            .transpose()?;
+        let entry = to_json(error)?;
+        let id = account_id.to_string();
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            {
+                if let Some((key, json)) = &cool {
+                    w.open_table(COOLDOWNS)
+                        .map_err(e)?
+                        .insert(key.as_str(), json.as_bytes())
+                        .map_err(e)?;
+                }
+                let mut meta = w.open_table(META).map_err(e)?;
+                let seq_key = format!("errors_seq:{id}");
+                let seq = read_u64(&meta, &seq_key)?;
+                meta.insert(seq_key.as_str(), (seq + 1).to_le_bytes().as_slice())
+                    .map_err(e)?;
+                let mut errors = w.open_table(ERRORS).map_err(e)?;
+                errors
+                    .insert(record_key(&id, seq).as_str(), entry.as_bytes())
+                    .map_err(e)?;
+                if seq >= ERROR_HISTORY {
+                    errors
+                        .remove(record_key(&id, seq - ERROR_HISTORY).as_str())
+                        .map_err(e)?;
+                }
+            }
+            w.commit().map_err(e)
+        })
+        .await
+    }
+
+    async fn clear_cooldowns(&self, account_id: &str) -> Result<(), StoreError> {
+        let id = account_id.to_string();
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            {
+                let mut t = w.open_table(COOLDOWNS).map_err(e)?;
+                t.remove(id.as_str()).map_err(e)?;
+                for f in FAMILIES {
+                    t.remove(cooldown_key(&id, Some(f)).as_str()).map_err(e)?;
+                }
+            }
+            w.commit().map_err(e)
+        })
+        .await
+    }
+
+    async fn cooldowns(
+        &self,
+        account_ids: &[String],
+    ) -> Result<HashMap<String, Vec<Cooldown>>, StoreError> {
+        let ids = account_ids.to_vec();
+        let now = now_ms();
+        self.run(move |db| {
+            let r = db.begin_read().map_err(e)?;
+            let t = r.open_table(COOLDOWNS).map_err(e)?;
+            let mut out: HashMap<String, Vec<Cooldown>> = HashMap::new();
+            for id in &ids {
+                let keys = std::iter::once(cooldown_key(id, None))
+                    .chain(FAMILIES.iter().map(|f| cooldown_key(id, Some(f))));
+                for key in keys {
+                    if let Some(v) = t.get(key.as_str()).map_err(e)? {
+                        let c: Cooldown = from_json(v.value())?;
+                        if c.until_ms > now {
+                            out.entry(id.clone()).or_default().push(c);
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn error_history(
+        &self,
+        account_id: &str,
+        limit: usize,
+    ) -> Result<Vec<AccountError>, StoreError> {
+        let (lo, hi) = (format!("{account_id}\u{0}"), format!("{account_id}\u{1}"));
+        self.run(move |db| {
+            let r = db.begin_read().map_err(e)?;
+            let t = r.open_table(ERRORS).map_err(e)?;
+            let mut out = Vec::new();
+            for row in t
+                .range(lo.as_str()..hi.as_str())
+                .map_err(e)?
+                .rev()
+                .take(limit)
+            {
+                let (_, v) = row.map_err(e)?;
+                out.push(from_json(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_group(&self, group: &AccountGroup) -> Result<(), StoreError> {
+        let json = to_json(group)?;
+        let id = group.id.clone();
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            {
+                w.open_table(GROUPS)
+                    .map_err(e)?
+                    .insert(id.as_str(), json.as_bytes())
+                    .map_err(e)?;
+                Self::bump_version(&mut w.open_table(META).map_err(e)?)?;
+            }
+            w.commit().map_err(e)
+        })
+        .await
+    }
+
+    async fn delete_group(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            let existed = {
+                let existed = w
+                    .open_table(GROUPS)
+                    .map_err(e)?
+                    .remove(id.as_str())
+                    .map_err(e)?
+                    .is_some();
+                Self::bump_version(&mut w.open_table(META).map_err(e)?)?;
+                existed
+            };
+            w.commit().map_err(e)?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn put_oauth_session(
+        &self,
+        id: &str,
+        session: &OAuthSession,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let row = Expiring {
+            value: session.clone(),
+            expires_at_ms: now_ms() + ttl.as_millis() as i64,
+        };
+        self.put_bytes(OAUTH, id.into(), to_json(&row)?.into_bytes())
+            .await
+    }
+
+    async fn get_oauth_session(&self, id: &str) -> Result<Option<OAuthSession>, StoreError> {
+        let Some(raw) = self.get_bytes(OAUTH, id.into()).await? else {
+            return Ok(None);
+        };
+        let row: Expiring<OAuthSession> = from_json(&raw)?;
+        Ok((row.expires_at_ms > now_ms()).then_some(row.value))
+    }
+
+    async fn delete_oauth_session(&self, id: &str) -> Result<(), StoreError> {
+        let key = id.to_string();
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            w.open_table(OAUTH)
+                .map_err(e)?
+                .remove(key.as_str())
+                .map_err(e)?;
+            w.commit().map_err(e)
+        })
+        .await
+    }
+
+    async fn try_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut live = self.live.lock();
+        match live.locks.get(name) {
+            Some((holder, until)) if *until > now && holder != owner => Ok(false),
+            _ => {
+                live.locks
+                    .insert(name.to_string(), (owner.to_string(), now + ttl));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let mut live = self.live.lock();
+        if live
+            .locks
+            .get(name)
+            .is_some_and(|(holder, _)| holder == owner)
+        {
+            live.locks.remove(name);
+        }
+        Ok(())
     }
 }

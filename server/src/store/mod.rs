@@ -11,7 +11,9 @@ mod conformance;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use app::domain::{Account, ApiKey, RequestRecord, TokenUsage, UsageCounters};
+use app::domain::{
+    Account, AccountError, AccountGroup, ApiKey, Cooldown, RequestRecord, TokenUsage, UsageCounters,
+};
 use chrono::{DateTime, Duration as ChronoDuration, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -62,14 +64,85 @@ pub struct AdminSession {
     pub login_time: String,
 }
 
-/// The schedulable view of the accounts. `accounts` is `None` when the caller's cached copy
-/// (`known_version`) is still current, so the common case moves almost no data.
+/// The schedulable view of the accounts and groups. `accounts` and `groups` are `None` when
+/// the caller's cached copy (`known_version`) is still current.
 #[derive(Clone, Debug, Default)]
 pub struct AccountSnapshot {
     pub version: u64,
     pub accounts: Option<Vec<StoredAccount>>,
+    pub groups: Option<Vec<AccountGroup>>,
     /// Last use per account id, in ms since the epoch.
     pub last_used_ms: HashMap<String, i64>,
+}
+
+/// One account the scheduler may pick, in the caller's preference order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub id: String,
+    pub priority: u32,
+    /// 0 = unlimited.
+    pub max_concurrency: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct StickyRequest {
+    pub key: String,
+    pub ttl: Duration,
+    /// The mapping's lifetime is renewed when less than this is left.
+    pub renew_below: Duration,
+}
+
+/// The scheduling step, atomic in the store: skip accounts that rest (whole or for the model
+/// family) or have no free concurrency slot, prefer the session's sticky account, else the
+/// best by priority and least recent use; take its slot, remember the session, mark it used.
+#[derive(Clone, Debug)]
+pub struct PickRequest {
+    /// The accounts version the candidates were computed from; a newer one answers `Stale`.
+    pub known_version: u64,
+    pub candidates: Vec<Candidate>,
+    pub sticky: Option<StickyRequest>,
+    pub family: Option<String>,
+    pub lease_id: String,
+    pub lease_ttl: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Unavailability {
+    Resting(Cooldown),
+    Full,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pick {
+    /// Accounts changed since the candidates were computed: reload and ask again.
+    Stale,
+    Chosen {
+        account_id: String,
+        sticky: bool,
+    },
+    /// Nothing free; why the first candidate was refused, if there was one.
+    Unavailable(Option<(String, Unavailability)>),
+}
+
+/// A PKCE authorization in progress (10 minutes), and its result once exchanged.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OAuthSession {
+    pub code_verifier: String,
+    pub state: String,
+    pub scopes: String,
+    pub proxy: Option<app::domain::ProxyConfig>,
+    /// AES-GCM ciphertext of the proxy password, if any.
+    pub proxy_secret: Option<String>,
+    /// AES-GCM ciphertext of the exchanged tokens, once the code was exchanged.
+    pub tokens: Option<String>,
+    pub expires_at: Option<i64>,
+    pub granted_scopes: Vec<String>,
+}
+
+/// The lease scope of an account's concurrency slots.
+pub fn account_lease_scope(account_id: &str) -> String {
+    format!("acct:{account_id}")
 }
 
 /// Everything accounting writes for one finished request.
@@ -272,10 +345,55 @@ pub trait Store: Send + Sync + 'static {
         &self,
         known_version: Option<u64>,
     ) -> Result<AccountSnapshot, StoreError>;
+    /// The scheduling step: one round trip.
+    async fn pick_account(&self, request: &PickRequest) -> Result<Pick, StoreError>;
+    /// Rests an account (or one model family of it) for `rest`, and appends to its error history.
+    async fn mark_account(
+        &self,
+        account_id: &str,
+        cooldown: Option<(&Cooldown, Duration)>,
+        error: &AccountError,
+    ) -> Result<(), StoreError>;
+    async fn clear_cooldowns(&self, account_id: &str) -> Result<(), StoreError>;
+    /// Live rests per account (account-wide and per family).
+    async fn cooldowns(
+        &self,
+        account_ids: &[String],
+    ) -> Result<HashMap<String, Vec<Cooldown>>, StoreError>;
+    /// Newest first.
+    async fn error_history(
+        &self,
+        account_id: &str,
+        limit: usize,
+    ) -> Result<Vec<AccountError>, StoreError>;
+
+    // Account groups (part of the scheduling snapshot: changing one bumps the version).
+    async fn put_group(&self, group: &AccountGroup) -> Result<(), StoreError>;
+    async fn delete_group(&self, id: &str) -> Result<bool, StoreError>;
+
+    // OAuth authorizations in progress.
+    async fn put_oauth_session(
+        &self,
+        id: &str,
+        session: &OAuthSession,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    async fn get_oauth_session(&self, id: &str) -> Result<Option<OAuthSession>, StoreError>;
+    async fn delete_oauth_session(&self, id: &str) -> Result<(), StoreError>;
+
+    /// A lock shared by every relay instance (token refresh): `true` if `owner` holds it now.
+    async fn try_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError>;
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError>;
 
     // Usage.
-    /// All counters, the request record and last-used times of one request: one round trip.
-    async fn record_usage(&self, event: &UsageEvent, offset_hours: i32) -> Result<(), StoreError>;
+    /// All counters, the request record and last-used times of one request, and the release of
+    /// its leases: one round trip.
+    async fn record_usage(
+        &self,
+        event: &UsageEvent,
+        offset_hours: i32,
+        release: &[(String, String)],
+    ) -> Result<(), StoreError>;
     /// Counters of several buckets (missing ones are zero), in one round trip.
     async fn usage(&self, buckets: &[String]) -> Result<Vec<UsageCounters>, StoreError>;
     /// Newest first.
@@ -308,6 +426,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     async fn release_lease(&self, scope: &str, lease_id: &str) -> Result<(), StoreError>;
     async fn count_leases(&self, scope: &str) -> Result<u32, StoreError>;
+    /// Extends live leases (long streams), in one round trip.
+    async fn refresh_leases(
+        &self,
+        leases: &[(String, String)],
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
 }
 
 /// Opens the engine the configuration asks for.

@@ -9,6 +9,8 @@ use app::domain::{RequestRecord, UsageCounters};
 use super::*;
 
 const P: &str = "crs:";
+/// Entries kept in an account's error history.
+const ERROR_HISTORY: usize = 100;
 
 pub struct RedisStore {
     conn: ConnectionManager,
@@ -21,6 +23,8 @@ struct Scripts {
     insert_key: Script,
     snapshot: Script,
     acquire: Script,
+    pick: Script,
+    unlock: Script,
 }
 
 impl Scripts {
@@ -44,13 +48,15 @@ impl Scripts {
                 r"local v = redis.call('GET', KEYS[1]) or '0'
                   local lu = redis.call('HGETALL', KEYS[3])
                   if v == ARGV[1] then return {v, lu} end
-                  local ids = redis.call('SMEMBERS', KEYS[2])
-                  local recs = {}
-                  for _, id in ipairs(ids) do
-                    local r = redis.call('GET', ARGV[2] .. id)
-                    if r then recs[#recs + 1] = r end
+                  local function all(set, prefix)
+                    local out = {}
+                    for _, id in ipairs(redis.call('SMEMBERS', set)) do
+                      local r = redis.call('GET', prefix .. id)
+                      if r then out[#out + 1] = r end
+                    end
+                    return out
                   end
-                  return {v, lu, recs}",
+                  return {v, lu, all(KEYS[2], ARGV[2]), all(KEYS[4], ARGV[3])}",
             ),
             // Leases live in a sorted set scored by expiry (server time, so instances agree).
             acquire: Script::new(
@@ -66,9 +72,89 @@ impl Scripts {
                   end
                   return 0",
             ),
+            pick: Script::new(PICK_LUA),
+            unlock: Script::new(
+                r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+                  return 0",
+            ),
         }
     }
 }
+
+/// The scheduling step (see `PickRequest`). ARGV: prefix, known version, sticky key, sticky
+/// ttl s, renew-below s, family, lease id, lease ttl ms, n, then n × (id, priority, max).
+const PICK_LUA: &str = r"
+local p = ARGV[1]
+if (redis.call('GET', p .. 'accounts:version') or '0') ~= ARGV[2] then return {'stale'} end
+local sticky, sticky_ttl, renew_below = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local family, lease, lease_ttl = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local n = tonumber(ARGV[9])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ids, prio, maxc = {}, {}, {}
+for i = 1, n do
+  local b = 9 + (i - 1) * 3
+  ids[i] = ARGV[b + 1]; prio[i] = tonumber(ARGV[b + 2]); maxc[i] = tonumber(ARGV[b + 3])
+end
+local reason = nil
+local function try(i)
+  local c = redis.call('GET', p .. 'cool:' .. ids[i])
+  if not c and family ~= '' then c = redis.call('GET', p .. 'cool:' .. ids[i] .. ':' .. family) end
+  if c then
+    if not reason then reason = {ids[i], 'rest', c} end
+    return false
+  end
+  if maxc[i] > 0 then
+    local k = p .. 'lease:acct:' .. ids[i]
+    redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+    if redis.call('ZCARD', k) >= maxc[i] then
+      if not reason then reason = {ids[i], 'full', ''} end
+      return false
+    end
+    redis.call('ZADD', k, now + lease_ttl, lease)
+    redis.call('PEXPIRE', k, lease_ttl)
+  end
+  return true
+end
+if sticky ~= '' then
+  local sk = p .. 'sticky:' .. sticky
+  local sid = redis.call('GET', sk)
+  if sid then
+    for i = 1, n do
+      if ids[i] == sid then
+        if try(i) then
+          local ttl = redis.call('TTL', sk)
+          if ttl >= 0 and ttl < renew_below then redis.call('EXPIRE', sk, sticky_ttl) end
+          redis.call('HSET', p .. 'lastused:accounts', sid, now)
+          return {'ok', sid, '1'}
+        end
+        break
+      end
+    end
+    redis.call('DEL', sk)
+  end
+end
+local lu = redis.call('HMGET', p .. 'lastused:accounts', unpack(ids))
+local order = {}
+for i = 1, n do order[i] = i end
+table.sort(order, function(a, b)
+  if prio[a] ~= prio[b] then return prio[a] < prio[b] end
+  local la, lb = tonumber(lu[a]) or 0, tonumber(lu[b]) or 0
+  if la ~= lb then return la < lb end
+  return a < b
+end)
+for _, i in ipairs(order) do
+  if try(i) then
+    if sticky ~= '' then redis.call('SET', p .. 'sticky:' .. sticky, ids[i], 'EX', sticky_ttl) end
+    redis.call('HSET', p .. 'lastused:accounts', ids[i], now)
+    return {'ok', ids[i], '0'}
+  end
+end
+if reason then return {'none', reason[1], reason[2], reason[3]} end
+return {'none'}
+";
+
+const FAMILIES: [&str; 4] = ["opus", "sonnet", "haiku", "fable"];
 
 fn err(e: ::redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -129,6 +215,24 @@ impl RedisStore {
         let raw: Option<Vec<u8>> = self.conn().get(key).await.map_err(err)?;
         raw.map(|r| from_json(&r)).transpose()
     }
+}
+
+/// A list of JSON records from a script reply; `None` when the reply has no such part.
+fn records<T: for<'de> Deserialize<'de>>(v: Option<&Value>) -> Result<Option<Vec<T>>, StoreError> {
+    let Some(Value::Array(items)) = v else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for r in items {
+        let raw: Vec<u8> =
+            ::redis::from_redis_value_ref(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        out.push(from_json(&raw)?);
+    }
+    Ok(Some(out))
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    v.and_then(|v| ::redis::from_redis_value_ref::<String>(v).ok())
 }
 
 fn parse_lastused(v: &Value) -> HashMap<String, i64> {
@@ -332,12 +436,14 @@ impl Store for RedisStore {
             .key(format!("{P}accounts:version"))
             .key(format!("{P}accounts"))
             .key(format!("{P}lastused:accounts"))
+            .key(format!("{P}groups"))
             .arg(
                 known_version
                     .map(|v| v.to_string())
                     .unwrap_or_else(|| "-".into()),
             )
             .arg(format!("{P}account:"))
+            .arg(format!("{P}group:"))
             .invoke_async(&mut self.conn())
             .await
             .map_err(err)?;
@@ -349,26 +455,22 @@ impl Store for RedisStore {
             .and_then(|v| ::redis::from_redis_value_ref::<u64>(v).ok())
             .unwrap_or(0);
         let last_used_ms = parts.get(1).map(parse_lastused).unwrap_or_default();
-        let accounts = match parts.get(2) {
-            Some(Value::Array(recs)) => {
-                let mut out = Vec::with_capacity(recs.len());
-                for r in recs {
-                    let raw: Vec<u8> = ::redis::from_redis_value_ref(r)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    out.push(from_json(&raw)?);
-                }
-                Some(out)
-            }
-            _ => None,
-        };
+        let accounts = records(parts.get(2))?;
+        let groups = records(parts.get(3))?;
         Ok(AccountSnapshot {
             version,
             accounts,
+            groups,
             last_used_ms,
         })
     }
 
-    async fn record_usage(&self, ev: &UsageEvent, offset_hours: i32) -> Result<(), StoreError> {
+    async fn record_usage(
+        &self,
+        ev: &UsageEvent,
+        offset_hours: i32,
+        release: &[(String, String)],
+    ) -> Result<(), StoreError> {
         let values = counter_values(&ev.counters());
         let mut pipe = ::redis::pipe();
         pipe.atomic();
@@ -393,6 +495,9 @@ impl Store for RedisStore {
         if !ev.account_id.is_empty() {
             pipe.hset(format!("{P}lastused:accounts"), &ev.account_id, ms)
                 .ignore();
+        }
+        for (scope, lease) in release {
+            pipe.zrem(format!("{P}lease:{scope}"), lease).ignore();
         }
         let _: () = pipe.query_async(&mut self.conn()).await.map_err(err)?;
         Ok(())
@@ -492,6 +597,239 @@ impl Store for RedisStore {
         let _: () = self
             .conn()
             .zrem(format!("{P}lease:{scope}"), lease_id)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn refresh_leases(
+        &self,
+        leases: &[(String, String)],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let until = now_ms() + ttl.as_millis() as i64;
+        let mut pipe = ::redis::pipe();
+        for (scope, lease) in leases {
+            let key = format!("{P}lease:{scope}");
+            // XX: a lease that was released (or expired) is not brought back.
+            pipe.cmd("ZADD")
+                .arg(&key)
+                .arg("XX")
+                .arg(until)
+                .arg(lease)
+                .ignore();
+            pipe.pexpire(&key, ttl.as_millis() as i64).ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn()).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn pick_account(&self, req: &PickRequest) -> Result<Pick, StoreError> {
+        if req.candidates.is_empty() {
+            return Ok(Pick::Unavailable(None));
+        }
+        let mut inv = self.scripts.pick.prepare_invoke();
+        let (key, ttl, renew) = match &req.sticky {
+            Some(s) => (
+                s.key.as_str(),
+                s.ttl.as_secs().max(1),
+                s.renew_below.as_secs(),
+            ),
+            None => ("", 0, 0),
+        };
+        inv.arg(P)
+            .arg(req.known_version)
+            .arg(key)
+            .arg(ttl)
+            .arg(renew)
+            .arg(req.family.as_deref().unwrap_or(""))
+            .arg(&req.lease_id)
+            .arg(req.lease_ttl.as_millis().max(1) as u64)
+            .arg(req.candidates.len());
+        for c in &req.candidates {
+            inv.arg(&c.id).arg(c.priority).arg(c.max_concurrency);
+        }
+        let v: Value = inv.invoke_async(&mut self.conn()).await.map_err(err)?;
+        let Value::Array(parts) = v else {
+            return Err(StoreError::Corrupt("unexpected pick reply".into()));
+        };
+        match text(parts.first()).as_deref() {
+            Some("stale") => Ok(Pick::Stale),
+            Some("ok") => Ok(Pick::Chosen {
+                account_id: text(parts.get(1)).unwrap_or_default(),
+                sticky: text(parts.get(2)).as_deref() == Some("1"),
+            }),
+            _ => {
+                let reason = match (text(parts.get(1)), text(parts.get(2)).as_deref()) {
+                    (Some(id), Some("rest")) => {
+                        let c = text(parts.get(3)).unwrap_or_default();
+                        Some((id, Unavailability::Resting(from_json(c.as_bytes())?)))
+                    }
+                    (Some(id), Some("full")) => Some((id, Unavailability::Full)),
+                    _ => None,
+                };
+                Ok(Pick::Unavailable(reason))
+            }
+        }
+    }
+
+    async fn mark_account(
+        &self,
+        account_id: &str,
+        cooldown: Option<(&Cooldown, Duration)>,
+        error: &AccountError,
+    ) -> Result<(), StoreError> {
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        if let Some((c, rest)) = cooldown {
+            let key = match &c.family {
+                Some(f) => format!("{P}cool:{account_id}:{f}"),
+                None => format!("{P}cool:{account_id}"),
+            };
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(to_json(c)?)
+                .arg("PX")
+                .arg(rest.as_millis().max(1) as u64)
+                .ignore();
+        }
+        let history = format!("{P}errors:{account_id}");
+        pipe.lpush(&history, to_json(error)?).ignore();
+        pipe.ltrim(&history, 0, ERROR_HISTORY as isize - 1).ignore();
+        pipe.expire(&history, 3 * 86_400).ignore();
+        let _: () = pipe.query_async(&mut self.conn()).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn clear_cooldowns(&self, account_id: &str) -> Result<(), StoreError> {
+        let mut keys = vec![format!("{P}cool:{account_id}")];
+        keys.extend(FAMILIES.iter().map(|f| format!("{P}cool:{account_id}:{f}")));
+        let _: () = self.conn().del(keys).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn cooldowns(
+        &self,
+        account_ids: &[String],
+    ) -> Result<HashMap<String, Vec<Cooldown>>, StoreError> {
+        if account_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut keys = Vec::new();
+        for id in account_ids {
+            keys.push((id, format!("{P}cool:{id}")));
+            keys.extend(FAMILIES.iter().map(|f| (id, format!("{P}cool:{id}:{f}"))));
+        }
+        let raws: Vec<Option<Vec<u8>>> = self
+            .conn()
+            .mget(keys.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>())
+            .await
+            .map_err(err)?;
+        let mut out: HashMap<String, Vec<Cooldown>> = HashMap::new();
+        for ((id, _), raw) in keys.iter().zip(raws) {
+            if let Some(raw) = raw {
+                out.entry((*id).clone()).or_default().push(from_json(&raw)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn error_history(
+        &self,
+        account_id: &str,
+        limit: usize,
+    ) -> Result<Vec<AccountError>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let raws: Vec<Vec<u8>> = self
+            .conn()
+            .lrange(format!("{P}errors:{account_id}"), 0, limit as isize - 1)
+            .await
+            .map_err(err)?;
+        raws.iter().map(|r| from_json(r)).collect()
+    }
+
+    async fn put_group(&self, group: &AccountGroup) -> Result<(), StoreError> {
+        let _: () = ::redis::pipe()
+            .atomic()
+            .set(format!("{P}group:{}", group.id), to_json(group)?)
+            .sadd(format!("{P}groups"), &group.id)
+            .incr(format!("{P}accounts:version"), 1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn delete_group(&self, id: &str) -> Result<bool, StoreError> {
+        let (removed,): (i64,) = ::redis::pipe()
+            .atomic()
+            .del(format!("{P}group:{id}"))
+            .srem(format!("{P}groups"), id)
+            .ignore()
+            .incr(format!("{P}accounts:version"), 1)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(removed > 0)
+    }
+
+    async fn put_oauth_session(
+        &self,
+        id: &str,
+        session: &OAuthSession,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let _: () = self
+            .conn()
+            .set_ex(
+                format!("{P}oauth:{id}"),
+                to_json(session)?,
+                ttl.as_secs().max(1),
+            )
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn get_oauth_session(&self, id: &str) -> Result<Option<OAuthSession>, StoreError> {
+        self.get_json(format!("{P}oauth:{id}")).await
+    }
+
+    async fn delete_oauth_session(&self, id: &str) -> Result<(), StoreError> {
+        let _: () = self
+            .conn()
+            .del(format!("{P}oauth:{id}"))
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn try_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let set: Option<String> = ::redis::cmd("SET")
+            .arg(format!("{P}lock:{name}"))
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(set.is_some())
+    }
+
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .scripts
+            .unlock
+            .key(format!("{P}lock:{name}"))
+            .arg(owner)
+            .invoke_async(&mut self.conn())
             .await
             .map_err(err)?;
         Ok(())

@@ -38,15 +38,13 @@ pub fn url(api_url: &str, endpoint: &str, beta: bool) -> String {
     }
 }
 
-pub fn build(
-    http: &reqwest::Client,
-    account: &StoredAccount,
-    credential: &str,
-    endpoint: &str,
-    beta: bool,
+/// The client's allowed headers plus the ones every Anthropic upstream gets; `user_agent`
+/// overrides the client's.
+pub fn forwarded_headers(
     client_headers: &HeaderMap,
-    body: Bytes,
-) -> reqwest::RequestBuilder {
+    user_agent: Option<&str>,
+) -> reqwest::header::HeaderMap {
+    use reqwest::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_TYPE, USER_AGENT};
     let mut headers = reqwest::header::HeaderMap::with_capacity(client_headers.len() + 3);
     for (name, value) in client_headers {
         if forwarded(name.as_str()) {
@@ -56,33 +54,37 @@ pub fn build(
     if !headers.contains_key("anthropic-version") {
         headers.insert(
             "anthropic-version",
-            reqwest::header::HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
+            HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
         );
     }
-    headers.insert(
-        reqwest::header::CONTENT_TYPE,
-        reqwest::header::HeaderValue::from_static("application/json"),
-    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     // Compressed answers break byte-for-byte SSE forwarding (original issue #1030).
-    headers.insert(
-        reqwest::header::ACCEPT_ENCODING,
-        reqwest::header::HeaderValue::from_static("identity"),
-    );
-    let ua = account
-        .account
-        .user_agent
-        .as_deref()
-        .filter(|u| !u.is_empty());
-    if let Some(ua) = ua {
-        if let Ok(v) = reqwest::header::HeaderValue::from_str(ua) {
-            headers.insert(reqwest::header::USER_AGENT, v);
+    headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    match user_agent
+        .filter(|u| !u.is_empty())
+        .and_then(|u| HeaderValue::from_str(u).ok())
+    {
+        Some(ua) => {
+            headers.insert(USER_AGENT, ua);
         }
-    } else if !headers.contains_key(reqwest::header::USER_AGENT) {
-        headers.insert(
-            reqwest::header::USER_AGENT,
-            reqwest::header::HeaderValue::from_static(DEFAULT_USER_AGENT),
-        );
+        None if !headers.contains_key(USER_AGENT) => {
+            headers.insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
+        }
+        None => {}
     }
+    headers
+}
+
+pub fn build(
+    http: &reqwest::Client,
+    account: &StoredAccount,
+    credential: &str,
+    endpoint: &str,
+    beta: bool,
+    client_headers: &HeaderMap,
+    body: Bytes,
+) -> reqwest::RequestBuilder {
+    let mut headers = forwarded_headers(client_headers, account.account.user_agent.as_deref());
     let auth = if credential.starts_with("sk-ant-") {
         ("x-api-key", credential.to_string())
     } else {

@@ -1,3 +1,186 @@
 //! One module per account type: which URL, which headers, how the credential is presented.
+//! Shared here: the sealed credentials of an account, and one HTTP client per distinct proxy.
 
 pub mod claude_console;
+pub mod claude_oauth;
+
+use std::{collections::HashMap, time::Duration};
+
+use app::domain::ProxyConfig;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::{crypto::Crypto, store::StoredAccount};
+
+/// Everything secret about an account, stored as one AES-GCM ciphertext.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AccountSecrets {
+    pub api_key: Option<String>,
+    pub access_token: Option<String>,
+    pub refresh_token: Option<String>,
+    pub proxy_password: Option<String>,
+}
+
+impl std::fmt::Debug for AccountSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccountSecrets(..)")
+    }
+}
+
+impl AccountSecrets {
+    pub fn open(
+        crypto: &Crypto,
+        account: &StoredAccount,
+    ) -> Result<Self, crate::crypto::CryptoError> {
+        if account.secret.is_empty() {
+            return Ok(Self::default());
+        }
+        let plain = crypto.decrypt(&account.secret)?;
+        // Early records sealed the bare API key.
+        Ok(serde_json::from_str(&plain).unwrap_or(AccountSecrets {
+            api_key: Some(plain),
+            ..Default::default()
+        }))
+    }
+
+    pub fn seal(&self, crypto: &Crypto) -> String {
+        crypto.encrypt(&serde_json::to_string(self).unwrap_or_default())
+    }
+}
+
+/// Pooled HTTP clients: one without proxy, and one per distinct proxy, built once and reused.
+pub struct Clients {
+    direct: reqwest::Client,
+    connect_timeout: Duration,
+    proxied: Mutex<HashMap<String, reqwest::Client>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid proxy configuration: {0}")]
+pub struct ProxyError(String);
+
+impl Clients {
+    pub fn new(connect_timeout: Duration) -> Result<Self, reqwest::Error> {
+        Ok(Clients {
+            direct: Self::builder(connect_timeout).build()?,
+            connect_timeout,
+            proxied: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+    }
+
+    pub fn direct(&self) -> &reqwest::Client {
+        &self.direct
+    }
+
+    /// The client for an account's proxy (or the direct one).
+    pub fn for_proxy(
+        &self,
+        proxy: Option<&ProxyConfig>,
+        password: Option<&str>,
+    ) -> Result<reqwest::Client, ProxyError> {
+        let Some(p) = proxy.filter(|p| !p.host.is_empty()) else {
+            return Ok(self.direct.clone());
+        };
+        let url = proxy_url(p, password)?;
+        if let Some(c) = self.proxied.lock().get(&url) {
+            return Ok(c.clone());
+        }
+        let proxy =
+            reqwest::Proxy::all(&url).map_err(|e| ProxyError(e.without_url().to_string()))?;
+        let client = Self::builder(self.connect_timeout)
+            .proxy(proxy)
+            .build()
+            .map_err(|e| ProxyError(e.without_url().to_string()))?;
+        self.proxied.lock().insert(url, client.clone());
+        Ok(client)
+    }
+}
+
+/// `socks5h://user:pass@host:port` (names resolved by the proxy) or `http(s)://…`.
+fn proxy_url(p: &ProxyConfig, password: Option<&str>) -> Result<String, ProxyError> {
+    let scheme = match p.kind.as_str() {
+        "socks5" | "socks5h" => "socks5h",
+        "http" => "http",
+        "https" => "https",
+        other => return Err(ProxyError(format!("unknown proxy type {other:?}"))),
+    };
+    if p.port == 0 {
+        return Err(ProxyError("proxy port is required".into()));
+    }
+    let mut url = reqwest::Url::parse(&format!("{scheme}://{}:{}", p.host, p.port))
+        .map_err(|e| ProxyError(e.to_string()))?;
+    if let Some(user) = p.username.as_deref().filter(|u| !u.is_empty()) {
+        let _ = url.set_username(user);
+        let _ = url.set_password(password);
+    }
+    Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_urls() {
+        let p = ProxyConfig {
+            kind: "socks5".into(),
+            host: "127.0.0.1".into(),
+            port: 1080,
+            username: Some("u".into()),
+        };
+        assert_eq!(
+            proxy_url(&p, Some("p@ss")).unwrap(),
+            "socks5h://u:p%40ss@127.0.0.1:1080"
+        );
+        let p = ProxyConfig {
+            kind: "http".into(),
+            host: "proxy.test".into(),
+            port: 8080,
+            username: None,
+        };
+        assert_eq!(proxy_url(&p, None).unwrap(), "http://proxy.test:8080/");
+        let bad = ProxyConfig {
+            kind: "ftp".into(),
+            host: "x".into(),
+            port: 1,
+            username: None,
+        };
+        assert!(proxy_url(&bad, None).is_err());
+    }
+
+    #[test]
+    fn secrets_round_trip_and_legacy_form() {
+        let crypto = Crypto::new("k".repeat(32).as_str());
+        let s = AccountSecrets {
+            access_token: Some("at".into()),
+            refresh_token: Some("rt".into()),
+            ..Default::default()
+        };
+        let account = StoredAccount {
+            account: Default::default(),
+            secret: s.seal(&crypto),
+        };
+        let back = AccountSecrets::open(&crypto, &account).unwrap();
+        assert_eq!(back.refresh_token.as_deref(), Some("rt"));
+        assert_eq!(format!("{back:?}"), "AccountSecrets(..)");
+        let legacy = StoredAccount {
+            account: Default::default(),
+            secret: crypto.encrypt("sk-ant-old"),
+        };
+        assert_eq!(
+            AccountSecrets::open(&crypto, &legacy)
+                .unwrap()
+                .api_key
+                .as_deref(),
+            Some("sk-ant-old")
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! The sticky-session key of a request (behaviour reference §3.3): the session Claude Code
+//! names in `metadata.user_id`, else a hash of the prompt-cached part of the conversation.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The session id inside `metadata.user_id`: the old `user_<hex>_account_<uuid>_session_<uuid>`
+/// form or the JSON form `{"device_id":…,"account_uuid":…,"session_id":…}`.
+pub fn from_user_id(user_id: &str) -> Option<String> {
+    let user_id = user_id.trim();
+    if user_id.starts_with('{') {
+        let v: Value = serde_json::from_str(user_id).ok()?;
+        return v
+            .get("session_id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+    }
+    let (_, session) = user_id.rsplit_once("_session_")?;
+    (!session.is_empty()).then(|| session.to_string())
+}
+
+fn hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    hex::encode(&digest[..16])
+}
+
+fn has_cache_control(v: &Value) -> bool {
+    v.get("cache_control").is_some()
+}
+
+/// Text of a `system` or message `content` value (a string or a list of blocks).
+fn text_of(content: &Value, only_cached: bool) -> String {
+    match content {
+        Value::String(s) if !only_cached => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter(|b| !only_cached || has_cache_control(b))
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// The fallback when no session id is given: a hash of the cache-controlled system parts
+/// (plus the first message when any message is cache-controlled), else of the whole system
+/// text, else of the first message.
+pub fn from_content(system: Option<&Value>, messages: Option<&Value>) -> Option<String> {
+    let messages = messages.and_then(Value::as_array);
+    let first_text = || {
+        messages
+            .and_then(|m| m.first())
+            .and_then(|m| m.get("content"))
+            .map(|c| text_of(c, false))
+            .filter(|t| !t.is_empty())
+    };
+    let cached_system = system.map(|s| text_of(s, true)).unwrap_or_default();
+    let any_cached_message = messages.is_some_and(|ms| {
+        ms.iter().any(|m| {
+            has_cache_control(m)
+                || m.get("content")
+                    .and_then(Value::as_array)
+                    .is_some_and(|blocks| blocks.iter().any(has_cache_control))
+        })
+    });
+    if !cached_system.is_empty() || any_cached_message {
+        let mut text = cached_system;
+        if any_cached_message {
+            text.push_str(&first_text().unwrap_or_default());
+        }
+        if !text.is_empty() {
+            return Some(hash(&text));
+        }
+    }
+    if let Some(s) = system.map(|s| text_of(s, false)).filter(|t| !t.is_empty()) {
+        return Some(hash(&s));
+    }
+    first_text().map(|t| hash(&t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn user_id_forms() {
+        assert_eq!(
+            from_user_id("user_abc123_account_11111111-2222_session_9f8e7d6c-aaaa").as_deref(),
+            Some("9f8e7d6c-aaaa")
+        );
+        assert_eq!(
+            from_user_id(r#"{"device_id":"d","account_uuid":"","session_id":"sess-42"}"#)
+                .as_deref(),
+            Some("sess-42")
+        );
+        assert_eq!(from_user_id("user_abc_account_x"), None);
+        assert_eq!(from_user_id(r#"{"device_id":"d"}"#), None);
+        assert_eq!(from_user_id("{broken"), None);
+    }
+
+    #[test]
+    fn content_fallbacks() {
+        let cached_system = json!([{"type": "text", "text": "A"}, {"type": "text", "text": "B", "cache_control": {"type": "ephemeral"}}]);
+        let msgs =
+            json!([{"role": "user", "content": "first"}, {"role": "user", "content": "second"}]);
+        let a = from_content(Some(&cached_system), Some(&msgs)).unwrap();
+        assert_eq!(a, hash("B"), "only the cached system part");
+        assert_eq!(a.len(), 32);
+        // A later message changes nothing: the same conversation keeps its key.
+        let more =
+            json!([{"role": "user", "content": "first"}, {"role": "user", "content": "third"}]);
+        assert_eq!(from_content(Some(&cached_system), Some(&more)).unwrap(), a);
+
+        let cached_msg = json!([{"role": "user", "content": [{"type": "text", "text": "first", "cache_control": {"type": "ephemeral"}}]}]);
+        assert_eq!(
+            from_content(Some(&cached_system), Some(&cached_msg)).unwrap(),
+            hash("Bfirst")
+        );
+        assert_eq!(
+            from_content(Some(&json!("plain system")), Some(&msgs)).unwrap(),
+            hash("plain system")
+        );
+        assert_eq!(from_content(None, Some(&msgs)).unwrap(), hash("first"));
+        assert_eq!(from_content(None, Some(&json!([]))), None);
+    }
+}
