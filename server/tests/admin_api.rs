@@ -126,7 +126,10 @@ async fn accounts_crud_never_returns_the_credential(engine: Engine) {
         .unwrap();
     assert!(!stored.secret.contains(UPSTREAM_KEY));
     assert_eq!(
-        h.relay().state.crypto.decrypt(&stored.secret).unwrap(),
+        crs::upstream::AccountSecrets::open(&h.relay().state.crypto, &stored)
+            .unwrap()
+            .api_key
+            .unwrap(),
         UPSTREAM_KEY
     );
 
@@ -174,7 +177,10 @@ async fn accounts_crud_never_returns_the_credential(engine: Engine) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        h.relay().state.crypto.decrypt(&stored.secret).unwrap(),
+        crs::upstream::AccountSecrets::open(&h.relay().state.crypto, &stored)
+            .unwrap()
+            .api_key
+            .unwrap(),
         UPSTREAM_KEY
     );
 

@@ -11,6 +11,10 @@
 //! | `reset` | a stream cut after its first events (connection reset) |
 //! | `no-stop` | a stream that ends without `message_stop` |
 //! | `malformed` | a stream with junk lines between the events |
+//! | `family-limit` | 429 with `anthropic-ratelimit-unified-reset` one minute ahead |
+//!
+//! `POST /v1/oauth/token` is a Claude OAuth token endpoint: the code `good-code` and any
+//! refresh token `mock-refresh-*` are accepted (refreshes take 200 ms, to make races visible).
 
 use std::{
     collections::VecDeque,
@@ -59,6 +63,12 @@ pub struct MockLog {
     pub streams_completed: AtomicU64,
     /// Streams whose client (the relay) went away before the end.
     pub streams_cancelled: AtomicU64,
+    /// Streams being sent right now, and the most at any moment.
+    pub in_flight: AtomicU64,
+    pub max_in_flight: AtomicU64,
+    /// Token endpoint calls by grant type.
+    pub code_exchanges: AtomicU64,
+    pub refreshes: AtomicU64,
 }
 
 impl MockLog {
@@ -117,7 +127,8 @@ pub fn router(log: Arc<MockLog>) -> Router {
         .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/responses", post(responses))
-        .route("/v1beta/models/{model_action}", post(gemini));
+        .route("/v1beta/models/{model_action}", post(gemini))
+        .route("/v1/oauth/token", post(oauth_token));
     let scenarios = api.clone();
     Router::new()
         .merge(api.with_state((log.clone(), Scenario::Ok)))
@@ -143,6 +154,7 @@ enum Behaviour {
     Reset,
     NoStop,
     Malformed,
+    FamilyLimit,
 }
 
 fn behaviour(s: Scenario, path: &str) -> Behaviour {
@@ -170,6 +182,7 @@ fn behaviour(s: Scenario, path: &str) -> Behaviour {
         "reset" => Behaviour::Reset,
         "no-stop" => Behaviour::NoStop,
         "malformed" => Behaviour::Malformed,
+        "family-limit" => Behaviour::FamilyLimit,
         _ => Behaviour::Ok,
     }
 }
@@ -206,6 +219,15 @@ async fn failure(b: &Behaviour, error_body: impl Fn(u16) -> Value) -> Option<Res
                 )
                     .into_response(),
             )
+        }
+        Behaviour::FamilyLimit => {
+            let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(error_body(429))).into_response();
+            let reset = (chrono::Utc::now().timestamp() + 60).to_string();
+            if let Ok(v) = HeaderValue::from_str(&reset) {
+                resp.headers_mut()
+                    .insert("anthropic-ratelimit-unified-reset", v);
+            }
+            Some(resp)
         }
         Behaviour::Slow(ms) => {
             tokio::time::sleep(Duration::from_millis(*ms)).await;
@@ -483,6 +505,8 @@ enum Frame {
 
 fn sse(log: Arc<MockLog>, frames: VecDeque<Frame>, delay: Option<Duration>) -> Response {
     log.streams_started.fetch_add(1, Ordering::SeqCst);
+    let now = log.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    log.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let stream = MockStream {
         frames,
         delay,
@@ -562,9 +586,53 @@ impl Stream for MockStream {
 
 impl Drop for MockStream {
     fn drop(&mut self) {
+        self.log.in_flight.fetch_sub(1, Ordering::SeqCst);
         if !self.done {
             self.log.streams_cancelled.fetch_add(1, Ordering::SeqCst);
         }
+    }
+}
+
+async fn oauth_token(
+    State((log, _)): State<Shared>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    remember(&log, &uri, &headers, &body);
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let grant = field("grant_type");
+    let ok = |n: u64, scope: &str| {
+        Json(json!({"access_token": format!("mock-access-{n}"), "refresh_token": format!("mock-refresh-{n}"),
+            "expires_in": 3600, "token_type": "Bearer", "scope": scope}))
+        .into_response()
+    };
+    let refused = || {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response()
+    };
+    match grant.as_str() {
+        "authorization_code"
+            if field("code") == "good-code" && !field("code_verifier").is_empty() =>
+        {
+            let n = log.code_exchanges.fetch_add(1, Ordering::SeqCst) + 1;
+            ok(n, "user:inference user:profile")
+        }
+        "refresh_token" if field("refresh_token").starts_with("mock-refresh-") => {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let n = log.refreshes.fetch_add(1, Ordering::SeqCst) + 1;
+            ok(100 + n, "user:inference user:profile")
+        }
+        _ => refused(),
     }
 }
 

@@ -121,6 +121,14 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
 
+    if status == reqwest::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        // The account's proxy refused us: our misconfiguration, not the client's to solve.
+        return upstream_failure(
+            &ex,
+            RelayError::UpstreamUnreachable,
+            "the account's proxy refused its credentials",
+        );
+    }
     if !status.is_success() {
         return Attempt::Failed(upstream_error(state, upstream, &ex).await);
     }

@@ -252,7 +252,8 @@ impl Scheduler {
             known_version: snap.version,
             candidates,
             sticky: ask.session.map(|s| StickyRequest {
-                key: format!("claude:{s}"),
+                // Scoped to the key: two users with the same prompt are not one session.
+                key: format!("claude:{}:{s}", ask.key.id),
                 ttl: settings.sticky_ttl,
                 renew_below: settings.sticky_renew_below,
             }),

@@ -71,6 +71,15 @@ impl Harness {
         self.token = self.login().await;
     }
 
+    /// Restarts the relay on the same data with another configuration.
+    pub async fn reconfigure(&mut self, mut config: Config) {
+        let old = self.relay.take().unwrap();
+        old.stop().await;
+        config.port = 0;
+        self.relay = Some(crs::start(config).await.unwrap());
+        self.token = self.login().await;
+    }
+
     pub async fn login(&self) -> String {
         let r: Value = self
             .http

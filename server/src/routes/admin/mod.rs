@@ -1,0 +1,279 @@
+//! The admin JSON API, compatible with the original's paths and camelCase fields:
+//! `/web/auth/*` for the session, `/admin/*` behind it.
+//!
+//! - `accounts`: Claude Console and Claude OAuth accounts, their OAuth flows and states;
+//! - `groups`: account groups;
+//! - `keys`: API keys.
+
+pub mod accounts;
+pub mod groups;
+pub mod keys;
+
+use std::net::SocketAddr;
+
+use app::domain::DashboardSummary;
+use axum::{
+    extract::{rejection::JsonRejection, ConnectInfo, FromRequestParts, State},
+    http::{request::Parts, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+    Json, Router,
+};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{
+    state::AppState,
+    store::{buckets, Periods, StoreError},
+};
+
+pub fn routes() -> Router<AppState> {
+    use accounts::*;
+    Router::new()
+        .route("/web/auth/login", post(login))
+        .route("/web/auth/logout", post(logout))
+        .route("/web/auth/user", get(current_user))
+        .route("/admin/dashboard", get(dashboard))
+        .route(
+            "/admin/claude-console-accounts",
+            get(list_console).post(create_console),
+        )
+        .route(
+            "/admin/claude-console-accounts/{id}",
+            put(update_console).delete(delete_console),
+        )
+        .route(
+            "/admin/claude-console-accounts/{id}/toggle-schedulable",
+            put(toggle_schedulable),
+        )
+        .route(
+            "/admin/claude-console-accounts/{id}/reset-status",
+            post(reset_status),
+        )
+        .route(
+            "/admin/claude-console-accounts/{id}/test",
+            post(test_account),
+        )
+        .route(
+            "/admin/claude-accounts",
+            get(list_official).post(create_official),
+        )
+        .route(
+            "/admin/claude-accounts/{id}",
+            put(update_official).delete(delete_official),
+        )
+        .route(
+            "/admin/claude-accounts/{id}/toggle-schedulable",
+            put(toggle_schedulable),
+        )
+        .route(
+            "/admin/claude-accounts/{id}/reset-status",
+            post(reset_status),
+        )
+        .route(
+            "/admin/claude-accounts/{id}/refresh",
+            post(refresh_official),
+        )
+        .route("/admin/claude-accounts/{id}/test", post(test_account))
+        .route(
+            "/admin/claude-accounts/generate-auth-url",
+            post(generate_auth_url),
+        )
+        .route(
+            "/admin/claude-accounts/generate-setup-token-url",
+            post(generate_setup_token_url),
+        )
+        .route("/admin/claude-accounts/exchange-code", post(exchange_code))
+        .route(
+            "/admin/claude-accounts/exchange-setup-token-code",
+            post(exchange_code),
+        )
+        .route(
+            "/admin/accounts/{kind}/{id}/error-history",
+            get(error_history),
+        )
+        .route(
+            "/admin/account-groups",
+            get(groups::list).post(groups::create),
+        )
+        .route(
+            "/admin/account-groups/{id}",
+            get(groups::get_one)
+                .put(groups::update)
+                .delete(groups::delete),
+        )
+        .route("/admin/account-groups/{id}/members", get(groups::members))
+        .route(
+            "/admin/api-keys",
+            get(keys::list_keys).post(keys::create_key),
+        )
+        .route(
+            "/admin/api-keys/{id}",
+            put(keys::update_key).delete(keys::delete_key),
+        )
+}
+
+/// Admin failures: `{success:false,error,message}` with the status.
+#[derive(Debug)]
+pub enum AdminError {
+    Unauthorized,
+    BadRequest(String),
+    NotFound(&'static str),
+    TooManyAttempts(u64),
+    Store(StoreError),
+}
+
+impl From<JsonRejection> for AdminError {
+    fn from(r: JsonRejection) -> Self {
+        AdminError::BadRequest(r.body_text())
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        AdminError::Store(e)
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let (status, error, message) = match self {
+            AdminError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "Missing, invalid or expired admin session".to_string(),
+            ),
+            AdminError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
+            AdminError::NotFound(what) => (
+                StatusCode::NOT_FOUND,
+                "Not found",
+                format!("{what} not found"),
+            ),
+            AdminError::TooManyAttempts(secs) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts",
+                format!("Too many failed logins; try again in {secs} s"),
+            ),
+            AdminError::Store(e) => {
+                tracing::error!(error = %e, "admin API store error");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Store unavailable",
+                    "The store is unavailable; retry shortly".into(),
+                )
+            }
+        };
+        (
+            status,
+            Json(json!({"success": false, "error": error, "message": message})),
+        )
+            .into_response()
+    }
+}
+
+/// The admin token from `Authorization: Bearer`, `x-admin-token`, or the session cookie.
+pub fn admin_token(headers: &HeaderMap) -> Option<String> {
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(t) = header("authorization").and_then(|a| a.strip_prefix("Bearer ")) {
+        return Some(t.trim().to_string());
+    }
+    if let Some(t) = header("x-admin-token").filter(|t| !t.is_empty()) {
+        return Some(t.to_string());
+    }
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| *k == app::SESSION_COOKIE || *k == "adminToken")
+        .map(|(_, v)| v.to_string())
+}
+
+/// An authenticated admin: every `/admin/*` handler takes one.
+pub struct AdminUser(pub String);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AdminError> {
+        let token = admin_token(&parts.headers).ok_or(AdminError::Unauthorized)?;
+        state
+            .admin
+            .session_user(&token)
+            .await
+            .map(AdminUser)
+            .ok_or(AdminError::Unauthorized)
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    body: Result<Json<LoginBody>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(Json(b)) => b,
+        Err(r) => return AdminError::from(r).into_response(),
+    };
+    use app::backend::LoginRefusal;
+    match state.admin.login(&body.username, &body.password, connect.map(|c| c.0 .0.ip())).await {
+        Ok(g) => Json(json!({"success": true, "token": g.token, "expiresIn": g.expires_in_secs * 1000, "username": g.username})).into_response(),
+        Err(LoginRefusal::InvalidCredentials) => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"success": false, "error": "Invalid credentials", "message": "Invalid username or password"})),
+        )
+            .into_response(),
+        Err(LoginRefusal::TooManyAttempts(s)) => AdminError::TooManyAttempts(s).into_response(),
+        Err(LoginRefusal::Unavailable) => AdminError::Store(StoreError::Unavailable("login".into())).into_response(),
+    }
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
+    if let Some(t) = admin_token(&headers) {
+        state.admin.logout(&t).await;
+    }
+    Json(json!({"success": true, "message": "Logged out"}))
+}
+
+async fn current_user(AdminUser(user): AdminUser) -> Json<Value> {
+    Json(json!({"success": true, "user": {"username": user}}))
+}
+
+pub async fn dashboard_summary(state: &AppState) -> Result<DashboardSummary, StoreError> {
+    let keys = state.store.list_keys().await?;
+    let accounts = state.store.list_accounts().await?;
+    let day = Periods::at(Utc::now(), state.config.timezone_offset_hours).day;
+    let today = state
+        .store
+        .usage(&[buckets::global_day(&day)])
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let live: Vec<_> = keys.iter().filter(|k| !k.key.is_deleted).collect();
+    Ok(DashboardSummary {
+        username: String::new(),
+        total_keys: live.len() as u64,
+        active_keys: live.iter().filter(|k| k.key.is_active).count() as u64,
+        total_accounts: accounts.len() as u64,
+        schedulable_accounts: accounts
+            .iter()
+            .filter(|a| a.account.is_active && a.account.schedulable)
+            .count() as u64,
+        today,
+        store_engine: state.store.engine().to_string(),
+    })
+}
+
+async fn dashboard(_: AdminUser, State(state): State<AppState>) -> Result<Json<Value>, AdminError> {
+    let s = dashboard_summary(&state).await?;
+    Ok(Json(json!({"success": true, "data": s})))
+}
