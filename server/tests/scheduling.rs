@@ -22,6 +22,7 @@ both_engines!(
     per_account_concurrency_holds_under_50_parallel_requests,
     leases_are_released_after_aborted_streams,
     every_attempt_failing_shows_the_last_error,
+    leases_outlive_their_ttl_while_a_stream_runs,
 );
 
 async fn console(h: &Harness, name: &str, scenario: Option<&str>, extra: Value) -> String {
@@ -548,4 +549,35 @@ async fn every_attempt_failing_shows_the_last_error(engine: Engine) {
     // Both rest now: the next request finds no account.
     let resp = h.messages(&key, body(false)).send().await.unwrap();
     assert_eq!(resp.status(), 503);
+}
+
+async fn leases_outlive_their_ttl_while_a_stream_runs(engine: Engine) {
+    let h = Harness::with_config(engine, |c| c.lease_ttl = Duration::from_secs(3)).await;
+    // 11 events, 500 ms apart: the stream runs ~5.5 s, well past the 3 s lease.
+    let acc = console(&h, "long", Some("drip-500"), json!({"maxConcurrency": 1})).await;
+    let (_, key) = h.key(json!({})).await;
+    let resp = h.messages(&key, body(true)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let reader = tokio::spawn(async move { resp.text().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let scope = account_lease_scope(&acc);
+    assert_eq!(
+        h.relay().state.store.count_leases(&scope).await.unwrap(),
+        1,
+        "still held after its ttl"
+    );
+    // So the account stays full for others.
+    let mut other = body(false);
+    other["messages"][0]["content"] = json!("someone else");
+    assert_eq!(h.messages(&key, other).send().await.unwrap().status(), 503);
+    assert!(reader.await.unwrap().contains("message_stop"));
+    let mut n = 1;
+    for _ in 0..100 {
+        n = h.relay().state.store.count_leases(&scope).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(n, 0);
 }
