@@ -122,6 +122,44 @@ pub struct ApiKey {
     pub last_used_at: Option<String>,
     /// First characters of the key, safe to show (`cr_1a2b…`).
     pub key_preview: String,
+
+    // Limits (0 = none). Money in USD, as the original's fields.
+    /// Requests in flight at once.
+    pub concurrency_limit: u32,
+    /// Rate window length in minutes, and what it allows.
+    pub rate_limit_window: u32,
+    pub rate_limit_requests: u64,
+    /// Tokens per window (the original's `tokenLimit`).
+    pub token_limit: u64,
+    pub rate_limit_cost: f64,
+    pub daily_cost_limit: f64,
+    pub total_cost_limit: f64,
+    /// All models, reset weekly at `weekly_reset_day` (1 = Monday … 7) and `weekly_reset_hour`.
+    pub weekly_cost_limit: f64,
+    /// The original's weekly limit for Claude-family models only.
+    pub weekly_opus_cost_limit: f64,
+    pub weekly_reset_day: u8,
+    pub weekly_reset_hour: u8,
+    /// Per platform (`claude`, `openai`, `gemini`): daily and total cost.
+    pub platform_limits: std::collections::BTreeMap<String, CostLimits>,
+    /// Per model (exact name, or a family pattern ending in `*`): daily and total cost.
+    pub model_limits: std::collections::BTreeMap<String, CostLimits>,
+    /// A blacklist, despite the original's name.
+    pub enable_model_restriction: bool,
+    pub restricted_models: Vec<String>,
+    pub enable_client_restriction: bool,
+    /// `claude_code`, `gemini_cli`, `codex_cli`.
+    pub allowed_clients: Vec<String>,
+    /// Cost multipliers per service for this key (rated cost = real × rate).
+    pub service_rates: std::collections::BTreeMap<String, f64>,
+}
+
+/// A daily and a total cost limit in USD (0 = none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CostLimits {
+    pub daily_cost: f64,
+    pub total_cost: f64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +171,40 @@ pub enum ExpirationMode {
 }
 
 impl ApiKey {
+    /// Whether any admission limit applies (keys without one skip the admission round trip).
+    pub fn has_limits(&self) -> bool {
+        self.concurrency_limit > 0
+            || (self.rate_limit_window > 0
+                && (self.rate_limit_requests > 0
+                    || self.token_limit > 0
+                    || self.rate_limit_cost > 0.0))
+            || self.daily_cost_limit > 0.0
+            || self.total_cost_limit > 0.0
+            || self.weekly_cost_limit > 0.0
+            || self.weekly_opus_cost_limit > 0.0
+            || self
+                .platform_limits
+                .values()
+                .any(|l| l.daily_cost > 0.0 || l.total_cost > 0.0)
+            || self
+                .model_limits
+                .values()
+                .any(|l| l.daily_cost > 0.0 || l.total_cost > 0.0)
+    }
+
+    /// The key's own multiplier for a service (1 when unset).
+    pub fn service_rate(&self, service: &str) -> f64 {
+        self.service_rates
+            .get(service)
+            .copied()
+            .filter(|r| *r >= 0.0)
+            .unwrap_or(1.0)
+    }
+
+    /// Whether the model is on the key's blacklist.
+    pub fn model_blocked(&self, model: &str) -> bool {
+        self.enable_model_restriction && self.restricted_models.iter().any(|m| m == model)
+    }
     /// Whether the key may use a service (`claude`, `gemini`, `openai`).
     pub fn allows_service(&self, service: &str) -> bool {
         self.permissions.is_empty() || self.permissions.iter().any(|p| p == service || p == "all")
@@ -303,6 +375,8 @@ pub struct RequestRecord {
     pub stream: bool,
     pub usage: TokenUsage,
     pub cost_nanos: u64,
+    /// What the key's limits were charged: the cost times the key's service rate.
+    pub rated_cost_nanos: u64,
     /// The model was missing from the pricing table and a fallback price was used.
     pub used_fallback_pricing: bool,
     pub duration_ms: u64,

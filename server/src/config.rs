@@ -39,6 +39,8 @@ pub struct Config {
     pub sticky_renew_below: Duration,
     /// Lifetime of a concurrency lease; refreshed while its request runs.
     pub lease_ttl: Duration,
+    /// How long a request may wait for a free concurrency slot of its key (0 = refuse at once).
+    pub concurrency_queue_timeout: Duration,
     /// Keys bound to an unavailable account fall back to the pool (a key can opt in alone).
     pub dedicated_fallback: bool,
     /// The official Claude API (OAuth accounts) and its OAuth endpoints.
@@ -188,6 +190,11 @@ impl Config {
             sticky_ttl: Duration::from_secs(sticky_hours * 3600),
             sticky_renew_below: secs("STICKY_SESSION_RENEWAL_THRESHOLD_MINUTES", 15)? * 60,
             lease_ttl,
+            concurrency_queue_timeout: Duration::from_millis(parse(
+                &var,
+                "CONCURRENCY_QUEUE_TIMEOUT_MS",
+                0,
+            )?),
             dedicated_fallback: parse(&var, "CLAUDE_DEDICATED_ACCOUNT_FALLBACK", false)?,
             claude_api_url: url("CLAUDE_API_URL", "https://api.anthropic.com")?,
             claude_oauth_authorize_url: url(

@@ -6,6 +6,7 @@ pub mod admin_backend;
 pub mod auth;
 pub mod config;
 pub mod crypto;
+pub mod limits;
 pub mod mock_upstream;
 pub mod relay;
 pub mod routes;

@@ -12,6 +12,7 @@
 //! | `no-stop` | a stream that ends without `message_stop` |
 //! | `malformed` | a stream with junk lines between the events |
 //! | `family-limit` | 429 with `anthropic-ratelimit-unified-reset` one minute ahead |
+//! | `usage-<n>` | Messages answers report `n` input tokens; combines with `+` (`usage-9+drip-20`) |
 //!
 //! `POST /v1/oauth/token` is a Claude OAuth token endpoint: the code `good-code` and any
 //! refresh token `mock-refresh-*` are accepted (refreshes take 200 ms, to make races visible).
@@ -161,9 +162,14 @@ fn behaviour(s: Scenario, path: &str) -> Behaviour {
     if matches!(s, Scenario::Ok) {
         return Behaviour::Ok;
     }
-    let name = path
+    let full = path
         .strip_prefix("/s/")
         .and_then(|p| p.split('/').next())
+        .unwrap_or("");
+    // `usage-<n>` may be combined with another scenario: `usage-100000+drip-20`.
+    let name = full
+        .split('+')
+        .find(|p| !p.starts_with("usage-"))
         .unwrap_or("");
     let num = |p: &str| name.strip_prefix(p).and_then(|n| n.parse::<u64>().ok());
     if let Some(code) = num("status-") {
@@ -185,6 +191,20 @@ fn behaviour(s: Scenario, path: &str) -> Behaviour {
         "family-limit" => Behaviour::FamilyLimit,
         _ => Behaviour::Ok,
     }
+}
+
+/// The input tokens a scenario asks the answers to report (`usage-<n>`).
+fn input_tokens(s: Scenario, path: &str) -> u64 {
+    if matches!(s, Scenario::Ok) {
+        return INPUT_TOKENS;
+    }
+    path.strip_prefix("/s/")
+        .and_then(|p| p.split('/').next())
+        .and_then(|name| {
+            name.split('+')
+                .find_map(|p| p.strip_prefix("usage-")?.parse().ok())
+        })
+        .unwrap_or(INPUT_TOKENS)
 }
 
 type Shared = (Arc<MockLog>, Scenario);
@@ -285,7 +305,7 @@ async fn messages(
     }
     let (model, stream) = requested_model(&body);
     let usage = json!({
-        "input_tokens": INPUT_TOKENS,
+        "input_tokens": input_tokens(s, uri.path()),
         "cache_creation_input_tokens": CACHE_CREATE_5M_TOKENS + CACHE_CREATE_1H_TOKENS,
         "cache_read_input_tokens": CACHE_READ_TOKENS,
         "cache_creation": {"ephemeral_5m_input_tokens": CACHE_CREATE_5M_TOKENS, "ephemeral_1h_input_tokens": CACHE_CREATE_1H_TOKENS},

@@ -28,6 +28,10 @@ pub enum RelayError {
     UpstreamUnreachable,
     UpstreamTimeout,
     StoreUnavailable,
+    /// A key limit said no (429 for concurrency and windows, 402 for cost).
+    Limited(crate::limits::Refusal),
+    /// The key is restricted to other clients.
+    ClientNotAllowed(Vec<String>),
 }
 
 impl RelayError {
@@ -46,6 +50,9 @@ impl RelayError {
             }
             UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Limited(crate::limits::Refusal::Cost { .. }) => StatusCode::PAYMENT_REQUIRED,
+            Limited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ClientNotAllowed(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -66,6 +73,8 @@ impl RelayError {
             UpstreamUnreachable => "Upstream connection error".into(),
             UpstreamTimeout => "Upstream timeout".into(),
             StoreUnavailable => "The relay's store is unavailable; retry shortly".into(),
+            Limited(r) => crate::limits::refusal_message(r),
+            ClientNotAllowed(_) => "Client not allowed: your client is not authorized to use this API key".into(),
         }
     }
 
@@ -83,6 +92,9 @@ impl RelayError {
             NoAccount(_) | DedicatedUnavailable(_) | StoreUnavailable => "overloaded_error",
             UpstreamUnreachable => "api_error",
             UpstreamTimeout => "timeout_error",
+            Limited(crate::limits::Refusal::Cost { .. }) => "insufficient_quota",
+            Limited(_) => "rate_limit_error",
+            ClientNotAllowed(_) => "permission_error",
         }
     }
 }
@@ -120,6 +132,46 @@ pub fn anthropic_error(status: StatusCode, kind: &str, message: &str) -> Respons
 
 impl IntoResponse for RelayError {
     fn into_response(self) -> Response {
-        anthropic_error(self.status(), self.anthropic_type(), &self.message())
+        let mut resp = anthropic_error(self.status(), self.anthropic_type(), &self.message());
+        // Limit refusals carry the original's extra fields next to the error.
+        let extra = match &self {
+            RelayError::Limited(r) => Some(crate::limits::refusal_fields(r)),
+            RelayError::ClientNotAllowed(allowed) => Some(json!({"allowedClients": allowed})),
+            _ => None,
+        };
+        if let Some(extra) = extra {
+            let mut body = json!({"type": "error", "error": {"type": self.anthropic_type(), "message": self.message()}});
+            if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+                for (k, v) in e {
+                    if k == "code" {
+                        b["error"]["code"] = v.clone();
+                    } else {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            let retry = match &self {
+                RelayError::Limited(crate::limits::Refusal::Concurrency { .. }) => {
+                    Some("1".to_string())
+                }
+                RelayError::Limited(crate::limits::Refusal::WindowRequests {
+                    reset_at_ms, ..
+                })
+                | RelayError::Limited(crate::limits::Refusal::WindowTokens {
+                    reset_at_ms, ..
+                })
+                | RelayError::Limited(crate::limits::Refusal::WindowCost { reset_at_ms, .. }) => {
+                    let secs =
+                        (reset_at_ms - chrono::Utc::now().timestamp_millis()).max(1000) / 1000;
+                    Some(secs.to_string())
+                }
+                _ => None,
+            };
+            resp = (self.status(), Json(body)).into_response();
+            if let Some(r) = retry.and_then(|r| HeaderValue::from_str(&r).ok()) {
+                resp.headers_mut().insert("retry-after", r);
+            }
+        }
+        resp
     }
 }

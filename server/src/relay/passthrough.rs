@@ -22,7 +22,11 @@ use tokio::time::Sleep;
 
 use super::{error::RelayError, usage::StreamUsage};
 use crate::{
-    accounting, auth::api_key::format_time, scheduler::leases::Lease, state::AppState,
+    accounting,
+    auth::api_key::format_time,
+    limits::{Reservation, Settlement},
+    scheduler::leases::Lease,
+    state::AppState,
     store::UsageEvent,
 };
 
@@ -41,6 +45,11 @@ pub struct Exchange {
     pub started: Instant,
     /// The account's concurrency slot, released when the answer ends.
     pub lease: Option<Lease>,
+    /// The service billed (`claude`, …) and the key's rate for it (rated cost = cost × rate).
+    pub service: &'static str,
+    pub rate: f64,
+    /// The key's admission reservation, settled with the actual cost when the answer ends.
+    pub reservation: Option<Reservation>,
 }
 
 /// How one upstream attempt went.
@@ -80,14 +89,27 @@ impl Failed {
     }
 }
 
-/// Releases a request's concurrency slot (when no accounting write carries the release).
-pub fn release(state: &AppState, lease: Option<Lease>) {
-    let Some(lease) = lease else { return };
-    state.leases.forget(&lease);
+/// Ends what a request holds when no accounting write carries it: its account slot, and (with
+/// `reservation`) the key's admission reservation, settled at zero cost.
+pub fn release(state: &AppState, lease: Option<Lease>, reservation: Option<Reservation>) {
+    if lease.is_none() && reservation.is_none() {
+        return;
+    }
+    let mut settlement = Settlement {
+        leases: lease.into_iter().collect(),
+        ..Default::default()
+    };
+    for l in &settlement.leases {
+        state.leases.forget(l);
+    }
+    if let Some(l) = reservation.as_ref().and_then(|r| r.lease.as_ref()) {
+        state.leases.forget(l);
+    }
+    settlement.reservation = reservation;
     let store = state.store.clone();
     state.background.spawn(async move {
-        if let Err(e) = store.release_lease(&lease.0, &lease.1).await {
-            tracing::warn!(error = %e, "lease release failed; it expires on its own");
+        if let Err(e) = store.settle(&settlement).await {
+            tracing::warn!(error = %e, "settlement failed; leases and reservations expire on their own");
         }
     });
 }
@@ -281,6 +303,9 @@ impl Finisher {
         if let Some(l) = &lease {
             state.leases.forget(l);
         }
+        if let Some(l) = ex.reservation.as_ref().and_then(|r| r.lease.as_ref()) {
+            state.leases.forget(l);
+        }
         tracing::info!(
             request_id = %ex.request_id, key = %ex.key_id, account = %ex.account_id,
             model = %model, status, stream = ex.stream, outcome,
@@ -289,9 +314,10 @@ impl Finisher {
             cost_nanos, duration_ms, "request finished"
         );
         if usage.is_empty() {
-            release(&state, lease);
+            release(&state, lease, ex.reservation);
             return;
         }
+        let rated_cost_nanos = (cost_nanos as f64 * ex.rate).round() as u64;
         let at = Utc::now();
         let event = UsageEvent {
             record: RequestRecord {
@@ -305,11 +331,13 @@ impl Finisher {
                 stream: ex.stream,
                 usage,
                 cost_nanos,
+                rated_cost_nanos,
                 used_fallback_pricing: fallback,
                 duration_ms,
             },
             key_id: ex.key_id,
             account_id: ex.account_id,
+            service: ex.service.to_string(),
             model,
             usage,
             cost_nanos,
@@ -318,8 +346,13 @@ impl Finisher {
         let offset = state.config.timezone_offset_hours;
         let store = state.store.clone();
         state.background.spawn(async move {
-            let release: Vec<Lease> = lease.into_iter().collect();
-            if let Err(e) = store.record_usage(&event, offset, &release).await {
+            let settlement = Settlement {
+                leases: lease.into_iter().collect(),
+                reservation: ex.reservation,
+                actual_nanos: rated_cost_nanos,
+                tokens: usage.total_tokens(),
+            };
+            if let Err(e) = store.record_usage(&event, offset, &settlement).await {
                 tracing::error!(request_id = %event.record.request_id, error = %e, "usage could not be recorded");
             }
         });

@@ -74,6 +74,10 @@ async fn user_stats(
         Ok(u) => u,
         Err(e) => return RelayError::from(e).into_response(),
     };
+    let limits = match crate::routes::admin::keys::limits_report(&state, k).await {
+        Ok(l) => l,
+        Err(e) => return RelayError::from(e).into_response(),
+    };
     Json(json!({
         "success": true,
         "data": {
@@ -91,6 +95,7 @@ async fn user_stats(
                 "daily": usage_json(&usage[1]),
                 "monthly": usage_json(&usage[2]),
             },
+            "limits": limits,
         }
     }))
     .into_response()

@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 
 use crate::{
     auth::api_key::{authenticate, format_time},
+    limits::{self, Reservation},
     relay::{
         error::RelayError,
         passthrough::{self, Attempt, Exchange},
@@ -79,6 +80,7 @@ struct Prepared {
     model: String,
     stream: bool,
     session: Option<String>,
+    has_user_id: bool,
 }
 
 /// Account types that speak the Anthropic Messages protocol.
@@ -117,10 +119,12 @@ async fn prepare(
         ));
     }
     let stream = matches!(peek.stream, Some(serde_json::Value::Bool(true)));
-    let named = peek
-        .metadata
-        .and_then(|m| m.user_id)
-        .and_then(|u| u.as_str().and_then(session::from_user_id));
+    let user_id = peek.metadata.and_then(|m| m.user_id);
+    let has_user_id = user_id
+        .as_ref()
+        .and_then(|u| u.as_str())
+        .is_some_and(|u| !u.is_empty());
+    let named = user_id.and_then(|u| u.as_str().and_then(session::from_user_id));
     let session = named.or_else(|| {
         let parse = |raw: Option<&RawValue>| {
             raw.and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
@@ -132,6 +136,7 @@ async fn prepare(
         model,
         stream,
         session,
+        has_user_id,
     })
 }
 
@@ -194,7 +199,7 @@ async fn upstream_request(
     }
 }
 
-/// Schedules, sends, and fails over to the next account while nothing reached the client.
+/// Sends the request (see `attempts`) and gives the reservation back if nothing was delivered.
 async fn relay(
     state: &AppState,
     headers: &HeaderMap,
@@ -202,7 +207,31 @@ async fn relay(
     body: Bytes,
     p: &Prepared,
     endpoint: &'static str,
+    reservation: Option<Reservation>,
 ) -> Response {
+    match attempts(state, headers, uri, body, p, endpoint, reservation.clone()).await {
+        Ok(resp) => resp,
+        Err(resp) => {
+            // Nothing was delivered: the admission reservation is given back.
+            passthrough::release(state, None, reservation);
+            resp
+        }
+    }
+}
+
+/// Schedules, sends, and fails over to the next account while nothing reached the client.
+/// `Ok`: an answer is on its way (its accounting settles the reservation); `Err`: the error
+/// the client sees.
+#[allow(clippy::too_many_arguments)]
+async fn attempts(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: Bytes,
+    p: &Prepared,
+    endpoint: &'static str,
+    reservation: Option<Reservation>,
+) -> Result<Response, Response> {
     let started = std::time::Instant::now();
     let request_id = headers
         .get("x-request-id")
@@ -226,7 +255,7 @@ async fn relay(
         let selected = match state.scheduler.select(&state.store, &settings, &ask).await {
             Ok(s) => s,
             // Every account failed or none is left: the client sees the last upstream error.
-            Err(e) => return last.unwrap_or_else(|| e.into_response()),
+            Err(e) => return Err(last.unwrap_or_else(|| e.into_response())),
         };
         if let Some(l) = &selected.lease {
             state.leases.hold(l.clone());
@@ -245,7 +274,7 @@ async fn relay(
         {
             Ok(r) => r,
             Err(e) => {
-                passthrough::release(state, selected.lease);
+                passthrough::release(state, selected.lease, None);
                 tried.push(account_id);
                 last = Some(e.into_response());
                 continue;
@@ -260,11 +289,14 @@ async fn relay(
             stream: p.stream,
             started,
             lease: selected.lease.clone(),
+            service: "claude",
+            rate: p.key.key.service_rate("claude"),
+            reservation: reservation.clone(),
         };
         match passthrough::send(state, request, ex).await {
-            Attempt::Delivered(resp) => return resp,
+            Attempt::Delivered(resp) => return Ok(resp),
             Attempt::Failed(failed) => {
-                passthrough::release(state, selected.lease);
+                passthrough::release(state, selected.lease, None);
                 let verdict =
                     cooldown::classify(&state.config.cooldowns, failed.failure(), &p.model);
                 let message =
@@ -276,11 +308,81 @@ async fn relay(
                     last = Some(failed.response);
                     continue;
                 }
-                return failed.response;
+                return Err(failed.response);
             }
         }
     }
-    last.unwrap_or_else(|| RelayError::StoreUnavailable.into_response())
+    Err(last.unwrap_or_else(|| RelayError::StoreUnavailable.into_response()))
+}
+
+/// What the key may do with this request: model blacklist, client restriction, then one
+/// atomic admission of every limit (skipped for keys without limits).
+async fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    p: &Prepared,
+    body_len: usize,
+) -> Result<Option<Reservation>, RelayError> {
+    let key = &p.key.key;
+    if key.model_blocked(&p.model) {
+        return Err(RelayError::PermissionDenied(format!(
+            "This API key may not use model {}",
+            p.model
+        )));
+    }
+    if key.enable_client_restriction
+        && !key.allowed_clients.is_empty()
+        && !limits::client::allowed(&key.allowed_clients, headers, uri.path(), p.has_user_id)
+    {
+        return Err(RelayError::ClientNotAllowed(key.allowed_clients.clone()));
+    }
+    if !key.has_limits() {
+        return Ok(None);
+    }
+    // A first estimate from the prompt's size; the store raises it to the key's average cost.
+    let price = state
+        .pricing
+        .price(&p.model)
+        .copied()
+        .unwrap_or(crate::accounting::FALLBACK_PRICE);
+    let estimate =
+        ((body_len / 4) as f64 * price.input * key.service_rate("claude")).round() as u64;
+    let plan = limits::plan(
+        key,
+        &limits::Facts {
+            service: "claude",
+            model: &p.model,
+            estimate_nanos: estimate,
+            now: chrono::Utc::now(),
+            tz_hours: state.config.timezone_offset_hours,
+        },
+    );
+    let lease_id = uuid::Uuid::new_v4().to_string();
+    let deadline = tokio::time::Instant::now() + state.config.concurrency_queue_timeout;
+    let mut wait = std::time::Duration::from_millis(50);
+    loop {
+        match state
+            .store
+            .admit(&plan, &lease_id, state.config.lease_ttl)
+            .await?
+        {
+            Ok(reservation) => {
+                if let Some(l) = &reservation.lease {
+                    state.leases.hold(l.clone());
+                }
+                return Ok(Some(reservation));
+            }
+            // Full: wait for a slot while the queue timeout allows.
+            Err(limits::Refusal::Concurrency { .. })
+                if tokio::time::Instant::now() + wait < deadline =>
+            {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 3 / 2).min(std::time::Duration::from_secs(1));
+            }
+            Err(refusal) => return Err(RelayError::Limited(refusal)),
+        }
+    }
 }
 
 async fn messages(
@@ -297,7 +399,20 @@ async fn messages(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    relay(&state, &headers, &uri, body, &p, "/v1/messages").await
+    let reservation = match admit(&state, &headers, &uri, &p, body.len()).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    relay(
+        &state,
+        &headers,
+        &uri,
+        body,
+        &p,
+        "/v1/messages",
+        reservation,
+    )
+    .await
 }
 
 async fn count_tokens(
@@ -314,6 +429,7 @@ async fn count_tokens(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    // Counting tokens costs nothing and skips the limits, as in the original.
     let resp = relay(
         &state,
         &headers,
@@ -321,6 +437,7 @@ async fn count_tokens(
         body,
         &p,
         "/v1/messages/count_tokens",
+        None,
     )
     .await;
     // Some Console-compatible upstreams lack count_tokens; Claude Code copes with a zero.
@@ -331,13 +448,16 @@ async fn count_tokens(
 }
 
 async fn models(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    if let Err(e) = authenticate(&state, &headers, uri.query()).await {
-        return e.into_response();
-    }
+    let key = match authenticate(&state, &headers, uri.query()).await {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    // A key's blacklisted models are not offered to it.
     let data: Vec<_> = state
         .pricing
         .claude_models()
         .iter()
+        .filter(|m| !key.key.model_blocked(m))
         .map(|id| json!({"type": "model", "id": id, "display_name": id, "created_at": "2024-01-01T00:00:00Z"}))
         .collect();
     let first = state.pricing.claude_models().first();

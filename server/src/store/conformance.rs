@@ -51,6 +51,8 @@ conformance!(
     sticky_mappings_expire,
     leases_respect_limit_and_expire,
     admin_credentials_round_trip,
+    admission_checks_every_limit_and_settles,
+    admission_windows_reset,
 );
 
 fn key(id: &str, hash: &str) -> StoredKey {
@@ -172,6 +174,7 @@ fn event(key: &str, account: &str, model: &str, input: u64, output: u64, n: u64)
     UsageEvent {
         key_id: key.into(),
         account_id: account.into(),
+        service: "claude".into(),
         model: model.into(),
         usage: TokenUsage {
             input_tokens: input,
@@ -194,13 +197,21 @@ fn event(key: &str, account: &str, model: &str, input: u64, output: u64, n: u64)
 async fn usage_counts_every_bucket_and_bounds_records(f: Fixture) {
     let s = &f.store;
     for n in 1..=5u64 {
-        s.record_usage(&event("k", "acc", "claude-x", 10, 20, n), 8, &[])
-            .await
-            .unwrap();
-    }
-    s.record_usage(&event("k", "acc2", "claude-y", 1, 1, 100), 8, &[])
+        s.record_usage(
+            &event("k", "acc", "claude-x", 10, 20, n),
+            8,
+            &Settlement::default(),
+        )
         .await
         .unwrap();
+    }
+    s.record_usage(
+        &event("k", "acc2", "claude-y", 1, 1, 100),
+        8,
+        &Settlement::default(),
+    )
+    .await
+    .unwrap();
     let p = Periods::at(Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap(), 8);
     use buckets::*;
     let names = vec![
@@ -310,4 +321,178 @@ async fn admin_credentials_round_trip(f: Fixture) {
     };
     s.put_admin(&admin).await.unwrap();
     assert_eq!(s.get_admin().await.unwrap(), Some(admin));
+}
+
+fn limit_plan(key: &str) -> crate::limits::Plan {
+    use crate::limits::{Counter, LimitKind, Plan};
+    Plan {
+        key_id: key.into(),
+        concurrency: 2,
+        window: None,
+        counters: vec![
+            Counter {
+                id: "d:day".into(),
+                limit_nanos: 1000,
+                ttl: Some(Duration::from_secs(60)),
+                kind: LimitKind::Daily,
+                reset_at: None,
+            },
+            Counter {
+                id: "t".into(),
+                limit_nanos: 5000,
+                ttl: None,
+                kind: LimitKind::Total,
+                reset_at: None,
+            },
+        ],
+        estimate_nanos: 100,
+    }
+}
+
+async fn admission_checks_every_limit_and_settles(f: Fixture) {
+    use crate::limits::{LimitKind, Refusal, Settlement};
+    let s = &f.store;
+    let plan = limit_plan("k");
+    let ttl = Duration::from_secs(60);
+    let a = s.admit(&plan, "r1", ttl).await.unwrap().unwrap();
+    assert_eq!(a.estimate_nanos, 100);
+    let b = s.admit(&plan, "r2", ttl).await.unwrap().unwrap();
+    // Two in flight: the concurrency limit refuses a third, all or nothing.
+    assert_eq!(
+        s.admit(&plan, "r3", ttl).await.unwrap(),
+        Err(Refusal::Concurrency {
+            current: 2,
+            limit: 2
+        })
+    );
+    let (spent, _) = s
+        .limit_usage("k", &["d:day".into(), "t".into()])
+        .await
+        .unwrap();
+    assert_eq!(spent, vec![0, 0], "reservations are not spending");
+    // The first ends costing 700: its reservation is replaced by the actual cost.
+    let settle = |r: Reservation, actual| Settlement {
+        leases: vec![],
+        reservation: Some(r),
+        actual_nanos: actual,
+        tokens: 10,
+    };
+    s.settle(&settle(a, 700)).await.unwrap();
+    s.settle(&settle(b, 0)).await.unwrap();
+    let (spent, _) = s
+        .limit_usage("k", &["d:day".into(), "t".into()])
+        .await
+        .unwrap();
+    assert_eq!(spent, vec![700, 700]);
+    assert_eq!(
+        s.count_leases(&plan.lease_scope()).await.unwrap(),
+        0,
+        "settled requests free their slots"
+    );
+
+    // 700 spent is under 1000: admitted, with the estimate raised to the key's average (700).
+    let c = s.admit(&plan, "r4", ttl).await.unwrap().unwrap();
+    assert_eq!(c.estimate_nanos, 700);
+    // While it runs, its reservation counts: 700 + 700 ≥ 1000 refuses the next one.
+    assert!(matches!(
+        s.admit(&plan, "r5", ttl).await.unwrap(),
+        Err(Refusal::Cost {
+            kind: LimitKind::Daily,
+            ..
+        })
+    ));
+    // Recorded as the relay does it, with the actual cost (600).
+    s.record_usage(
+        &event("k", "acc", "claude-x", 1, 1, 600),
+        8,
+        &settle(c, 600),
+    )
+    .await
+    .unwrap();
+    let (spent, _) = s
+        .limit_usage("k", &["d:day".into(), "t".into()])
+        .await
+        .unwrap();
+    assert_eq!(spent, vec![1300, 1300]);
+    match s.admit(&plan, "r6", ttl).await.unwrap() {
+        Err(Refusal::Cost {
+            kind: LimitKind::Daily,
+            current_nanos: 1300,
+            limit_nanos: 1000,
+            ..
+        }) => {}
+        other => panic!("expected the daily limit: {other:?}"),
+    }
+    // Another key is unaffected.
+    assert!(s
+        .admit(&limit_plan("other"), "x", ttl)
+        .await
+        .unwrap()
+        .is_ok());
+}
+
+async fn admission_windows_reset(f: Fixture) {
+    use crate::limits::{Plan, Refusal, Settlement, Window};
+    let s = &f.store;
+    let plan = Plan {
+        key_id: "w".into(),
+        concurrency: 0,
+        window: Some(Window {
+            length: Duration::from_millis(1500),
+            max_requests: 2,
+            max_tokens: 0,
+            max_cost_nanos: 0,
+        }),
+        counters: vec![],
+        estimate_nanos: 0,
+    };
+    let ttl = Duration::from_secs(60);
+    let a = s.admit(&plan, "1", ttl).await.unwrap().unwrap();
+    s.admit(&plan, "2", ttl).await.unwrap().unwrap();
+    match s.admit(&plan, "3", ttl).await.unwrap() {
+        Err(Refusal::WindowRequests {
+            current: 2,
+            limit: 2,
+            reset_at_ms,
+        }) => assert!(reset_at_ms > chrono::Utc::now().timestamp_millis()),
+        other => panic!("{other:?}"),
+    }
+    s.settle(&Settlement {
+        reservation: Some(a),
+        tokens: 40,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (_, window) = s.limit_usage("w", &[]).await.unwrap();
+    let (_, req, tok, _) = window.unwrap();
+    assert_eq!((req, tok), (2, 40));
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert!(
+        s.admit(&plan, "4", ttl).await.unwrap().is_ok(),
+        "a new window"
+    );
+    // Tokens: a window that allows 50 tokens refuses once 50 were used.
+    let tokens = Plan {
+        key_id: "tok".into(),
+        window: Some(Window {
+            length: Duration::from_secs(60),
+            max_requests: 0,
+            max_tokens: 50,
+            max_cost_nanos: 0,
+        }),
+        ..plan
+    };
+    let r = s.admit(&tokens, "1", ttl).await.unwrap().unwrap();
+    s.settle(&Settlement {
+        reservation: Some(r),
+        tokens: 60,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.admit(&tokens, "2", ttl).await.unwrap(),
+        Err(Refusal::WindowTokens { .. })
+    ));
 }

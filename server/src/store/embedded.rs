@@ -27,6 +27,8 @@ const COOLDOWNS: TableDefinition<&str, &[u8]> = TableDefinition::new("cooldowns"
 const ERRORS: TableDefinition<&str, &[u8]> = TableDefinition::new("account_errors");
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const OAUTH: TableDefinition<&str, &[u8]> = TableDefinition::new("oauth_sessions");
+/// Cost spent per key limiter counter: `<key id>|<counter id>` → (nano-dollars, expiry s).
+const LIMITS: TableDefinition<&str, &[u8]> = TableDefinition::new("limits");
 
 /// Entries kept in an account's error history.
 const ERROR_HISTORY: u64 = 100;
@@ -37,6 +39,9 @@ pub struct EmbeddedStore {
     records_per_key: usize,
     /// State of live traffic, one lock so that scheduling steps are atomic.
     live: Mutex<Live>,
+    /// Serialises admissions with settlements, so an admission never sees a reservation
+    /// released before its cost is written.
+    admission: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -46,6 +51,46 @@ struct Live {
     /// Accounts picked by the scheduler (ms), for least-recently-used order.
     picked: HashMap<String, i64>,
     locks: HashMap<String, (String, Instant)>,
+    /// Admission reservations not settled yet, per `<key id>|<counter id>`.
+    reserved: HashMap<String, u64>,
+    windows: HashMap<String, Win>,
+    /// Settled cost and count per key, for admission estimates.
+    avg: HashMap<String, (u64, u64)>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Win {
+    start_ms: i64,
+    req: u64,
+    tok: u64,
+    cost: u64,
+    reserved: u64,
+}
+
+fn limit_key(key_id: &str, counter: &str) -> String {
+    format!("{key_id}|{counter}")
+}
+
+fn decode_spent(raw: &[u8], now_secs: u64) -> u64 {
+    let get = |i: usize| {
+        raw.get(i * 8..i * 8 + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0)
+    };
+    let expires = get(1);
+    if expires != 0 && expires <= now_secs {
+        0
+    } else {
+        get(0)
+    }
+}
+
+fn encode_spent(spent: u64, expires: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&spent.to_le_bytes());
+    out[8..].copy_from_slice(&expires.to_le_bytes());
+    out
 }
 
 impl Live {
@@ -174,12 +219,14 @@ impl EmbeddedStore {
             txn.open_table(ERRORS).map_err(e)?;
             txn.open_table(GROUPS).map_err(e)?;
             txn.open_table(OAUTH).map_err(e)?;
+            txn.open_table(LIMITS).map_err(e)?;
         }
         txn.commit().map_err(e)?;
         Ok(EmbeddedStore {
             db: Arc::new(db),
             records_per_key: records_per_key.max(1),
             live: Mutex::new(Live::default()),
+            admission: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -233,6 +280,43 @@ impl EmbeddedStore {
             out.push(from_json(v.value())?);
         }
         Ok(out)
+    }
+
+    /// The in-memory part of a settlement: leases, reservations, window, averages.
+    fn settle_live(&self, s: &Settlement) {
+        let mut live = self.live.lock();
+        for (scope, lease) in &s.leases {
+            if let Some(l) = live.leases.get_mut(scope) {
+                l.remove(lease);
+            }
+        }
+        let Some(r) = &s.reservation else { return };
+        if let Some((scope, lease)) = &r.lease {
+            if let Some(l) = live.leases.get_mut(scope) {
+                l.remove(lease);
+            }
+        }
+        for (c, _) in &r.counters {
+            if let Some(v) = live.reserved.get_mut(&limit_key(&r.key_id, c)) {
+                *v = v.saturating_sub(r.estimate_nanos);
+            }
+        }
+        if r.window {
+            if let Some(w) = live
+                .windows
+                .get_mut(&r.key_id)
+                .filter(|w| w.start_ms == r.window_start_ms)
+            {
+                w.reserved = w.reserved.saturating_sub(r.estimate_nanos);
+                w.tok += s.tokens;
+                w.cost += s.actual_nanos;
+            }
+        }
+        if s.actual_nanos > 0 {
+            let a = live.avg.entry(r.key_id.clone()).or_default();
+            a.0 += s.actual_nanos;
+            a.1 += 1;
+        }
     }
 
     fn bump_version(meta: &mut redb::Table<&str, &[u8]>) -> Result<(), StoreError> {
@@ -507,11 +591,24 @@ impl Store for EmbeddedStore {
         &self,
         ev: &UsageEvent,
         offset_hours: i32,
-        release: &[(String, String)],
+        settlement: &Settlement,
     ) -> Result<(), StoreError> {
-        for (scope, lease) in release {
-            self.release_lease(scope, lease).await?;
-        }
+        let _turn = match settlement.reservation {
+            Some(_) => Some(self.admission.lock().await),
+            None => None,
+        };
+        let spent_rows: Vec<(String, Option<Duration>)> = settlement
+            .reservation
+            .as_ref()
+            .filter(|_| settlement.actual_nanos > 0)
+            .map(|r| {
+                r.counters
+                    .iter()
+                    .map(|(c, ttl)| (limit_key(&r.key_id, c), *ttl))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let actual = settlement.actual_nanos;
         let buckets = ev.buckets(offset_hours);
         let delta = ev.counters();
         let record = to_json(&ev.record)?;
@@ -562,6 +659,18 @@ impl Store for EmbeddedStore {
                         .remove(record_key(&key_id, seq - keep).as_str())
                         .map_err(e)?;
                 }
+                let mut limits = w.open_table(LIMITS).map_err(e)?;
+                for (row, ttl) in &spent_rows {
+                    let old = limits
+                        .get(row.as_str())
+                        .map_err(e)?
+                        .map(|v| decode_spent(v.value(), now_secs))
+                        .unwrap_or(0);
+                    let expires = ttl.map(|t| now_secs + t.as_secs()).unwrap_or(0);
+                    limits
+                        .insert(row.as_str(), encode_spent(old + actual, expires).as_slice())
+                        .map_err(e)?;
+                }
                 let mut lu = w.open_table(LASTUSED).map_err(e)?;
                 lu.insert(format!("k:{key_id}").as_str(), at_ms)
                     .map_err(e)?;
@@ -572,7 +681,10 @@ impl Store for EmbeddedStore {
             }
             w.commit().map_err(e)
         })
-        .await
+        .await?;
+        // Written first, released second: see `admission`.
+        self.settle_live(settlement);
+        Ok(())
     }
 
     async fn usage(&self, buckets: &[String]) -> Result<Vec<UsageCounters>, StoreError> {
@@ -637,6 +749,202 @@ impl Store for EmbeddedStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn settle(&self, settlement: &Settlement) -> Result<(), StoreError> {
+        let _turn = self.admission.lock().await;
+        let rows: Vec<(String, Option<Duration>)> = match &settlement.reservation {
+            Some(r) if settlement.actual_nanos > 0 => r
+                .counters
+                .iter()
+                .map(|(c, ttl)| (limit_key(&r.key_id, c), *ttl))
+                .collect(),
+            _ => {
+                self.settle_live(settlement);
+                return Ok(());
+            }
+        };
+        let actual = settlement.actual_nanos;
+        let now_secs = Utc::now().timestamp().max(0) as u64;
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            {
+                let mut limits = w.open_table(LIMITS).map_err(e)?;
+                for (row, ttl) in &rows {
+                    let old = limits
+                        .get(row.as_str())
+                        .map_err(e)?
+                        .map(|v| decode_spent(v.value(), now_secs))
+                        .unwrap_or(0);
+                    let expires = ttl.map(|t| now_secs + t.as_secs()).unwrap_or(0);
+                    limits
+                        .insert(row.as_str(), encode_spent(old + actual, expires).as_slice())
+                        .map_err(e)?;
+                }
+            }
+            w.commit().map_err(e)
+        })
+        .await?;
+        self.settle_live(settlement);
+        Ok(())
+    }
+
+    async fn admit(
+        &self,
+        plan: &Plan,
+        lease_id: &str,
+        lease_ttl: Duration,
+    ) -> Result<Result<Reservation, Refusal>, StoreError> {
+        let _turn = self.admission.lock().await;
+        let rows: Vec<String> = plan
+            .counters
+            .iter()
+            .map(|c| limit_key(&plan.key_id, &c.id))
+            .collect();
+        let now_secs = Utc::now().timestamp().max(0) as u64;
+        let spent: Vec<u64> = self
+            .run(move |db| {
+                let r = db.begin_read().map_err(e)?;
+                let t = r.open_table(LIMITS).map_err(e)?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(t.get(row.as_str())
+                            .map_err(e)?
+                            .map(|v| decode_spent(v.value(), now_secs))
+                            .unwrap_or(0))
+                    })
+                    .collect()
+            })
+            .await?;
+        let now = Instant::now();
+        let now_ms = now_ms();
+        let mut live = self.live.lock();
+        let mut est = plan.estimate_nanos;
+        if let Some((s, n)) = live.avg.get(&plan.key_id).copied().filter(|(_, n)| *n > 0) {
+            est = est.max(s / n);
+        }
+        let scope = plan.lease_scope();
+        if plan.concurrency > 0 {
+            let held = live.lease_count(&scope, now) as u64;
+            if held >= u64::from(plan.concurrency) {
+                return Ok(Err(Refusal::Concurrency {
+                    current: held,
+                    limit: u64::from(plan.concurrency),
+                }));
+            }
+        }
+        let mut window_start = 0;
+        if let Some(w) = &plan.window {
+            let len = w.length.as_millis() as i64;
+            let win = live.windows.entry(plan.key_id.clone()).or_default();
+            if now_ms - win.start_ms >= len {
+                *win = Win {
+                    start_ms: now_ms,
+                    ..Default::default()
+                };
+            }
+            let reset = win.start_ms + len;
+            if w.max_requests > 0 && win.req >= w.max_requests {
+                return Ok(Err(Refusal::WindowRequests {
+                    current: win.req,
+                    limit: w.max_requests,
+                    reset_at_ms: reset,
+                }));
+            }
+            if w.max_tokens > 0 && win.tok >= w.max_tokens {
+                return Ok(Err(Refusal::WindowTokens {
+                    current: win.tok,
+                    limit: w.max_tokens,
+                    reset_at_ms: reset,
+                }));
+            }
+            if w.max_cost_nanos > 0 && win.cost + win.reserved >= w.max_cost_nanos {
+                return Ok(Err(Refusal::WindowCost {
+                    current_nanos: win.cost + win.reserved,
+                    limit_nanos: w.max_cost_nanos,
+                    reset_at_ms: reset,
+                }));
+            }
+            window_start = win.start_ms;
+        }
+        for (c, spent) in plan.counters.iter().zip(&spent) {
+            let used = spent
+                + live
+                    .reserved
+                    .get(&limit_key(&plan.key_id, &c.id))
+                    .copied()
+                    .unwrap_or(0);
+            if used >= c.limit_nanos {
+                return Ok(Err(Refusal::Cost {
+                    kind: c.kind.clone(),
+                    current_nanos: used,
+                    limit_nanos: c.limit_nanos,
+                    reset_at: c.reset_at,
+                }));
+            }
+        }
+        if plan.concurrency > 0 {
+            live.leases
+                .entry(scope.clone())
+                .or_default()
+                .insert(lease_id.to_string(), now + lease_ttl);
+        }
+        if let Some(win) = plan
+            .window
+            .as_ref()
+            .and_then(|_| live.windows.get_mut(&plan.key_id))
+        {
+            win.req += 1;
+            win.reserved += est;
+        }
+        for c in &plan.counters {
+            *live
+                .reserved
+                .entry(limit_key(&plan.key_id, &c.id))
+                .or_default() += est;
+        }
+        Ok(Ok(Reservation {
+            key_id: plan.key_id.clone(),
+            counters: plan
+                .counters
+                .iter()
+                .map(|c| (c.id.clone(), c.ttl))
+                .collect(),
+            window: plan.window.is_some(),
+            window_start_ms: window_start,
+            estimate_nanos: est,
+            lease: (plan.concurrency > 0).then(|| (scope, lease_id.to_string())),
+        }))
+    }
+
+    async fn limit_usage(
+        &self,
+        key_id: &str,
+        counters: &[String],
+    ) -> Result<(Vec<u64>, Option<(i64, u64, u64, u64)>), StoreError> {
+        let rows: Vec<String> = counters.iter().map(|c| limit_key(key_id, c)).collect();
+        let now_secs = Utc::now().timestamp().max(0) as u64;
+        let spent = self
+            .run(move |db| {
+                let r = db.begin_read().map_err(e)?;
+                let t = r.open_table(LIMITS).map_err(e)?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(t.get(row.as_str())
+                            .map_err(e)?
+                            .map(|v| decode_spent(v.value(), now_secs))
+                            .unwrap_or(0))
+                    })
+                    .collect::<Result<Vec<u64>, StoreError>>()
+            })
+            .await?;
+        let window = self
+            .live
+            .lock()
+            .windows
+            .get(key_id)
+            .map(|w| (w.start_ms, w.req, w.tok, w.cost));
+        Ok((spent, window))
     }
 
     async fn get_sticky(&self, session: &str) -> Result<Option<String>, StoreError> {

@@ -15,6 +15,8 @@ use app::domain::{
     Account, AccountError, AccountGroup, ApiKey, Cooldown, RequestRecord, TokenUsage, UsageCounters,
 };
 use chrono::{DateTime, Duration as ChronoDuration, FixedOffset, Utc};
+
+pub use crate::limits::{Plan, Refusal, Reservation, Settlement};
 use serde::{Deserialize, Serialize};
 
 pub type DynStore = Arc<dyn Store>;
@@ -145,11 +147,19 @@ pub fn account_lease_scope(account_id: &str) -> String {
     format!("acct:{account_id}")
 }
 
+/// The lease scope of a key's concurrency slots. The braces are a Redis Cluster hash tag: all
+/// of one key's limiter state lives in one slot.
+pub fn key_lease_scope(key_id: &str) -> String {
+    format!("key{{{key_id}}}")
+}
+
 /// Everything accounting writes for one finished request.
 #[derive(Clone, Debug)]
 pub struct UsageEvent {
     pub key_id: String,
     pub account_id: String,
+    /// The service (`claude`, `openai`, `gemini`): the key's per-platform usage.
+    pub service: String,
     pub model: String,
     pub usage: TokenUsage,
     pub cost_nanos: u64,
@@ -217,6 +227,12 @@ pub mod buckets {
     }
     pub fn model_month(model: &str, month: &str) -> String {
         format!("model:{model}:m:{month}")
+    }
+    pub fn key_platform_total(key: &str, platform: &str) -> String {
+        format!("keyplat:{key}:{platform}:total")
+    }
+    pub fn key_platform_day(key: &str, platform: &str, day: &str) -> String {
+        format!("keyplat:{key}:{platform}:d:{day}")
     }
     pub fn account_total(account: &str) -> String {
         format!("account:{account}:total")
@@ -288,6 +304,16 @@ impl UsageEvent {
                 ttl: days(8),
             },
         ];
+        if !self.service.is_empty() {
+            out.push(Bucket {
+                name: key_platform_total(k, &self.service),
+                ttl: None,
+            });
+            out.push(Bucket {
+                name: key_platform_day(k, &self.service, &p.day),
+                ttl: days(32),
+            });
+        }
         if !a.is_empty() {
             out.push(Bucket {
                 name: account_total(a),
@@ -386,14 +412,30 @@ pub trait Store: Send + Sync + 'static {
     async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError>;
 
     // Usage.
-    /// All counters, the request record and last-used times of one request, and the release of
-    /// its leases: one round trip.
+    /// All counters, the request record and last-used times of one request, and its
+    /// settlement (leases released, reservation replaced by the actual cost): one round trip.
     async fn record_usage(
         &self,
         event: &UsageEvent,
         offset_hours: i32,
-        release: &[(String, String)],
+        settlement: &Settlement,
     ) -> Result<(), StoreError>;
+    /// The settlement of a request that ends without usage to record.
+    async fn settle(&self, settlement: &Settlement) -> Result<(), StoreError>;
+    /// Admission: every limit of the plan checked and the estimate reserved, atomically.
+    async fn admit(
+        &self,
+        plan: &Plan,
+        lease_id: &str,
+        lease_ttl: Duration,
+    ) -> Result<Result<Reservation, Refusal>, StoreError>;
+    /// What a key has spent on each counter (reserved amounts excluded), and its rate window
+    /// `(started ms, requests, tokens, cost)` if one is running.
+    async fn limit_usage(
+        &self,
+        key_id: &str,
+        counters: &[String],
+    ) -> Result<(Vec<u64>, Option<(i64, u64, u64, u64)>), StoreError>;
     /// Counters of several buckets (missing ones are zero), in one round trip.
     async fn usage(&self, buckets: &[String]) -> Result<Vec<UsageCounters>, StoreError>;
     /// Newest first.

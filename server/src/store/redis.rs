@@ -25,6 +25,8 @@ struct Scripts {
     acquire: Script,
     pick: Script,
     unlock: Script,
+    admit: Script,
+    settle: Script,
 }
 
 impl Scripts {
@@ -73,6 +75,8 @@ impl Scripts {
                   return 0",
             ),
             pick: Script::new(PICK_LUA),
+            admit: Script::new(ADMIT_LUA),
+            settle: Script::new(SETTLE_LUA),
             unlock: Script::new(
                 r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
                   return 0",
@@ -156,6 +160,118 @@ return {'none'}
 
 const FAMILIES: [&str; 4] = ["opus", "sonnet", "haiku", "fable"];
 
+/// Admission (see `limits`). KEYS: key leases, window, average, then one hash per cost
+/// counter (fields s = spent, r = reserved). ARGV: lease id, concurrency limit, lease ttl ms,
+/// window ms, max requests, max tokens, max cost, estimate, then per counter: limit.
+/// Refusals: {'refused', what, current, limit, reset ms}; what is a counter index for costs.
+const ADMIT_LUA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local conc, lease_ttl, win = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local maxreq, maxtok, maxcost = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local est = tonumber(ARGV[8])
+local avg = redis.call('HMGET', KEYS[3], 's', 'n')
+local n = tonumber(avg[2] or '0') or 0
+if n > 0 then
+  local a = math.floor((tonumber(avg[1]) or 0) / n)
+  if a > est then est = a end
+end
+if conc > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  local c = redis.call('ZCARD', KEYS[1])
+  if c >= conc then return {'refused', 'concurrency', c, conc, 0} end
+end
+local wstart = 0
+if win > 0 then
+  local w = redis.call('HMGET', KEYS[2], 'start', 'req', 'tok', 'cost', 'rc')
+  wstart = tonumber(w[1] or '0') or 0
+  local req, tok, cost, rc = tonumber(w[2] or '0') or 0, tonumber(w[3] or '0') or 0, tonumber(w[4] or '0') or 0, tonumber(w[5] or '0') or 0
+  if now - wstart >= win then
+    redis.call('DEL', KEYS[2])
+    redis.call('HSET', KEYS[2], 'start', now)
+    wstart, req, tok, cost, rc = now, 0, 0, 0, 0
+  end
+  if maxreq > 0 and req >= maxreq then return {'refused', 'window_requests', req, maxreq, wstart + win} end
+  if maxtok > 0 and tok >= maxtok then return {'refused', 'window_tokens', tok, maxtok, wstart + win} end
+  if maxcost > 0 and cost + rc >= maxcost then return {'refused', 'window_cost', cost + rc, maxcost, wstart + win} end
+end
+for i = 4, #KEYS do
+  local c = redis.call('HMGET', KEYS[i], 's', 'r')
+  local used = (tonumber(c[1] or '0') or 0) + (tonumber(c[2] or '0') or 0)
+  local limit = tonumber(ARGV[8 + i - 3])
+  if used >= limit then return {'refused', tostring(i - 4), used, limit, 0} end
+end
+if conc > 0 then
+  redis.call('ZADD', KEYS[1], now + lease_ttl, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], lease_ttl)
+end
+if win > 0 then
+  redis.call('HINCRBY', KEYS[2], 'req', 1)
+  redis.call('HINCRBY', KEYS[2], 'rc', est)
+  redis.call('PEXPIRE', KEYS[2], win)
+end
+for i = 4, #KEYS do redis.call('HINCRBY', KEYS[i], 'r', est) end
+return {'ok', est, wstart}
+";
+
+/// Settlement: same KEYS as admission. ARGV: lease id (or ''), estimate, actual, tokens,
+/// window start (0 = no window), then per counter: ttl seconds (0 = keep).
+const SETTLE_LUA: &str = r"
+if ARGV[1] ~= '' then redis.call('ZREM', KEYS[1], ARGV[1]) end
+local est, actual, tokens, wstart = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+if wstart > 0 and tonumber(redis.call('HGET', KEYS[2], 'start') or '-1') == wstart then
+  if est > 0 and redis.call('HINCRBY', KEYS[2], 'rc', -est) < 0 then redis.call('HSET', KEYS[2], 'rc', 0) end
+  redis.call('HINCRBY', KEYS[2], 'tok', tokens)
+  redis.call('HINCRBY', KEYS[2], 'cost', actual)
+end
+if actual > 0 then
+  redis.call('HINCRBY', KEYS[3], 's', actual)
+  redis.call('HINCRBY', KEYS[3], 'n', 1)
+end
+for i = 4, #KEYS do
+  if actual > 0 then redis.call('HINCRBY', KEYS[i], 's', actual) end
+  if est > 0 and redis.call('HINCRBY', KEYS[i], 'r', -est) < 0 then redis.call('HSET', KEYS[i], 'r', 0) end
+  local ttl = tonumber(ARGV[5 + i - 3])
+  if ttl > 0 then redis.call('EXPIRE', KEYS[i], ttl) end
+end
+return 1
+";
+
+fn limiter_keys(key_id: &str, counters: impl Iterator<Item = String>) -> Vec<String> {
+    let mut keys = vec![
+        format!("{P}lease:{}", crate::store::key_lease_scope(key_id)),
+        format!("{P}lim:{{{key_id}}}:win"),
+        format!("{P}lim:{{{key_id}}}:avg"),
+    ];
+    keys.extend(counters.map(|c| format!("{P}lim:{{{key_id}}}:c:{c}")));
+    keys
+}
+
+/// EVALSHA for the settlement, to ride in a pipeline.
+fn settle_cmd(script: &Script, s: &Settlement) -> Option<::redis::Cmd> {
+    let r = s.reservation.as_ref()?;
+    let keys = limiter_keys(&r.key_id, r.counters.iter().map(|(id, _)| id.clone()));
+    let mut cmd = ::redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len());
+    for k in &keys {
+        cmd.arg(k);
+    }
+    let lease = r.lease.as_ref().map(|l| l.1.as_str()).unwrap_or("");
+    cmd.arg(lease)
+        .arg(r.estimate_nanos)
+        .arg(s.actual_nanos)
+        .arg(s.tokens)
+        .arg(if r.window { r.window_start_ms } else { 0 });
+    for (_, ttl) in &r.counters {
+        cmd.arg(ttl.map(|t| t.as_secs()).unwrap_or(0));
+    }
+    Some(cmd)
+}
+
+fn is_noscript(e: &::redis::RedisError) -> bool {
+    e.code() == Some("NOSCRIPT") || e.to_string().contains("NOSCRIPT")
+}
+
 fn err(e: ::redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -197,11 +313,19 @@ impl RedisStore {
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(err)?;
-        Ok(RedisStore {
+        let store = RedisStore {
             conn,
             records_per_key: records_per_key.max(1),
             scripts: Scripts::new(),
-        })
+        };
+        // Scripts that ride inside pipelines must be cached before their first use.
+        let _: String = ::redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(SETTLE_LUA)
+            .query_async(&mut store.conn())
+            .await
+            .map_err(err)?;
+        Ok(store)
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -469,7 +593,7 @@ impl Store for RedisStore {
         &self,
         ev: &UsageEvent,
         offset_hours: i32,
-        release: &[(String, String)],
+        settlement: &Settlement,
     ) -> Result<(), StoreError> {
         let values = counter_values(&ev.counters());
         let mut pipe = ::redis::pipe();
@@ -496,11 +620,152 @@ impl Store for RedisStore {
             pipe.hset(format!("{P}lastused:accounts"), &ev.account_id, ms)
                 .ignore();
         }
-        for (scope, lease) in release {
+        for (scope, lease) in &settlement.leases {
             pipe.zrem(format!("{P}lease:{scope}"), lease).ignore();
         }
-        let _: () = pipe.query_async(&mut self.conn()).await.map_err(err)?;
+        if let Some(cmd) = settle_cmd(&self.scripts.settle, settlement) {
+            pipe.add_command(cmd).ignore();
+        }
+        match pipe.query_async::<()>(&mut self.conn()).await {
+            Ok(()) => Ok(()),
+            // The settle script was not cached (Redis restarted). The transaction's other
+            // commands did run (MULTI does not roll back), so only the settlement is sent again.
+            Err(e) if is_noscript(&e) => {
+                let _: String = ::redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(SETTLE_LUA)
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(err)?;
+                match settle_cmd(&self.scripts.settle, settlement) {
+                    Some(cmd) => cmd.query_async::<()>(&mut self.conn()).await.map_err(err),
+                    None => Ok(()),
+                }
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn settle(&self, settlement: &Settlement) -> Result<(), StoreError> {
+        let mut pipe = ::redis::pipe();
+        for (scope, lease) in &settlement.leases {
+            pipe.zrem(format!("{P}lease:{scope}"), lease).ignore();
+        }
+        if let Some(r) = &settlement.reservation {
+            let keys = limiter_keys(&r.key_id, r.counters.iter().map(|(id, _)| id.clone()));
+            let mut inv = self.scripts.settle.prepare_invoke();
+            for k in &keys {
+                inv.key(k);
+            }
+            inv.arg(r.lease.as_ref().map(|l| l.1.as_str()).unwrap_or(""))
+                .arg(r.estimate_nanos)
+                .arg(settlement.actual_nanos)
+                .arg(settlement.tokens)
+                .arg(if r.window { r.window_start_ms } else { 0 });
+            for (_, ttl) in &r.counters {
+                inv.arg(ttl.map(|t| t.as_secs()).unwrap_or(0));
+            }
+            let _: i64 = inv.invoke_async(&mut self.conn()).await.map_err(err)?;
+        }
+        if !settlement.leases.is_empty() {
+            let _: () = pipe.query_async(&mut self.conn()).await.map_err(err)?;
+        }
         Ok(())
+    }
+
+    async fn admit(
+        &self,
+        plan: &Plan,
+        lease_id: &str,
+        lease_ttl: Duration,
+    ) -> Result<Result<Reservation, Refusal>, StoreError> {
+        let keys = limiter_keys(&plan.key_id, plan.counters.iter().map(|c| c.id.clone()));
+        let mut inv = self.scripts.admit.prepare_invoke();
+        for k in &keys {
+            inv.key(k);
+        }
+        let w = plan.window.as_ref();
+        inv.arg(lease_id)
+            .arg(plan.concurrency)
+            .arg(lease_ttl.as_millis().max(1) as u64)
+            .arg(w.map(|w| w.length.as_millis() as u64).unwrap_or(0))
+            .arg(w.map(|w| w.max_requests).unwrap_or(0))
+            .arg(w.map(|w| w.max_tokens).unwrap_or(0))
+            .arg(w.map(|w| w.max_cost_nanos).unwrap_or(0))
+            .arg(plan.estimate_nanos);
+        for c in &plan.counters {
+            inv.arg(c.limit_nanos);
+        }
+        let v: Value = inv.invoke_async(&mut self.conn()).await.map_err(err)?;
+        let Value::Array(parts) = v else {
+            return Err(StoreError::Corrupt("unexpected admission reply".into()));
+        };
+        let num = |i: usize| {
+            parts
+                .get(i)
+                .and_then(|v| ::redis::from_redis_value_ref::<i64>(v).ok())
+                .unwrap_or(0)
+        };
+        match text(parts.first()).as_deref() {
+            Some("ok") => Ok(Ok(Reservation {
+                key_id: plan.key_id.clone(),
+                counters: plan
+                    .counters
+                    .iter()
+                    .map(|c| (c.id.clone(), c.ttl))
+                    .collect(),
+                window: plan.window.is_some(),
+                window_start_ms: num(2),
+                estimate_nanos: num(1).max(0) as u64,
+                lease: (plan.concurrency > 0).then(|| (plan.lease_scope(), lease_id.to_string())),
+            })),
+            _ => Ok(Err(crate::limits::refusal_from(
+                plan,
+                text(parts.get(1)).as_deref().unwrap_or(""),
+                num(2),
+                num(3),
+                num(4),
+            ))),
+        }
+    }
+
+    async fn limit_usage(
+        &self,
+        key_id: &str,
+        counters: &[String],
+    ) -> Result<(Vec<u64>, Option<(i64, u64, u64, u64)>), StoreError> {
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("HMGET")
+            .arg(format!("{P}lim:{{{key_id}}}:win"))
+            .arg("start")
+            .arg("req")
+            .arg("tok")
+            .arg("cost");
+        for c in counters {
+            pipe.hget(format!("{P}lim:{{{key_id}}}:c:{c}"), "s");
+        }
+        let (win, spent): (Vec<Option<i64>>, Vec<Option<u64>>) = {
+            let v: Vec<Value> = pipe.query_async(&mut self.conn()).await.map_err(err)?;
+            let mut it = v.into_iter();
+            let win: Vec<Option<i64>> = it
+                .next()
+                .and_then(|w| ::redis::from_redis_value::<Vec<Option<i64>>>(w).ok())
+                .unwrap_or_default();
+            let spent = it
+                .map(|v| ::redis::from_redis_value::<Option<u64>>(v).ok().flatten())
+                .collect();
+            (win, spent)
+        };
+        let window = match win.as_slice() {
+            [Some(start), req, tok, cost] => Some((
+                *start,
+                req.unwrap_or(0) as u64,
+                tok.unwrap_or(0) as u64,
+                cost.unwrap_or(0) as u64,
+            )),
+            _ => None,
+        };
+        Ok((spent.into_iter().map(|s| s.unwrap_or(0)).collect(), window))
     }
 
     async fn usage(&self, buckets: &[String]) -> Result<Vec<UsageCounters>, StoreError> {

@@ -67,7 +67,7 @@ impl Harness {
         let mut config = old.state.config.clone();
         old.stop().await;
         config.port = 0;
-        self.relay = Some(crs::start(config).await.unwrap());
+        self.relay = Some(start_again(config).await);
         self.token = self.login().await;
     }
 
@@ -76,7 +76,7 @@ impl Harness {
         let old = self.relay.take().unwrap();
         old.stop().await;
         config.port = 0;
-        self.relay = Some(crs::start(config).await.unwrap());
+        self.relay = Some(start_again(config).await);
         self.token = self.login().await;
     }
 
@@ -170,6 +170,18 @@ impl Harness {
         }
         panic!("bucket {bucket} never reached {requests} requests");
     }
+}
+
+/// Starts a relay on data a stopped one used; its last connection tasks may hold the embedded
+/// database for a moment after the stop.
+async fn start_again(config: Config) -> Running {
+    for _ in 0..100 {
+        match crs::start(config.clone()).await {
+            Ok(r) => return r,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    crs::start(config).await.unwrap()
 }
 
 pub fn body(stream: bool) -> Value {

@@ -528,13 +528,17 @@ pub async fn test_account(
     let started = std::time::Instant::now();
     let ex = Exchange {
         request_id: format!("test-{}", uuid::Uuid::new_v4()),
-        key_id: String::new(),
+        // Tests spend upstream tokens: they are accounted to the account, under this pseudo key.
+        key_id: "admin-test".into(),
         account_id: id.clone(),
         model: model.clone(),
         endpoint: "/v1/messages",
         stream: false,
         started,
         lease: None,
+        service: "claude",
+        rate: 1.0,
+        reservation: None,
     };
     let (status, answer) = match passthrough::send(&state, request, ex).await {
         Attempt::Delivered(resp) => (resp.status().as_u16(), body_text(resp).await),

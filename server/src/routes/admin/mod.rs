@@ -109,6 +109,10 @@ pub fn routes() -> Router<AppState> {
             get(keys::list_keys).post(keys::create_key),
         )
         .route(
+            "/admin/api-keys/batch",
+            post(keys::batch_create).put(keys::batch_update),
+        )
+        .route(
             "/admin/api-keys/{id}",
             put(keys::update_key).delete(keys::delete_key),
         )

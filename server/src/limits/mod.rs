@@ -1,0 +1,598 @@
+//! May this key make this request? Admission is one atomic step in the store that checks every
+//! applicable limit — the key's concurrency, its rate window, daily, total and weekly cost, and
+//! cost per platform and per model — and reserves an estimate, all or nothing. When the request
+//! ends (completed, failed or abandoned), the settlement replaces the estimate with what it
+//! actually cost. Bursts therefore cannot overshoot by more than what was already admitted.
+//!
+//! - `client`: client restrictions (Claude Code, Gemini CLI, Codex CLI).
+
+pub mod client;
+
+use std::time::Duration;
+
+use app::domain::ApiKey;
+use chrono::{
+    DateTime, Datelike, Duration as ChronoDuration, FixedOffset, TimeZone, Timelike, Utc,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::scheduler::leases::Lease;
+
+/// Which limit a counter enforces.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LimitKind {
+    Daily,
+    Total,
+    Weekly,
+    /// The original's weekly limit for Claude-family models.
+    WeeklyOpus,
+    PlatformDaily(String),
+    PlatformTotal(String),
+    ModelDaily(String),
+    ModelTotal(String),
+}
+
+impl LimitKind {
+    /// The original's `code` for a cost refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LimitKind::Daily => "daily_cost_limit_exceeded",
+            LimitKind::Total => "total_cost_limit_exceeded",
+            LimitKind::Weekly => "weekly_cost_limit_exceeded",
+            LimitKind::WeeklyOpus => "weekly_opus_cost_limit_exceeded",
+            LimitKind::PlatformDaily(_) => "platform_daily_cost_limit_exceeded",
+            LimitKind::PlatformTotal(_) => "platform_total_cost_limit_exceeded",
+            LimitKind::ModelDaily(_) => "model_daily_cost_limit_exceeded",
+            LimitKind::ModelTotal(_) => "model_total_cost_limit_exceeded",
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            LimitKind::Daily => "daily cost limit".into(),
+            LimitKind::Total => "total cost limit".into(),
+            LimitKind::Weekly => "weekly cost limit".into(),
+            LimitKind::WeeklyOpus => "weekly Claude cost limit".into(),
+            LimitKind::PlatformDaily(p) => format!("daily cost limit for {p}"),
+            LimitKind::PlatformTotal(p) => format!("total cost limit for {p}"),
+            LimitKind::ModelDaily(m) => format!("daily cost limit for {m}"),
+            LimitKind::ModelTotal(m) => format!("total cost limit for {m}"),
+        }
+    }
+}
+
+/// One spending counter of a key (`id` names its period, e.g. `d:2026-11-26`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Counter {
+    pub id: String,
+    pub limit_nanos: u64,
+    /// How long the counter is kept after its last write (`None`: forever).
+    pub ttl: Option<Duration>,
+    pub kind: LimitKind,
+    pub reset_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    pub length: Duration,
+    pub max_requests: u64,
+    pub max_tokens: u64,
+    pub max_cost_nanos: u64,
+}
+
+/// Everything admission must check for one request of one key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub key_id: String,
+    pub concurrency: u32,
+    pub window: Option<Window>,
+    pub counters: Vec<Counter>,
+    /// The caller's estimate of what the request will cost; the store raises it to the key's
+    /// average cost per request once it has one.
+    pub estimate_nanos: u64,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.concurrency == 0 && self.window.is_none() && self.counters.is_empty()
+    }
+
+    pub fn lease_scope(&self) -> String {
+        crate::store::key_lease_scope(&self.key_id)
+    }
+}
+
+/// Why admission said no.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Refusal {
+    Concurrency {
+        current: u64,
+        limit: u64,
+    },
+    WindowRequests {
+        current: u64,
+        limit: u64,
+        reset_at_ms: i64,
+    },
+    WindowTokens {
+        current: u64,
+        limit: u64,
+        reset_at_ms: i64,
+    },
+    WindowCost {
+        current_nanos: u64,
+        limit_nanos: u64,
+        reset_at_ms: i64,
+    },
+    Cost {
+        kind: LimitKind,
+        current_nanos: u64,
+        limit_nanos: u64,
+        reset_at: Option<DateTime<Utc>>,
+    },
+}
+
+/// What admission reserved, to be settled when the request ends.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Reservation {
+    pub key_id: String,
+    pub counters: Vec<(String, Option<Duration>)>,
+    pub window: bool,
+    /// When the reserved window started (ms), so a settlement never touches a newer window.
+    pub window_start_ms: i64,
+    pub estimate_nanos: u64,
+    pub lease: Option<Lease>,
+}
+
+/// The end of a request: leases to release and, with a reservation, the actual cost and tokens.
+#[derive(Clone, Debug, Default)]
+pub struct Settlement {
+    pub leases: Vec<Lease>,
+    pub reservation: Option<Reservation>,
+    pub actual_nanos: u64,
+    pub tokens: u64,
+}
+
+pub const NANOS_PER_USD: f64 = 1e9;
+
+pub fn usd_to_nanos(usd: f64) -> u64 {
+    if usd.is_finite() && usd > 0.0 {
+        (usd * NANOS_PER_USD).round() as u64
+    } else {
+        0
+    }
+}
+
+/// A store's refusal, told in the plan's terms. `what` is `concurrency`, `window_*`, or the
+/// index of the refusing cost counter.
+pub fn refusal_from(plan: &Plan, what: &str, current: i64, limit: i64, reset_ms: i64) -> Refusal {
+    let (current, limit) = (current.max(0) as u64, limit.max(0) as u64);
+    match what {
+        "concurrency" => Refusal::Concurrency { current, limit },
+        "window_requests" => Refusal::WindowRequests {
+            current,
+            limit,
+            reset_at_ms: reset_ms,
+        },
+        "window_tokens" => Refusal::WindowTokens {
+            current,
+            limit,
+            reset_at_ms: reset_ms,
+        },
+        "window_cost" => Refusal::WindowCost {
+            current_nanos: current,
+            limit_nanos: limit,
+            reset_at_ms: reset_ms,
+        },
+        index => {
+            let counter = index
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| plan.counters.get(i));
+            Refusal::Cost {
+                kind: counter.map(|c| c.kind.clone()).unwrap_or(LimitKind::Total),
+                current_nanos: current,
+                limit_nanos: limit,
+                reset_at: counter.and_then(|c| c.reset_at),
+            }
+        }
+    }
+}
+
+fn usd(nanos: u64) -> f64 {
+    nanos as f64 / NANOS_PER_USD
+}
+
+fn iso_ms(ms: i64) -> Option<String> {
+    DateTime::from_timestamp_millis(ms).map(crate::auth::api_key::format_time)
+}
+
+/// The refusal's message, after the original's (in English).
+pub fn refusal_message(r: &Refusal) -> String {
+    match r {
+        Refusal::Concurrency { limit, .. } => {
+            format!("Concurrency limit exceeded: too many concurrent requests. Limit: {limit} concurrent requests")
+        }
+        Refusal::WindowRequests { limit, .. } => {
+            format!("Rate limit exceeded: request limit reached ({limit} requests)")
+        }
+        Refusal::WindowTokens { limit, .. } => {
+            format!("Rate limit exceeded: token limit reached ({limit} tokens)")
+        }
+        Refusal::WindowCost { limit_nanos, .. } => {
+            format!(
+                "Rate limit exceeded: cost limit reached (${:.2})",
+                usd(*limit_nanos)
+            )
+        }
+        Refusal::Cost {
+            kind, limit_nanos, ..
+        } => format!(
+            "{} reached (${:.2})",
+            capitalise(&kind.describe()),
+            usd(*limit_nanos)
+        ),
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// The original's extra fields of a refusal (`code` goes inside `error`).
+pub fn refusal_fields(r: &Refusal) -> serde_json::Value {
+    use serde_json::json;
+    match r {
+        Refusal::Concurrency { current, limit } => {
+            json!({"currentConcurrency": current, "concurrencyLimit": limit})
+        }
+        Refusal::WindowRequests {
+            current,
+            limit,
+            reset_at_ms,
+        } => {
+            json!({"currentRequests": current, "requestLimit": limit, "resetAt": iso_ms(*reset_at_ms),
+                   "remainingMinutes": ((reset_at_ms - Utc::now().timestamp_millis()).max(0) + 59_999) / 60_000})
+        }
+        Refusal::WindowTokens {
+            current,
+            limit,
+            reset_at_ms,
+        } => {
+            json!({"currentTokens": current, "tokenLimit": limit, "resetAt": iso_ms(*reset_at_ms)})
+        }
+        Refusal::WindowCost {
+            current_nanos,
+            limit_nanos,
+            reset_at_ms,
+        } => {
+            json!({"currentCost": usd(*current_nanos), "costLimit": usd(*limit_nanos), "resetAt": iso_ms(*reset_at_ms)})
+        }
+        Refusal::Cost {
+            kind,
+            current_nanos,
+            limit_nanos,
+            reset_at,
+        } => json!({
+            "code": kind.code(),
+            "currentCost": usd(*current_nanos),
+            "costLimit": usd(*limit_nanos),
+            "resetAt": reset_at.map(crate::auth::api_key::format_time),
+        }),
+    }
+}
+
+/// The facts of one request that limits depend on.
+pub struct Facts<'a> {
+    /// `claude`, `openai`, `gemini`.
+    pub service: &'a str,
+    pub model: &'a str,
+    pub estimate_nanos: u64,
+    pub now: DateTime<Utc>,
+    pub tz_hours: i32,
+}
+
+fn offset(tz_hours: i32) -> FixedOffset {
+    FixedOffset::east_opt(tz_hours * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).expect("UTC"))
+}
+
+/// The next local midnight after `now`.
+pub fn next_midnight(now: DateTime<Utc>, tz_hours: i32) -> DateTime<Utc> {
+    let tz = offset(tz_hours);
+    let local = now.with_timezone(&tz);
+    let midnight =
+        local.date_naive().and_hms_opt(0, 0, 0).unwrap_or_default() + ChronoDuration::days(1);
+    tz.from_local_datetime(&midnight)
+        .single()
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(now)
+}
+
+/// The start of the current week for a reset on `day` (1 = Monday … 7) at `hour`, local time.
+pub fn week_start(now: DateTime<Utc>, tz_hours: i32, day: u8, hour: u8) -> DateTime<Utc> {
+    let tz = offset(tz_hours);
+    let local = now.with_timezone(&tz);
+    let day = u32::from(day.clamp(1, 7));
+    let hour = u32::from(hour.min(23));
+    let today = local.weekday().number_from_monday();
+    let mut back = (7 + today - day) % 7;
+    if back == 0 && local.hour() < hour {
+        back = 7;
+    }
+    let date = local.date_naive() - ChronoDuration::days(i64::from(back));
+    let start = date.and_hms_opt(hour, 0, 0).unwrap_or_default();
+    tz.from_local_datetime(&start)
+        .single()
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(now)
+}
+
+/// A model-limit pattern: an exact name, or a prefix ending in `*`.
+pub fn pattern_matches(pattern: &str, model: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => model.starts_with(prefix),
+        None => pattern == model,
+    }
+}
+
+/// The admission plan of a request.
+pub fn plan(key: &ApiKey, facts: &Facts<'_>) -> Plan {
+    let tz = offset(facts.tz_hours);
+    let day = facts.now.with_timezone(&tz).format("%Y-%m-%d").to_string();
+    let midnight = next_midnight(facts.now, facts.tz_hours);
+    let daily_ttl = Some(Duration::from_secs(2 * 86_400));
+    let mut counters = Vec::new();
+    let mut add = |id: String,
+                   limit: f64,
+                   ttl: Option<Duration>,
+                   kind: LimitKind,
+                   reset_at: Option<DateTime<Utc>>| {
+        let limit_nanos = usd_to_nanos(limit);
+        if limit_nanos > 0 {
+            counters.push(Counter {
+                id,
+                limit_nanos,
+                ttl,
+                kind,
+                reset_at,
+            });
+        }
+    };
+    add(
+        format!("d:{day}"),
+        key.daily_cost_limit,
+        daily_ttl,
+        LimitKind::Daily,
+        Some(midnight),
+    );
+    add(
+        "t".into(),
+        key.total_cost_limit,
+        None,
+        LimitKind::Total,
+        None,
+    );
+    let week = week_start(
+        facts.now,
+        facts.tz_hours,
+        key.weekly_reset_day.max(1),
+        key.weekly_reset_hour,
+    );
+    let week_id = week.with_timezone(&tz).format("%Y-%m-%dT%H").to_string();
+    let week_ttl = Some(Duration::from_secs(8 * 86_400));
+    let next_week = Some(week + ChronoDuration::days(7));
+    add(
+        format!("w:{week_id}"),
+        key.weekly_cost_limit,
+        week_ttl,
+        LimitKind::Weekly,
+        next_week,
+    );
+    if app::domain::model_family(facts.model).is_some() && facts.model.starts_with("claude") {
+        add(
+            format!("wo:{week_id}"),
+            key.weekly_opus_cost_limit,
+            week_ttl,
+            LimitKind::WeeklyOpus,
+            next_week,
+        );
+    }
+    if let Some(p) = key.platform_limits.get(facts.service) {
+        let s = facts.service;
+        add(
+            format!("pd:{s}:{day}"),
+            p.daily_cost,
+            daily_ttl,
+            LimitKind::PlatformDaily(s.into()),
+            Some(midnight),
+        );
+        add(
+            format!("pt:{s}"),
+            p.total_cost,
+            None,
+            LimitKind::PlatformTotal(s.into()),
+            None,
+        );
+    }
+    for (pattern, l) in &key.model_limits {
+        if pattern_matches(pattern, facts.model) {
+            add(
+                format!("md:{pattern}:{day}"),
+                l.daily_cost,
+                daily_ttl,
+                LimitKind::ModelDaily(pattern.clone()),
+                Some(midnight),
+            );
+            add(
+                format!("mt:{pattern}"),
+                l.total_cost,
+                None,
+                LimitKind::ModelTotal(pattern.clone()),
+                None,
+            );
+        }
+    }
+    let window = (key.rate_limit_window > 0
+        && (key.rate_limit_requests > 0 || key.token_limit > 0 || key.rate_limit_cost > 0.0))
+        .then(|| Window {
+            length: Duration::from_secs(u64::from(key.rate_limit_window) * 60),
+            max_requests: key.rate_limit_requests,
+            max_tokens: key.token_limit,
+            max_cost_nanos: usd_to_nanos(key.rate_limit_cost),
+        });
+    Plan {
+        key_id: key.id.clone(),
+        concurrency: key.concurrency_limit,
+        window,
+        counters,
+        estimate_nanos: facts.estimate_nanos,
+    }
+}
+
+/// The counters of a plan whose current spending the admin list and api-stats show.
+pub fn visible_counters(
+    key: &ApiKey,
+    service_models: &[(&str, &str)],
+    now: DateTime<Utc>,
+    tz_hours: i32,
+) -> Vec<Counter> {
+    let mut out: Vec<Counter> = Vec::new();
+    for (service, model) in service_models {
+        let p = plan(
+            key,
+            &Facts {
+                service,
+                model,
+                estimate_nanos: 0,
+                now,
+                tz_hours,
+            },
+        );
+        for c in p.counters {
+            if !out.iter().any(|o| o.id == c.id) {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::domain::CostLimits;
+
+    fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn week_starts_honour_day_and_hour() {
+        // 2026-11-26 is a Thursday. UTC offset 0.
+        assert_eq!(
+            week_start(at(2026, 11, 26, 10), 0, 1, 0),
+            at(2026, 11, 23, 0)
+        );
+        assert_eq!(
+            week_start(at(2026, 11, 26, 10), 0, 4, 9),
+            at(2026, 11, 26, 9)
+        );
+        assert_eq!(
+            week_start(at(2026, 11, 26, 8), 0, 4, 9),
+            at(2026, 11, 19, 9),
+            "before the reset hour: last week"
+        );
+        assert_eq!(
+            week_start(at(2026, 11, 26, 10), 0, 5, 0),
+            at(2026, 11, 20, 0)
+        );
+        // In UTC+8, 2026-11-26 20:00 UTC is Friday 04:00 local.
+        assert_eq!(
+            week_start(at(2026, 11, 26, 20), 8, 5, 0),
+            at(2026, 11, 26, 16)
+        );
+        assert_eq!(next_midnight(at(2026, 11, 26, 20), 8), at(2026, 11, 27, 16));
+    }
+
+    #[test]
+    fn plans_only_what_applies() {
+        let mut key = ApiKey {
+            id: "k".into(),
+            ..Default::default()
+        };
+        let facts = Facts {
+            service: "claude",
+            model: "claude-opus-4-1",
+            estimate_nanos: 5,
+            now: at(2026, 11, 26, 10),
+            tz_hours: 0,
+        };
+        assert!(plan(&key, &facts).is_empty());
+        key.daily_cost_limit = 1.0;
+        key.weekly_opus_cost_limit = 2.0;
+        key.platform_limits.insert(
+            "claude".into(),
+            CostLimits {
+                daily_cost: 0.0,
+                total_cost: 3.0,
+            },
+        );
+        key.platform_limits.insert(
+            "openai".into(),
+            CostLimits {
+                daily_cost: 9.0,
+                total_cost: 9.0,
+            },
+        );
+        key.model_limits.insert(
+            "claude-opus-*".into(),
+            CostLimits {
+                daily_cost: 0.5,
+                total_cost: 0.0,
+            },
+        );
+        key.model_limits.insert(
+            "claude-sonnet-4".into(),
+            CostLimits {
+                daily_cost: 0.5,
+                total_cost: 0.0,
+            },
+        );
+        key.concurrency_limit = 2;
+        key.rate_limit_window = 1;
+        key.rate_limit_requests = 10;
+        let p = plan(&key, &facts);
+        let ids: Vec<&str> = p.counters.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            vec![
+                "d:2026-11-26",
+                "wo:2026-11-23T00",
+                "pt:claude",
+                "md:claude-opus-*:2026-11-26"
+            ]
+        );
+        assert_eq!(p.counters[0].limit_nanos, 1_000_000_000);
+        assert_eq!(p.counters[0].reset_at, Some(at(2026, 11, 27, 0)));
+        assert_eq!(p.window.as_ref().unwrap().length, Duration::from_secs(60));
+        assert_eq!(p.concurrency, 2);
+        assert!(key.has_limits());
+        let gpt = Facts {
+            service: "openai",
+            model: "gpt-5",
+            ..facts
+        };
+        let ids: Vec<String> = plan(&key, &gpt)
+            .counters
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(
+            ids,
+            vec!["d:2026-11-26", "pd:openai:2026-11-26", "pt:openai"]
+        );
+    }
+}
