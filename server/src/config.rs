@@ -260,6 +260,24 @@ mod tests {
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
+    /// Every variable read here is documented in `.env.example`.
+    #[test]
+    fn env_example_documents_every_variable() {
+        let source = include_str!("config.rs");
+        let example = include_str!("../../.env.example");
+        let mut missing = Vec::new();
+        for part in source.split('"').skip(1).step_by(2) {
+            let is_var = part.len() > 3
+                && part.chars().all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+                && part.contains('_');
+            if is_var && !example.contains(&format!("{part}=")) && !matches!(part, "LEPTOS_SITE_ROOT" | "CARGO_MANIFEST_DIR") {
+                missing.push(part.to_string());
+            }
+        }
+        missing.dedup();
+        assert!(missing.is_empty(), "not in .env.example: {missing:?}");
+    }
+
     #[test]
     fn defaults_are_valid() {
         let c = from(&[]).unwrap();
