@@ -13,6 +13,10 @@ pub enum Platform {
     ClaudeOfficial,
     /// Claude Console: a base URL and an API key.
     ClaudeConsole,
+    /// An OpenAI-compatible API (Responses and Chat Completions): a base URL and an API key.
+    OpenaiResponses,
+    /// Google AI Studio (Gemini API): a base URL and an API key.
+    GeminiApi,
 }
 
 impl Platform {
@@ -20,6 +24,8 @@ impl Platform {
         match self {
             Platform::ClaudeOfficial => "claude-official",
             Platform::ClaudeConsole => "claude-console",
+            Platform::OpenaiResponses => "openai-responses",
+            Platform::GeminiApi => "gemini-api",
         }
     }
 
@@ -27,6 +33,8 @@ impl Platform {
     pub fn service(self) -> &'static str {
         match self {
             Platform::ClaudeOfficial | Platform::ClaudeConsole => "claude",
+            Platform::OpenaiResponses => "openai",
+            Platform::GeminiApi => "gemini",
         }
     }
 }
@@ -110,6 +118,10 @@ pub struct ApiKey {
     pub claude_account_id: Option<String>,
     /// A dedicated Claude Console account for this key (served only by it).
     pub claude_console_account_id: Option<String>,
+    /// A dedicated OpenAI-compatible account (`responses:<id>` as the original, or the bare id).
+    pub openai_account_id: Option<String>,
+    /// A dedicated Gemini account (`api:<id>` as the original, or the bare id).
+    pub gemini_account_id: Option<String>,
     /// When the bound account is unavailable, fall back to the shared pool instead of failing.
     pub allow_dedicated_fallback: bool,
     /// `fixed` (expiresAt set at creation) or `activation` (expiry starts at first use).

@@ -268,9 +268,14 @@ mod tests {
         let mut missing = Vec::new();
         for part in source.split('"').skip(1).step_by(2) {
             let is_var = part.len() > 3
-                && part.chars().all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
                 && part.contains('_');
-            if is_var && !example.contains(&format!("{part}=")) && !matches!(part, "LEPTOS_SITE_ROOT" | "CARGO_MANIFEST_DIR") {
+            if is_var
+                && !example.contains(&format!("{part}="))
+                && !matches!(part, "LEPTOS_SITE_ROOT" | "CARGO_MANIFEST_DIR")
+            {
                 missing.push(part.to_string());
             }
         }

@@ -7,9 +7,25 @@ use app::domain::TokenUsage;
 
 pub use pricing::{ModelPrice, Pricing, FALLBACK_PRICE};
 
+/// The price of a model: its exact name, else the same name under its provider's prefix
+/// (LiteLLM lists Gemini API models as `gemini/<model>`). Never a loose match.
+pub fn lookup<'a>(pricing: &'a Pricing, model: &str) -> Option<&'a ModelPrice> {
+    pricing.price(model).or_else(|| {
+        if model.starts_with("gemini") {
+            pricing.price(&format!("gemini/{model}"))
+        } else {
+            None
+        }
+    })
+}
+
+pub fn price_or_fallback(pricing: &Pricing, model: &str) -> ModelPrice {
+    lookup(pricing, model).copied().unwrap_or(FALLBACK_PRICE)
+}
+
 /// The cost of one request in nano-dollars, and whether the fallback price was used.
 pub fn cost_nanos(pricing: &Pricing, model: &str, usage: &TokenUsage) -> (u64, bool) {
-    let (price, fallback) = match pricing.price(model) {
+    let (price, fallback) = match lookup(pricing, model) {
         Some(p) => (p, false),
         None => (&FALLBACK_PRICE, true),
     };

@@ -130,48 +130,43 @@ pub fn anthropic_error(status: StatusCode, kind: &str, message: &str) -> Respons
     resp
 }
 
-impl IntoResponse for RelayError {
-    fn into_response(self) -> Response {
-        let mut resp = anthropic_error(self.status(), self.anthropic_type(), &self.message());
-        // Limit refusals carry the original's extra fields next to the error.
+impl RelayError {
+    /// The error in the caller's protocol.
+    pub fn respond(self, protocol: super::protocol::Protocol) -> Response {
+        let status = self.status();
+        let kind = self.anthropic_type();
+        let message = self.message();
         let extra = match &self {
             RelayError::Limited(r) => Some(crate::limits::refusal_fields(r)),
             RelayError::ClientNotAllowed(allowed) => Some(json!({"allowedClients": allowed})),
             _ => None,
         };
-        if let Some(extra) = extra {
-            let mut body = json!({"type": "error", "error": {"type": self.anthropic_type(), "message": self.message()}});
-            if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-                for (k, v) in e {
-                    if k == "code" {
-                        b["error"]["code"] = v.clone();
-                    } else {
-                        b.insert(k.clone(), v.clone());
-                    }
-                }
+        let body = protocol.error_body(status, kind, &message, extra.as_ref());
+        let mut resp = (status, Json(body)).into_response();
+        let retry = match &self {
+            RelayError::Limited(crate::limits::Refusal::Concurrency { .. }) => {
+                Some("1".to_string())
             }
-            let retry = match &self {
-                RelayError::Limited(crate::limits::Refusal::Concurrency { .. }) => {
-                    Some("1".to_string())
-                }
-                RelayError::Limited(crate::limits::Refusal::WindowRequests {
-                    reset_at_ms, ..
-                })
-                | RelayError::Limited(crate::limits::Refusal::WindowTokens {
-                    reset_at_ms, ..
-                })
-                | RelayError::Limited(crate::limits::Refusal::WindowCost { reset_at_ms, .. }) => {
-                    let secs =
-                        (reset_at_ms - chrono::Utc::now().timestamp_millis()).max(1000) / 1000;
-                    Some(secs.to_string())
-                }
-                _ => None,
-            };
-            resp = (self.status(), Json(body)).into_response();
-            if let Some(r) = retry.and_then(|r| HeaderValue::from_str(&r).ok()) {
-                resp.headers_mut().insert("retry-after", r);
+            RelayError::Limited(crate::limits::Refusal::WindowRequests { reset_at_ms, .. })
+            | RelayError::Limited(crate::limits::Refusal::WindowTokens { reset_at_ms, .. })
+            | RelayError::Limited(crate::limits::Refusal::WindowCost { reset_at_ms, .. }) => {
+                let secs = (reset_at_ms - chrono::Utc::now().timestamp_millis()).max(1000) / 1000;
+                Some(secs.to_string())
             }
+            RelayError::NoAccount(_)
+            | RelayError::DedicatedUnavailable(_)
+            | RelayError::StoreUnavailable => Some("10".to_string()),
+            _ => None,
+        };
+        if let Some(r) = retry.and_then(|r| HeaderValue::from_str(&r).ok()) {
+            resp.headers_mut().insert("retry-after", r);
         }
         resp
+    }
+}
+
+impl IntoResponse for RelayError {
+    fn into_response(self) -> Response {
+        self.respond(super::protocol::Protocol::Anthropic)
     }
 }

@@ -8,7 +8,9 @@
 //! Conversion between protocols (typed structs both ways) will live in `convert/`, apart from
 //! the passthrough path.
 
+pub mod attempts;
 pub mod error;
 pub mod passthrough;
+pub mod protocol;
 pub mod sse;
 pub mod usage;

@@ -12,7 +12,7 @@ use app::domain::{RequestRecord, TokenUsage};
 use axum::{
     body::Body,
     http::{header, HeaderValue},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use bytes::{Bytes, BytesMut};
 use chrono::Utc;
@@ -20,7 +20,11 @@ use futures_util::{stream::BoxStream, Stream, StreamExt};
 use std::future::Future;
 use tokio::time::Sleep;
 
-use super::{error::RelayError, usage::StreamUsage};
+use super::{
+    error::RelayError,
+    protocol::Protocol,
+    usage::{LastUsage, StreamUsage},
+};
 use crate::{
     accounting,
     auth::api_key::format_time,
@@ -50,6 +54,8 @@ pub struct Exchange {
     pub rate: f64,
     /// The key's admission reservation, settled with the actual cost when the answer ends.
     pub reservation: Option<Reservation>,
+    /// The protocol spoken: how usage is read and errors are shaped.
+    pub protocol: Protocol,
 }
 
 /// How one upstream attempt went.
@@ -156,9 +162,14 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
     }
     if is_sse {
         let idle = state.config.upstream_idle_timeout;
+        let tap = match ex.protocol {
+            Protocol::Anthropic => Tap::Anthropic(StreamUsage::default()),
+            Protocol::OpenAi | Protocol::Gemini => Tap::Last(LastUsage::default()),
+        };
         let stream = TappedStream {
             inner: upstream.bytes_stream().boxed(),
-            tap: StreamUsage::default(),
+            tap,
+            protocol: ex.protocol,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
             ended: false,
@@ -185,7 +196,13 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
         Err(e) => return upstream_failure(&ex, e, "reading the answer failed"),
     };
     // Accounted even without usage, so the concurrency slot is always released.
-    let (usage, model) = super::usage::from_json_body(&body).unwrap_or_default();
+    let (usage, model) = match ex.protocol {
+        Protocol::Anthropic => super::usage::from_json_body(&body),
+        Protocol::OpenAi | Protocol::Gemini => serde_json::from_slice(&body)
+            .ok()
+            .and_then(|v| super::usage::from_openai_or_gemini(&v)),
+    }
+    .unwrap_or_default();
     let finisher = Finisher {
         state: state.clone(),
         ex: ex.clone(),
@@ -212,7 +229,7 @@ fn upstream_failure(ex: &Exchange, err: RelayError, detail: &str) -> Attempt {
     };
     Attempt::Failed(Failed {
         status: err.status().as_u16(),
-        response: err.into_response(),
+        response: err.respond(ex.protocol),
         kind,
         headers: Default::default(),
         body: Bytes::new(),
@@ -232,6 +249,7 @@ async fn upstream_error(state: &AppState, upstream: reqwest::Response, ex: &Exch
         request_id = %ex.request_id, account = %ex.account_id, status = status.as_u16(),
         "upstream answered with an error"
     );
+    // Anthropic, OpenAI and Gemini errors all carry an `error` object with a message.
     let is_anthropic_error = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .is_some_and(|v| v.get("error").is_some_and(|e| e.get("message").is_some()));
@@ -253,7 +271,7 @@ async fn upstream_error(state: &AppState, upstream: reqwest::Response, ex: &Exch
             _ => "api_error",
         };
         let message = format!("Upstream returned HTTP {}", status.as_u16());
-        super::error::anthropic_error(status, kind, &message)
+        ex.protocol.error(status, kind, &message)
     };
     if let Some(ra) = retry_after {
         resp.headers_mut().insert(header::RETRY_AFTER, ra);
@@ -359,10 +377,44 @@ impl Finisher {
     }
 }
 
+/// Reads usage from a stream in its protocol.
+enum Tap {
+    Anthropic(StreamUsage),
+    Last(LastUsage),
+}
+
+impl Tap {
+    fn feed(&mut self, chunk: &[u8]) {
+        match self {
+            Tap::Anthropic(t) => t.feed(chunk),
+            Tap::Last(t) => t.feed(chunk),
+        }
+    }
+    fn usage(&self) -> TokenUsage {
+        match self {
+            Tap::Anthropic(t) => t.total(),
+            Tap::Last(t) => t.usage.unwrap_or_default(),
+        }
+    }
+    fn take_model(&mut self) -> Option<String> {
+        match self {
+            Tap::Anthropic(t) => t.model.take(),
+            Tap::Last(t) => t.model.take(),
+        }
+    }
+    fn complete(&self) -> bool {
+        match self {
+            Tap::Anthropic(t) => t.saw_message_stop,
+            Tap::Last(t) => t.saw_end || t.usage.is_some(),
+        }
+    }
+}
+
 /// The upstream SSE body on its way to the client, with the usage tap and an idle timeout.
 struct TappedStream {
     inner: BoxStream<'static, reqwest::Result<Bytes>>,
-    tap: StreamUsage,
+    tap: Tap,
+    protocol: Protocol,
     idle: Duration,
     sleep: Pin<Box<Sleep>>,
     ended: bool,
@@ -373,16 +425,19 @@ impl TappedStream {
     fn finish(&mut self, outcome: &'static str) {
         self.ended = true;
         if let Some(f) = self.finisher.take() {
-            let model = self.tap.model.take();
-            f.account(self.tap.total(), model, outcome);
+            let model = self.tap.take_model();
+            f.account(self.tap.usage(), model, outcome);
         }
     }
 
     /// After headers went out, a failure can only be told inside the stream.
-    fn error_event(kind: &str, message: &str) -> Bytes {
-        let data =
-            serde_json::json!({"type": "error", "error": {"type": kind, "message": message}});
-        Bytes::from(format!("event: error\ndata: {data}\n\n"))
+    fn error_event(&self, kind: &str, message: &str) -> Bytes {
+        let status = axum::http::StatusCode::BAD_GATEWAY;
+        let data = self.protocol.error_body(status, kind, message, None);
+        match self.protocol {
+            Protocol::Anthropic => Bytes::from(format!("event: error\ndata: {data}\n\n")),
+            Protocol::OpenAi | Protocol::Gemini => Bytes::from(format!("data: {data}\n\n")),
+        }
     }
 }
 
@@ -402,13 +457,12 @@ impl Stream for TappedStream {
             }
             Poll::Ready(Some(Err(_))) => {
                 self.finish("upstream_cut");
-                Poll::Ready(Some(Ok(Self::error_event(
-                    "api_error",
-                    "Upstream connection error",
-                ))))
+                Poll::Ready(Some(Ok(
+                    self.error_event("api_error", "Upstream connection error")
+                )))
             }
             Poll::Ready(None) => {
-                let outcome = if self.tap.saw_message_stop {
+                let outcome = if self.tap.complete() {
                     "completed"
                 } else {
                     "upstream_ended_early"
@@ -419,10 +473,9 @@ impl Stream for TappedStream {
             Poll::Pending => {
                 if self.sleep.as_mut().poll(cx).is_ready() {
                     self.finish("upstream_idle_timeout");
-                    return Poll::Ready(Some(Ok(Self::error_event(
-                        "timeout_error",
-                        "Upstream timeout",
-                    ))));
+                    return Poll::Ready(Some(Ok(
+                        self.error_event("timeout_error", "Upstream timeout")
+                    )));
                 }
                 Poll::Pending
             }

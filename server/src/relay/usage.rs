@@ -223,3 +223,159 @@ mod tests {
         assert_eq!(tap.total().output_tokens, 10);
     }
 }
+
+/// Usage in the OpenAI (Chat Completions, Responses) and Gemini shapes, from a body or a
+/// stream event. Cached input is counted once, as a cache read, never again as input.
+pub fn from_openai_or_gemini(v: &serde_json::Value) -> Option<(TokenUsage, Option<String>)> {
+    use serde_json::Value;
+    let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    // Responses streams wrap the final response: {"type":"response.completed","response":{…}}.
+    let v = v
+        .get("response")
+        .filter(|r| r.get("usage").is_some())
+        .unwrap_or(v);
+    let model = v
+        .get("model")
+        .or_else(|| v.get("modelVersion"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if let Some(m) = v.get("usageMetadata").filter(|m| m.is_object()) {
+        let cached = n(m, "cachedContentTokenCount");
+        return Some((
+            TokenUsage {
+                input_tokens: n(m, "promptTokenCount").saturating_sub(cached),
+                output_tokens: n(m, "candidatesTokenCount") + n(m, "thoughtsTokenCount"),
+                cache_read_tokens: cached,
+                ..Default::default()
+            },
+            model,
+        ));
+    }
+    let u = v.get("usage").filter(|u| u.is_object())?;
+    if u.get("prompt_tokens").is_some() {
+        let cached = u
+            .get("prompt_tokens_details")
+            .map(|d| n(d, "cached_tokens"))
+            .unwrap_or(0);
+        return Some((
+            TokenUsage {
+                input_tokens: n(u, "prompt_tokens").saturating_sub(cached),
+                output_tokens: n(u, "completion_tokens"),
+                cache_read_tokens: cached,
+                ..Default::default()
+            },
+            model,
+        ));
+    }
+    let cached = u
+        .get("input_tokens_details")
+        .map(|d| n(d, "cached_tokens"))
+        .unwrap_or(0);
+    Some((
+        TokenUsage {
+            input_tokens: n(u, "input_tokens").saturating_sub(cached),
+            output_tokens: n(u, "output_tokens"),
+            cache_read_tokens: cached,
+            ..Default::default()
+        },
+        model,
+    ))
+}
+
+/// The usage of an OpenAI or Gemini stream: the last usage any event reported (these
+/// protocols report cumulative figures, usually once at the end).
+#[derive(Default)]
+pub struct LastUsage {
+    lines: SseLines,
+    pub usage: Option<TokenUsage>,
+    pub model: Option<String>,
+    pub saw_end: bool,
+}
+
+impl LastUsage {
+    pub fn feed(&mut self, chunk: &[u8]) {
+        let mut found = Vec::new();
+        let mut end = false;
+        self.lines.feed(chunk, |field| {
+            if let SseField::Data(data) = field {
+                if data == b"[DONE]" {
+                    end = true;
+                } else if memchr::memmem::find(data, b"sage").is_some() {
+                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
+                        if v.get("type").and_then(|t| t.as_str()) == Some("response.completed") {
+                            end = true;
+                        }
+                        if let Some(u) = from_openai_or_gemini(&v) {
+                            found.push(u);
+                        }
+                    }
+                }
+            }
+        });
+        self.saw_end |= end;
+        if let Some((usage, model)) = found.pop() {
+            self.usage = Some(usage);
+            if model.is_some() {
+                self.model = model;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod other_protocols {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn openai_chat_responses_and_gemini_usage() {
+        let chat = json!({"model": "gpt-4o", "usage": {"prompt_tokens": 100, "completion_tokens": 7, "prompt_tokens_details": {"cached_tokens": 40}}});
+        let (u, m) = from_openai_or_gemini(&chat).unwrap();
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.cache_read_tokens,
+                u.output_tokens,
+                m.as_deref()
+            ),
+            (60, 40, 7, Some("gpt-4o"))
+        );
+        let responses = json!({"type": "response.completed", "response": {"model": "gpt-5", "usage": {"input_tokens": 55, "input_tokens_details": {"cached_tokens": 30}, "output_tokens": 12}}});
+        let (u, m) = from_openai_or_gemini(&responses).unwrap();
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.cache_read_tokens,
+                u.output_tokens,
+                m.as_deref()
+            ),
+            (25, 30, 12, Some("gpt-5"))
+        );
+        let gemini = json!({"modelVersion": "gemini-2.5-pro", "usageMetadata": {"promptTokenCount": 55, "cachedContentTokenCount": 30, "candidatesTokenCount": 12, "thoughtsTokenCount": 3}});
+        let (u, m) = from_openai_or_gemini(&gemini).unwrap();
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.cache_read_tokens,
+                u.output_tokens,
+                m.as_deref()
+            ),
+            (25, 30, 15, Some("gemini-2.5-pro"))
+        );
+        assert!(from_openai_or_gemini(&json!({"choices": []})).is_none());
+    }
+
+    #[test]
+    fn stream_taps_split_anywhere() {
+        let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"h\u{e9}llo\"}}]}\r\n\r\ndata: {\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3}}\r\n\r\ndata: [DONE]\r\n\r\n";
+        for split in [1, 3, 17, stream.len()] {
+            let mut tap = LastUsage::default();
+            for c in stream.as_bytes().chunks(split) {
+                tap.feed(c);
+            }
+            let u = tap.usage.unwrap();
+            assert_eq!((u.input_tokens, u.output_tokens), (9, 3), "split {split}");
+            assert!(tap.saw_end);
+        }
+    }
+}

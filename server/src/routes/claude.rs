@@ -19,15 +19,15 @@ use serde_json::value::RawValue;
 
 use crate::{
     auth::api_key::{authenticate, format_time},
-    limits::{self, Reservation},
+    limits,
     relay::{
+        attempts::{self, Call},
         error::RelayError,
-        passthrough::{self, Attempt, Exchange},
+        protocol::Protocol,
     },
-    scheduler::{cooldown, health, session, Ask},
+    scheduler::session,
     state::AppState,
-    store::{buckets, StoredAccount, StoredKey},
-    upstream::{claude_console, claude_oauth, AccountSecrets},
+    store::{buckets, StoredKey},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -140,251 +140,6 @@ async fn prepare(
     })
 }
 
-fn beta(uri: &Uri) -> bool {
-    uri.query()
-        .is_some_and(|q| q.split('&').any(|p| p == "beta=true"))
-}
-
-/// The upstream request for one account.
-async fn upstream_request(
-    state: &AppState,
-    account: &StoredAccount,
-    endpoint: &str,
-    model: &str,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Result<reqwest::RequestBuilder, RelayError> {
-    let unreadable =
-        || RelayError::NoAccount("The selected account's credential cannot be read".into());
-    let secrets = AccountSecrets::open(&state.crypto, account).map_err(|e| {
-        tracing::error!(account = %account.account.id, error = %e, "account credential unreadable");
-        unreadable()
-    })?;
-    let http = state
-        .clients
-        .for_proxy(
-            account.account.proxy.as_ref(),
-            secrets.proxy_password.as_deref(),
-        )
-        .map_err(|e| {
-            tracing::error!(account = %account.account.id, error = %e, "account proxy unusable");
-            RelayError::UpstreamUnreachable
-        })?;
-    match account.account.platform {
-        Platform::ClaudeConsole => {
-            let key = secrets.api_key.as_deref().ok_or_else(unreadable)?;
-            Ok(claude_console::build(
-                &http,
-                account,
-                key,
-                endpoint,
-                beta(uri),
-                headers,
-                body,
-            ))
-        }
-        Platform::ClaudeOfficial => {
-            let token = claude_oauth::access_token(state, account).await?;
-            Ok(claude_oauth::build(
-                &http,
-                &state.config,
-                &token,
-                endpoint,
-                model,
-                headers,
-                body,
-            ))
-        }
-    }
-}
-
-/// Sends the request (see `attempts`) and gives the reservation back if nothing was delivered.
-async fn relay(
-    state: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    body: Bytes,
-    p: &Prepared,
-    endpoint: &'static str,
-    reservation: Option<Reservation>,
-) -> Response {
-    match attempts(state, headers, uri, body, p, endpoint, reservation.clone()).await {
-        Ok(resp) => resp,
-        Err(resp) => {
-            // Nothing was delivered: the admission reservation is given back.
-            passthrough::release(state, None, reservation);
-            resp
-        }
-    }
-}
-
-/// Schedules, sends, and fails over to the next account while nothing reached the client.
-/// `Ok`: an answer is on its way (its accounting settles the reservation); `Err`: the error
-/// the client sees.
-#[allow(clippy::too_many_arguments)]
-async fn attempts(
-    state: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    body: Bytes,
-    p: &Prepared,
-    endpoint: &'static str,
-    reservation: Option<Reservation>,
-) -> Result<Response, Response> {
-    let started = std::time::Instant::now();
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let settings = state.scheduling();
-    let max_attempts = state.config.failover_max_attempts;
-    let mut tried: Vec<String> = Vec::new();
-    let mut last: Option<Response> = None;
-    for attempt in 0..max_attempts {
-        let lease_id = uuid::Uuid::new_v4().to_string();
-        let ask = Ask {
-            key: &p.key.key,
-            platforms: &CLAUDE_PLATFORMS,
-            model: &p.model,
-            session: p.session.as_deref(),
-            exclude: &tried,
-            lease_id: &lease_id,
-        };
-        let selected = match state.scheduler.select(&state.store, &settings, &ask).await {
-            Ok(s) => s,
-            // Every account failed or none is left: the client sees the last upstream error.
-            Err(e) => return Err(last.unwrap_or_else(|| e.into_response())),
-        };
-        if let Some(l) = &selected.lease {
-            state.leases.hold(l.clone());
-        }
-        let account_id = selected.account.account.id.clone();
-        let request = match upstream_request(
-            state,
-            &selected.account,
-            endpoint,
-            &p.model,
-            uri,
-            headers,
-            body.clone(),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                passthrough::release(state, selected.lease, None);
-                tried.push(account_id);
-                last = Some(e.into_response());
-                continue;
-            }
-        };
-        let ex = Exchange {
-            request_id: request_id.clone(),
-            key_id: p.key.key.id.clone(),
-            account_id: account_id.clone(),
-            model: p.model.clone(),
-            endpoint,
-            stream: p.stream,
-            started,
-            lease: selected.lease.clone(),
-            service: "claude",
-            rate: p.key.key.service_rate("claude"),
-            reservation: reservation.clone(),
-        };
-        match passthrough::send(state, request, ex).await {
-            Attempt::Delivered(resp) => return Ok(resp),
-            Attempt::Failed(failed) => {
-                passthrough::release(state, selected.lease, None);
-                let verdict =
-                    cooldown::classify(&state.config.cooldowns, failed.failure(), &p.model);
-                let message =
-                    String::from_utf8_lossy(&failed.body[..failed.body.len().min(500)]).to_string();
-                health::report(state, &selected.account, &verdict, failed.status, &message);
-                if verdict.failover && attempt + 1 < max_attempts {
-                    tracing::info!(request_id = %request_id, account = %account_id, status = failed.status, "failing over to another account");
-                    tried.push(account_id);
-                    last = Some(failed.response);
-                    continue;
-                }
-                return Err(failed.response);
-            }
-        }
-    }
-    Err(last.unwrap_or_else(|| RelayError::StoreUnavailable.into_response()))
-}
-
-/// What the key may do with this request: model blacklist, client restriction, then one
-/// atomic admission of every limit (skipped for keys without limits).
-async fn admit(
-    state: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    p: &Prepared,
-    body_len: usize,
-) -> Result<Option<Reservation>, RelayError> {
-    let key = &p.key.key;
-    if key.model_blocked(&p.model) {
-        return Err(RelayError::PermissionDenied(format!(
-            "This API key may not use model {}",
-            p.model
-        )));
-    }
-    if key.enable_client_restriction
-        && !key.allowed_clients.is_empty()
-        && !limits::client::allowed(&key.allowed_clients, headers, uri.path(), p.has_user_id)
-    {
-        return Err(RelayError::ClientNotAllowed(key.allowed_clients.clone()));
-    }
-    if !key.has_limits() {
-        return Ok(None);
-    }
-    // A first estimate from the prompt's size; the store raises it to the key's average cost.
-    let price = state
-        .pricing
-        .price(&p.model)
-        .copied()
-        .unwrap_or(crate::accounting::FALLBACK_PRICE);
-    let estimate =
-        ((body_len / 4) as f64 * price.input * key.service_rate("claude")).round() as u64;
-    let plan = limits::plan(
-        key,
-        &limits::Facts {
-            service: "claude",
-            model: &p.model,
-            estimate_nanos: estimate,
-            now: chrono::Utc::now(),
-            tz_hours: state.config.timezone_offset_hours,
-        },
-    );
-    let lease_id = uuid::Uuid::new_v4().to_string();
-    let deadline = tokio::time::Instant::now() + state.config.concurrency_queue_timeout;
-    let mut wait = std::time::Duration::from_millis(50);
-    loop {
-        match state
-            .store
-            .admit(&plan, &lease_id, state.config.lease_ttl)
-            .await?
-        {
-            Ok(reservation) => {
-                if let Some(l) = &reservation.lease {
-                    state.leases.hold(l.clone());
-                }
-                return Ok(Some(reservation));
-            }
-            // Full: wait for a slot while the queue timeout allows.
-            Err(limits::Refusal::Concurrency { .. })
-                if tokio::time::Instant::now() + wait < deadline =>
-            {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 3 / 2).min(std::time::Duration::from_secs(1));
-            }
-            Err(refusal) => return Err(RelayError::Limited(refusal)),
-        }
-    }
-}
-
 async fn messages(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -399,20 +154,30 @@ async fn messages(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let reservation = match admit(&state, &headers, &uri, &p, body.len()).await {
+    let facts = limits::RequestFacts {
+        service: "claude",
+        model: &p.model,
+        path: uri.path(),
+        has_user_id: p.has_user_id,
+        body_len: body.len(),
+    };
+    let reservation = match limits::admit_request(&state, &p.key.key, &headers, &facts).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    relay(
-        &state,
-        &headers,
-        &uri,
+    let call = Call {
+        protocol: Protocol::Anthropic,
+        platforms: &CLAUDE_PLATFORMS,
+        endpoint: "/v1/messages",
+        upstream_path: "/v1/messages".into(),
+        model: &p.model,
+        stream: p.stream,
+        session: p.session.as_deref(),
+        headers: &headers,
+        query: uri.query(),
         body,
-        &p,
-        "/v1/messages",
-        reservation,
-    )
-    .await
+    };
+    attempts::run(&state, &p.key, &call, reservation).await
 }
 
 async fn count_tokens(
@@ -430,16 +195,19 @@ async fn count_tokens(
         Err(e) => return e.into_response(),
     };
     // Counting tokens costs nothing and skips the limits, as in the original.
-    let resp = relay(
-        &state,
-        &headers,
-        &uri,
+    let call = Call {
+        protocol: Protocol::Anthropic,
+        platforms: &CLAUDE_PLATFORMS,
+        endpoint: "/v1/messages/count_tokens",
+        upstream_path: "/v1/messages/count_tokens".into(),
+        model: &p.model,
+        stream: false,
+        session: p.session.as_deref(),
+        headers: &headers,
+        query: uri.query(),
         body,
-        &p,
-        "/v1/messages/count_tokens",
-        None,
-    )
-    .await;
+    };
+    let resp = attempts::run(&state, &p.key, &call, None).await;
     // Some Console-compatible upstreams lack count_tokens; Claude Code copes with a zero.
     if resp.status() == axum::http::StatusCode::NOT_FOUND {
         return Json(json!({"input_tokens": 0})).into_response();

@@ -136,12 +136,27 @@ impl Scheduler {
                 && a.account.supports_model(ask.model)
                 && !ask.exclude.contains(&a.account.id)
         };
-        let binding = ask
-            .key
-            .claude_account_id
-            .as_deref()
-            .or(ask.key.claude_console_account_id.as_deref())
+        let service = ask
+            .platforms
+            .first()
+            .map(|p| p.service())
+            .unwrap_or("claude");
+        let bound = match service {
+            "openai" => ask.key.openai_account_id.as_deref(),
+            "gemini" => ask.key.gemini_account_id.as_deref(),
+            _ => ask
+                .key
+                .claude_account_id
+                .as_deref()
+                .or(ask.key.claude_console_account_id.as_deref()),
+        };
+        let binding = bound
             .filter(|b| !b.is_empty())
+            .map(|b| {
+                b.strip_prefix("responses:")
+                    .or_else(|| b.strip_prefix("api:"))
+                    .unwrap_or(b)
+            })
             .map(|b| match b.strip_prefix("group:") {
                 Some(g) => Binding::Group(g),
                 None => Binding::Account(b),
@@ -215,7 +230,8 @@ impl Scheduler {
             .collect();
         if pool.is_empty() {
             return Err(RelayError::NoAccount(format!(
-                "No available Claude accounts support the requested model: {}",
+                "No available {} accounts support the requested model: {}",
+                service_name(service),
                 ask.model
             )));
         }
@@ -223,7 +239,8 @@ impl Scheduler {
             Some(Ok(s)) => Ok(Some(s)),
             None => Ok(None),
             Some(Err(_)) => Err(RelayError::NoAccount(format!(
-                "No available Claude accounts support the requested model: {} (all are resting or busy)",
+                "No available {} accounts support the requested model: {} (all are resting or busy)",
+                service_name(service),
                 ask.model
             ))),
         }
@@ -253,7 +270,14 @@ impl Scheduler {
             candidates,
             sticky: ask.session.map(|s| StickyRequest {
                 // Scoped to the key: two users with the same prompt are not one session.
-                key: format!("claude:{}:{s}", ask.key.id),
+                key: format!(
+                    "{}:{}:{s}",
+                    ask.platforms
+                        .first()
+                        .map(|p| p.service())
+                        .unwrap_or("claude"),
+                    ask.key.id
+                ),
                 ttl: settings.sticky_ttl,
                 renew_below: settings.sticky_renew_below,
             }),
@@ -290,6 +314,14 @@ impl Scheduler {
                 None => "unavailable".to_string(),
             }))),
         }
+    }
+}
+
+fn service_name(service: &str) -> &'static str {
+    match service {
+        "openai" => "OpenAI",
+        "gemini" => "Gemini",
+        _ => "Claude",
     }
 }
 

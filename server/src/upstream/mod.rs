@@ -3,6 +3,8 @@
 
 pub mod claude_console;
 pub mod claude_oauth;
+pub mod gemini;
+pub mod openai;
 
 use std::{collections::HashMap, time::Duration};
 
@@ -182,5 +184,84 @@ mod tests {
                 .as_deref(),
             Some("sk-ant-old")
         );
+    }
+}
+
+/// The upstream request of `call` for one account: its URL, its headers, its credential.
+pub async fn request(
+    state: &crate::state::AppState,
+    account: &StoredAccount,
+    call: &crate::relay::attempts::Call<'_>,
+) -> Result<reqwest::RequestBuilder, crate::relay::error::RelayError> {
+    use crate::relay::error::RelayError;
+    use app::domain::Platform;
+    let unreadable =
+        || RelayError::NoAccount("The selected account's credential cannot be read".into());
+    let secrets = AccountSecrets::open(&state.crypto, account).map_err(|e| {
+        tracing::error!(account = %account.account.id, error = %e, "account credential unreadable");
+        unreadable()
+    })?;
+    let http = state
+        .clients
+        .for_proxy(
+            account.account.proxy.as_ref(),
+            secrets.proxy_password.as_deref(),
+        )
+        .map_err(|e| {
+            tracing::error!(account = %account.account.id, error = %e, "account proxy unusable");
+            RelayError::UpstreamUnreachable
+        })?;
+    let body = call.body.clone();
+    match account.account.platform {
+        Platform::ClaudeConsole => {
+            let key = secrets.api_key.as_deref().ok_or_else(unreadable)?;
+            let beta = call
+                .query
+                .is_some_and(|q| q.split('&').any(|p| p == "beta=true"));
+            Ok(claude_console::build(
+                &http,
+                account,
+                key,
+                &call.upstream_path,
+                beta,
+                call.headers,
+                body,
+            ))
+        }
+        Platform::ClaudeOfficial => {
+            let token = claude_oauth::access_token(state, account).await?;
+            Ok(claude_oauth::build(
+                &http,
+                &state.config,
+                &token,
+                &call.upstream_path,
+                call.model,
+                call.headers,
+                body,
+            ))
+        }
+        Platform::OpenaiResponses => {
+            let key = secrets.api_key.as_deref().ok_or_else(unreadable)?;
+            Ok(openai::build(
+                &http,
+                account,
+                key,
+                &call.upstream_path,
+                call.headers,
+                body,
+            ))
+        }
+        Platform::GeminiApi => {
+            let key = secrets.api_key.as_deref().ok_or_else(unreadable)?;
+            Ok(gemini::build(
+                &http,
+                account,
+                key,
+                &call.upstream_path,
+                call.query,
+                call.headers,
+                body,
+            ))
+        }
     }
 }

@@ -22,7 +22,7 @@ use crate::{
     scheduler::health,
     state::AppState,
     store::{OAuthSession, StoredAccount},
-    upstream::{claude_console, claude_oauth, AccountSecrets},
+    upstream::{claude_oauth, AccountSecrets},
 };
 
 /// How long a PKCE authorization may take.
@@ -495,36 +495,40 @@ pub async fn test_account(
     let model = body
         .and_then(|b| b.0.model)
         .unwrap_or_else(|| "claude-sonnet-4-5-20250929".into());
-    let payload = Bytes::from(
-        json!({"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": "ping"}]}).to_string(),
-    );
-    let secrets = AccountSecrets::open(&state.crypto, &a)
-        .map_err(|_| AdminError::BadRequest("credential unreadable".into()))?;
-    let http = state
-        .clients
-        .for_proxy(a.account.proxy.as_ref(), secrets.proxy_password.as_deref())
-        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
-    let headers = HeaderMap::new();
-    let request = match a.account.platform {
-        Platform::ClaudeConsole => {
-            let key = secrets.api_key.clone().unwrap_or_default();
-            claude_console::build(&http, &a, &key, "/v1/messages", false, &headers, payload)
-        }
-        Platform::ClaudeOfficial => {
-            let token = claude_oauth::access_token(&state, &a)
-                .await
-                .map_err(|e| AdminError::BadRequest(e.message()))?;
-            claude_oauth::build(
-                &http,
-                &state.config,
-                &token,
-                "/v1/messages",
-                &model,
-                &headers,
-                payload,
-            )
-        }
+    use crate::relay::{attempts::Call, protocol::Protocol};
+    let (protocol, path, payload) = match a.account.platform {
+        Platform::ClaudeConsole | Platform::ClaudeOfficial => (
+            Protocol::Anthropic,
+            "/v1/messages".to_string(),
+            json!({"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": "ping"}]}),
+        ),
+        Platform::OpenaiResponses => (
+            Protocol::OpenAi,
+            "/v1/chat/completions".to_string(),
+            json!({"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": "ping"}]}),
+        ),
+        Platform::GeminiApi => (
+            Protocol::Gemini,
+            format!("{model}:generateContent"),
+            json!({"contents": [{"role": "user", "parts": [{"text": "ping"}]}]}),
+        ),
     };
+    let headers = HeaderMap::new();
+    let call = Call {
+        protocol,
+        platforms: &[],
+        endpoint: "/admin/test",
+        upstream_path: path,
+        model: &model,
+        stream: false,
+        session: None,
+        headers: &headers,
+        query: None,
+        body: Bytes::from(payload.to_string()),
+    };
+    let request = crate::upstream::request(&state, &a, &call)
+        .await
+        .map_err(|e| AdminError::BadRequest(e.message()))?;
     let started = std::time::Instant::now();
     let ex = Exchange {
         request_id: format!("test-{}", uuid::Uuid::new_v4()),
@@ -536,9 +540,10 @@ pub async fn test_account(
         stream: false,
         started,
         lease: None,
-        service: "claude",
+        service: a.account.platform.service(),
         rate: 1.0,
         reservation: None,
+        protocol,
     };
     let (status, answer) = match passthrough::send(&state, request, ex).await {
         Attempt::Delivered(resp) => (resp.status().as_u16(), body_text(resp).await),

@@ -1,0 +1,141 @@
+//! One relayed call, whatever its protocol: pick an account, send, and while nothing has
+//! reached the client, fail over to the next account (never the same one twice). The client
+//! sees the last upstream error only when every attempt failed.
+
+use app::domain::Platform;
+use axum::{http::HeaderMap, response::Response};
+use bytes::Bytes;
+
+use super::{
+    passthrough::{self, Attempt, Exchange},
+    protocol::Protocol,
+};
+use crate::{
+    limits::Reservation,
+    relay::error::RelayError,
+    scheduler::{cooldown, health, Ask},
+    state::AppState,
+    store::StoredKey,
+    upstream,
+};
+
+/// What to send upstream, independent of the account that will serve it.
+pub struct Call<'a> {
+    pub protocol: Protocol,
+    /// Account types that can serve the call.
+    pub platforms: &'a [Platform],
+    /// The client-facing endpoint, for records and logs (`/v1/messages`).
+    pub endpoint: &'static str,
+    /// The upstream path: `/v1/messages`, `/v1/responses`, `/v1/chat/completions`, or for Gemini
+    /// `<model>:<action>`.
+    pub upstream_path: String,
+    pub model: &'a str,
+    pub stream: bool,
+    pub session: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub query: Option<&'a str>,
+    pub body: Bytes,
+}
+
+/// Sends the call and gives the admission reservation back if nothing was delivered.
+pub async fn run(
+    state: &AppState,
+    key: &StoredKey,
+    call: &Call<'_>,
+    reservation: Option<Reservation>,
+) -> Response {
+    match attempts(state, key, call, reservation.clone()).await {
+        Ok(resp) => resp,
+        Err(resp) => {
+            passthrough::release(state, None, reservation);
+            resp
+        }
+    }
+}
+
+/// `Ok`: an answer is on its way (its accounting settles the reservation); `Err`: the error
+/// the client sees.
+async fn attempts(
+    state: &AppState,
+    key: &StoredKey,
+    call: &Call<'_>,
+    reservation: Option<Reservation>,
+) -> Result<Response, Response> {
+    let started = std::time::Instant::now();
+    let request_id = call
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let settings = state.scheduling();
+    let max_attempts = state.config.failover_max_attempts;
+    let service = call
+        .platforms
+        .first()
+        .map(|p| p.service())
+        .unwrap_or("claude");
+    let mut tried: Vec<String> = Vec::new();
+    let mut last: Option<Response> = None;
+    for attempt in 0..max_attempts {
+        let lease_id = uuid::Uuid::new_v4().to_string();
+        let ask = Ask {
+            key: &key.key,
+            platforms: call.platforms,
+            model: call.model,
+            session: call.session,
+            exclude: &tried,
+            lease_id: &lease_id,
+        };
+        let selected = match state.scheduler.select(&state.store, &settings, &ask).await {
+            Ok(s) => s,
+            Err(e) => return Err(last.unwrap_or_else(|| e.respond(call.protocol))),
+        };
+        if let Some(l) = &selected.lease {
+            state.leases.hold(l.clone());
+        }
+        let account_id = selected.account.account.id.clone();
+        let request = match upstream::request(state, &selected.account, call).await {
+            Ok(r) => r,
+            Err(e) => {
+                passthrough::release(state, selected.lease, None);
+                tried.push(account_id);
+                last = Some(e.respond(call.protocol));
+                continue;
+            }
+        };
+        let ex = Exchange {
+            request_id: request_id.clone(),
+            key_id: key.key.id.clone(),
+            account_id: account_id.clone(),
+            model: call.model.to_string(),
+            endpoint: call.endpoint,
+            stream: call.stream,
+            started,
+            lease: selected.lease.clone(),
+            service,
+            rate: key.key.service_rate(service),
+            reservation: reservation.clone(),
+            protocol: call.protocol,
+        };
+        match passthrough::send(state, request, ex).await {
+            Attempt::Delivered(resp) => return Ok(resp),
+            Attempt::Failed(failed) => {
+                passthrough::release(state, selected.lease, None);
+                let verdict =
+                    cooldown::classify(&state.config.cooldowns, failed.failure(), call.model);
+                let message =
+                    String::from_utf8_lossy(&failed.body[..failed.body.len().min(500)]).to_string();
+                health::report(state, &selected.account, &verdict, failed.status, &message);
+                if verdict.failover && attempt + 1 < max_attempts {
+                    tracing::info!(request_id = %request_id, account = %account_id, status = failed.status, "failing over to another account");
+                    tried.push(account_id);
+                    last = Some(failed.response);
+                    continue;
+                }
+                return Err(failed.response);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| RelayError::StoreUnavailable.respond(call.protocol)))
+}

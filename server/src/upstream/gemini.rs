@@ -1,0 +1,64 @@
+//! Gemini API accounts (`gemini-api`): a base URL and an API key, sent as `x-goog-api-key` so
+//! it never appears in a URL (or a log of one).
+
+use axum::http::HeaderMap;
+use bytes::Bytes;
+
+use crate::store::StoredAccount;
+
+pub const DEFAULT_BASE: &str = "https://generativelanguage.googleapis.com";
+
+/// `<base>/v1beta/models/<model>:<action>`, keeping `alt=sse` (and only that) from the query.
+pub fn url(api_url: &str, model_action: &str, query: Option<&str>) -> String {
+    let base = if api_url.is_empty() {
+        DEFAULT_BASE
+    } else {
+        api_url.trim_end_matches('/')
+    };
+    let base = base.strip_suffix("/v1beta").unwrap_or(base);
+    let sse = query.is_some_and(|q| q.split('&').any(|p| p == "alt=sse"));
+    format!(
+        "{base}/v1beta/models/{model_action}{}",
+        if sse { "?alt=sse" } else { "" }
+    )
+}
+
+pub fn build(
+    http: &reqwest::Client,
+    account: &StoredAccount,
+    key: &str,
+    model_action: &str,
+    query: Option<&str>,
+    client_headers: &HeaderMap,
+    body: Bytes,
+) -> reqwest::RequestBuilder {
+    use reqwest::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_TYPE, USER_AGENT};
+    let mut headers = reqwest::header::HeaderMap::with_capacity(4);
+    if let Some(ua) = client_headers.get(USER_AGENT) {
+        headers.insert(USER_AGENT, ua.clone());
+    }
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    if let Ok(mut v) = HeaderValue::from_str(key) {
+        v.set_sensitive(true);
+        headers.insert("x-goog-api-key", v);
+    }
+    http.post(url(&account.account.api_url, model_action, query))
+        .headers(headers)
+        .body(body)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls() {
+        assert_eq!(
+            super::url("", "gemini-2.5-pro:streamGenerateContent", Some("alt=sse&key=cr_x")),
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(
+            super::url("http://m.test/v1beta/", "g:generateContent", None),
+            "http://m.test/v1beta/models/g:generateContent"
+        );
+    }
+}
