@@ -29,6 +29,9 @@ pub struct Pricing {
     models: HashMap<String, ModelPrice>,
     /// Anthropic chat models, for `GET /v1/models`.
     claude_models: Vec<String>,
+    /// OpenAI chat models and Gemini API models, for their models lists.
+    openai_models: Vec<String>,
+    gemini_models: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +66,8 @@ impl Pricing {
         let entries: HashMap<String, serde_json::Value> = serde_json::from_slice(raw)?;
         let mut models = HashMap::with_capacity(entries.len());
         let mut claude_models = Vec::new();
+        let mut openai_models = Vec::new();
+        let mut gemini_models = Vec::new();
         for (name, value) in entries {
             // Entries that do not parse (like LiteLLM's `sample_spec`) are skipped, not fatal.
             let Ok(e) = serde_json::from_value::<Entry>(value) else {
@@ -91,18 +96,27 @@ impl Pricing {
                     * NANOS,
                 cache_read: e.cache_read_input_token_cost.unwrap_or(input * r) * NANOS,
             };
-            if is_claude
-                && e.litellm_provider.as_deref() == Some("anthropic")
-                && e.mode.as_deref().unwrap_or("chat") == "chat"
-            {
-                claude_models.push(name.clone());
+            let chat = e.mode.as_deref().unwrap_or("chat") == "chat";
+            match e.litellm_provider.as_deref() {
+                Some("anthropic") if is_claude && chat => claude_models.push(name.clone()),
+                Some("openai") if chat && !name.contains('/') => openai_models.push(name.clone()),
+                Some("gemini") if chat => {
+                    if let Some(m) = name.strip_prefix("gemini/") {
+                        gemini_models.push(m.to_string());
+                    }
+                }
+                _ => {}
             }
             models.insert(name, price);
         }
         claude_models.sort();
+        openai_models.sort();
+        gemini_models.sort();
         Ok(Pricing {
             models,
             claude_models,
+            openai_models,
+            gemini_models,
         })
     }
 
@@ -121,6 +135,14 @@ impl Pricing {
 
     pub fn claude_models(&self) -> &[String] {
         &self.claude_models
+    }
+
+    pub fn openai_models(&self) -> &[String] {
+        &self.openai_models
+    }
+
+    pub fn gemini_models(&self) -> &[String] {
+        &self.gemini_models
     }
 }
 

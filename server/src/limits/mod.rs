@@ -480,6 +480,79 @@ pub fn visible_counters(
     out
 }
 
+/// What admission needs to know of a request besides its key.
+pub struct RequestFacts<'a> {
+    pub service: &'a str,
+    pub model: &'a str,
+    pub path: &'a str,
+    /// The request names its session (`metadata.user_id`): a Claude Code signal.
+    pub has_user_id: bool,
+    pub body_len: usize,
+}
+
+/// What the key may do with this request: model blacklist, client restriction, then one atomic
+/// admission of every limit (skipped for keys without limits). Waits for a concurrency slot
+/// while `CONCURRENCY_QUEUE_TIMEOUT_MS` allows.
+pub async fn admit_request(
+    state: &crate::state::AppState,
+    key: &ApiKey,
+    headers: &axum::http::HeaderMap,
+    r: &RequestFacts<'_>,
+) -> Result<Option<Reservation>, crate::relay::error::RelayError> {
+    use crate::relay::error::RelayError;
+    if key.model_blocked(r.model) {
+        return Err(RelayError::PermissionDenied(format!(
+            "This API key may not use model {}",
+            r.model
+        )));
+    }
+    if key.enable_client_restriction
+        && !key.allowed_clients.is_empty()
+        && !client::allowed(&key.allowed_clients, headers, r.path, r.has_user_id)
+    {
+        return Err(RelayError::ClientNotAllowed(key.allowed_clients.clone()));
+    }
+    if !key.has_limits() {
+        return Ok(None);
+    }
+    // A first estimate from the prompt's size; the store raises it to the key's average cost.
+    let price = crate::accounting::price_or_fallback(&state.pricing, r.model);
+    let estimate =
+        ((r.body_len / 4) as f64 * price.input * key.service_rate(r.service)).round() as u64;
+    let plan = plan(
+        key,
+        &Facts {
+            service: r.service,
+            model: r.model,
+            estimate_nanos: estimate,
+            now: Utc::now(),
+            tz_hours: state.config.timezone_offset_hours,
+        },
+    );
+    let lease_id = uuid::Uuid::new_v4().to_string();
+    let deadline = tokio::time::Instant::now() + state.config.concurrency_queue_timeout;
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match state
+            .store
+            .admit(&plan, &lease_id, state.config.lease_ttl)
+            .await?
+        {
+            Ok(reservation) => {
+                if let Some(l) = &reservation.lease {
+                    state.leases.hold(l.clone());
+                }
+                return Ok(Some(reservation));
+            }
+            Err(Refusal::Concurrency { .. }) if tokio::time::Instant::now() + wait < deadline => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 3 / 2).min(Duration::from_secs(1));
+            }
+            Err(refusal) => return Err(RelayError::Limited(refusal)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,78 +667,5 @@ mod tests {
             ids,
             vec!["d:2026-11-26", "pd:openai:2026-11-26", "pt:openai"]
         );
-    }
-}
-
-/// What admission needs to know of a request besides its key.
-pub struct RequestFacts<'a> {
-    pub service: &'a str,
-    pub model: &'a str,
-    pub path: &'a str,
-    /// The request names its session (`metadata.user_id`): a Claude Code signal.
-    pub has_user_id: bool,
-    pub body_len: usize,
-}
-
-/// What the key may do with this request: model blacklist, client restriction, then one atomic
-/// admission of every limit (skipped for keys without limits). Waits for a concurrency slot
-/// while `CONCURRENCY_QUEUE_TIMEOUT_MS` allows.
-pub async fn admit_request(
-    state: &crate::state::AppState,
-    key: &ApiKey,
-    headers: &axum::http::HeaderMap,
-    r: &RequestFacts<'_>,
-) -> Result<Option<Reservation>, crate::relay::error::RelayError> {
-    use crate::relay::error::RelayError;
-    if key.model_blocked(r.model) {
-        return Err(RelayError::PermissionDenied(format!(
-            "This API key may not use model {}",
-            r.model
-        )));
-    }
-    if key.enable_client_restriction
-        && !key.allowed_clients.is_empty()
-        && !client::allowed(&key.allowed_clients, headers, r.path, r.has_user_id)
-    {
-        return Err(RelayError::ClientNotAllowed(key.allowed_clients.clone()));
-    }
-    if !key.has_limits() {
-        return Ok(None);
-    }
-    // A first estimate from the prompt's size; the store raises it to the key's average cost.
-    let price = crate::accounting::price_or_fallback(&state.pricing, r.model);
-    let estimate =
-        ((r.body_len / 4) as f64 * price.input * key.service_rate(r.service)).round() as u64;
-    let plan = plan(
-        key,
-        &Facts {
-            service: r.service,
-            model: r.model,
-            estimate_nanos: estimate,
-            now: Utc::now(),
-            tz_hours: state.config.timezone_offset_hours,
-        },
-    );
-    let lease_id = uuid::Uuid::new_v4().to_string();
-    let deadline = tokio::time::Instant::now() + state.config.concurrency_queue_timeout;
-    let mut wait = Duration::from_millis(50);
-    loop {
-        match state
-            .store
-            .admit(&plan, &lease_id, state.config.lease_ttl)
-            .await?
-        {
-            Ok(reservation) => {
-                if let Some(l) = &reservation.lease {
-                    state.leases.hold(l.clone());
-                }
-                return Ok(Some(reservation));
-            }
-            Err(Refusal::Concurrency { .. }) if tokio::time::Instant::now() + wait < deadline => {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 3 / 2).min(Duration::from_secs(1));
-            }
-            Err(refusal) => return Err(RelayError::Limited(refusal)),
-        }
     }
 }

@@ -399,8 +399,8 @@ async fn chat_completions(
         return resp;
     }
     let (model, stream) = requested_model(&body);
-    let usage = json!({"prompt_tokens": INPUT_TOKENS, "completion_tokens": OUTPUT_TOKENS,
-        "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS, "prompt_tokens_details": {"cached_tokens": CACHE_READ_TOKENS}});
+    let usage = json!({"prompt_tokens": INPUT_TOKENS + CACHE_READ_TOKENS, "completion_tokens": OUTPUT_TOKENS,
+        "total_tokens": INPUT_TOKENS + CACHE_READ_TOKENS + OUTPUT_TOKENS, "prompt_tokens_details": {"cached_tokens": CACHE_READ_TOKENS}});
     let id = format!("chatcmpl-mock{:x}", rand::random::<u32>());
     if !stream {
         return Json(json!({"id": id, "object": "chat.completion", "created": 1_700_000_000, "model": model,
@@ -682,7 +682,10 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(chat["object"], "chat.completion");
-        assert_eq!(chat["usage"]["prompt_tokens"], INPUT_TOKENS);
+        assert_eq!(
+            chat["usage"]["prompt_tokens"],
+            INPUT_TOKENS + CACHE_READ_TOKENS
+        );
         let stream = post(
             &mock,
             "/v1/chat/completions",

@@ -20,8 +20,10 @@ pub enum RelayError {
     /// The body exceeds `REQUEST_MAX_SIZE_MB`.
     TooLarge,
     NotFound(String),
-    /// No account can serve the request.
+    /// No account can serve the request right now.
     NoAccount(String),
+    /// No account of the requested kind serves this model at all.
+    ModelUnavailable(String),
     DedicatedUnavailable(String),
     /// The key's dedicated account is rate limited upstream until this time.
     DedicatedRateLimited(String),
@@ -44,7 +46,7 @@ impl RelayError {
             PermissionDenied(_) | DedicatedRateLimited(_) => StatusCode::FORBIDDEN,
             BadRequest(_) => StatusCode::BAD_REQUEST,
             TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            NotFound(_) => StatusCode::NOT_FOUND,
+            NotFound(_) | ModelUnavailable(_) => StatusCode::NOT_FOUND,
             NoAccount(_) | DedicatedUnavailable(_) | StoreUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -65,7 +67,8 @@ impl RelayError {
             KeyNotFound => "Invalid API key: API key not found".into(),
             KeyDisabled => "Invalid API key: API key is disabled".into(),
             KeyExpired => "Invalid API key: API key has expired".into(),
-            PermissionDenied(m) | BadRequest(m) | NotFound(m) | NoAccount(m) | DedicatedUnavailable(m) => m.clone(),
+            PermissionDenied(m) | BadRequest(m) | NotFound(m) | NoAccount(m) | DedicatedUnavailable(m)
+            | ModelUnavailable(m) => m.clone(),
             TooLarge => "Request body is too large".into(),
             DedicatedRateLimited(until) => format!(
                 "The dedicated account of this API key is rate limited upstream until {until}"
@@ -88,7 +91,7 @@ impl RelayError {
             DedicatedRateLimited(_) => "rate_limit_error",
             BadRequest(_) => "invalid_request_error",
             TooLarge => "request_too_large",
-            NotFound(_) => "not_found_error",
+            NotFound(_) | ModelUnavailable(_) => "not_found_error",
             NoAccount(_) | DedicatedUnavailable(_) | StoreUnavailable => "overloaded_error",
             UpstreamUnreachable => "api_error",
             UpstreamTimeout => "timeout_error",

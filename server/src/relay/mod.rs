@@ -9,6 +9,7 @@
 //! the passthrough path.
 
 pub mod attempts;
+pub mod convert;
 pub mod error;
 pub mod passthrough;
 pub mod protocol;

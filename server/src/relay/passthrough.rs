@@ -198,9 +198,16 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
     // Accounted even without usage, so the concurrency slot is always released.
     let (usage, model) = match ex.protocol {
         Protocol::Anthropic => super::usage::from_json_body(&body),
-        Protocol::OpenAi | Protocol::Gemini => serde_json::from_slice(&body)
+        Protocol::OpenAi | Protocol::Gemini => serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
-            .and_then(|v| super::usage::from_openai_or_gemini(&v)),
+            .and_then(|v| match v {
+                // Gemini streams without `alt=sse` are one JSON array: the last usage counts.
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .rev()
+                    .find_map(super::usage::from_openai_or_gemini),
+                v => super::usage::from_openai_or_gemini(&v),
+            }),
     }
     .unwrap_or_default();
     let finisher = Finisher {

@@ -4,7 +4,9 @@
 pub mod admin;
 pub mod api_stats;
 pub mod claude;
+pub mod gemini;
 pub mod health;
+pub mod openai;
 
 use std::sync::Arc;
 
@@ -83,6 +85,8 @@ pub fn app(state: AppState) -> Router {
 
     Router::new()
         .merge(claude::routes())
+        .merge(openai::routes())
+        .merge(gemini::routes())
         .merge(admin::routes())
         .merge(api_stats::routes())
         .merge(health::routes())

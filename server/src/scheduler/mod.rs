@@ -229,6 +229,16 @@ impl Scheduler {
             .filter(|a| a.account.account_type == AccountType::Shared && usable(a))
             .collect();
         if pool.is_empty() {
+            let supported = snap.accounts.iter().any(|a| {
+                ask.platforms.contains(&a.account.platform) && a.account.supports_model(ask.model)
+            });
+            if !supported {
+                return Err(RelayError::ModelUnavailable(format!(
+                    "No {} account serves the requested model: {}",
+                    service_name(service),
+                    ask.model
+                )));
+            }
             return Err(RelayError::NoAccount(format!(
                 "No available {} accounts support the requested model: {}",
                 service_name(service),

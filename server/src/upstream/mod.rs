@@ -126,67 +126,6 @@ fn proxy_url(p: &ProxyConfig, password: Option<&str>) -> Result<String, ProxyErr
     Ok(url.to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proxy_urls() {
-        let p = ProxyConfig {
-            kind: "socks5".into(),
-            host: "127.0.0.1".into(),
-            port: 1080,
-            username: Some("u".into()),
-        };
-        assert_eq!(
-            proxy_url(&p, Some("p@ss")).unwrap(),
-            "socks5h://u:p%40ss@127.0.0.1:1080"
-        );
-        let p = ProxyConfig {
-            kind: "http".into(),
-            host: "proxy.test".into(),
-            port: 8080,
-            username: None,
-        };
-        assert_eq!(proxy_url(&p, None).unwrap(), "http://proxy.test:8080/");
-        let bad = ProxyConfig {
-            kind: "ftp".into(),
-            host: "x".into(),
-            port: 1,
-            username: None,
-        };
-        assert!(proxy_url(&bad, None).is_err());
-    }
-
-    #[test]
-    fn secrets_round_trip_and_legacy_form() {
-        let crypto = Crypto::new("k".repeat(32).as_str());
-        let s = AccountSecrets {
-            access_token: Some("at".into()),
-            refresh_token: Some("rt".into()),
-            ..Default::default()
-        };
-        let account = StoredAccount {
-            account: Default::default(),
-            secret: s.seal(&crypto),
-        };
-        let back = AccountSecrets::open(&crypto, &account).unwrap();
-        assert_eq!(back.refresh_token.as_deref(), Some("rt"));
-        assert_eq!(format!("{back:?}"), "AccountSecrets(..)");
-        let legacy = StoredAccount {
-            account: Default::default(),
-            secret: crypto.encrypt("sk-ant-old"),
-        };
-        assert_eq!(
-            AccountSecrets::open(&crypto, &legacy)
-                .unwrap()
-                .api_key
-                .as_deref(),
-            Some("sk-ant-old")
-        );
-    }
-}
-
 /// The upstream request of `call` for one account: its URL, its headers, its credential.
 pub async fn request(
     state: &crate::state::AppState,
@@ -263,5 +202,66 @@ pub async fn request(
                 body,
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_urls() {
+        let p = ProxyConfig {
+            kind: "socks5".into(),
+            host: "127.0.0.1".into(),
+            port: 1080,
+            username: Some("u".into()),
+        };
+        assert_eq!(
+            proxy_url(&p, Some("p@ss")).unwrap(),
+            "socks5h://u:p%40ss@127.0.0.1:1080"
+        );
+        let p = ProxyConfig {
+            kind: "http".into(),
+            host: "proxy.test".into(),
+            port: 8080,
+            username: None,
+        };
+        assert_eq!(proxy_url(&p, None).unwrap(), "http://proxy.test:8080/");
+        let bad = ProxyConfig {
+            kind: "ftp".into(),
+            host: "x".into(),
+            port: 1,
+            username: None,
+        };
+        assert!(proxy_url(&bad, None).is_err());
+    }
+
+    #[test]
+    fn secrets_round_trip_and_legacy_form() {
+        let crypto = Crypto::new("k".repeat(32).as_str());
+        let s = AccountSecrets {
+            access_token: Some("at".into()),
+            refresh_token: Some("rt".into()),
+            ..Default::default()
+        };
+        let account = StoredAccount {
+            account: Default::default(),
+            secret: s.seal(&crypto),
+        };
+        let back = AccountSecrets::open(&crypto, &account).unwrap();
+        assert_eq!(back.refresh_token.as_deref(), Some("rt"));
+        assert_eq!(format!("{back:?}"), "AccountSecrets(..)");
+        let legacy = StoredAccount {
+            account: Default::default(),
+            secret: crypto.encrypt("sk-ant-old"),
+        };
+        assert_eq!(
+            AccountSecrets::open(&crypto, &legacy)
+                .unwrap()
+                .api_key
+                .as_deref(),
+            Some("sk-ant-old")
+        );
     }
 }

@@ -34,6 +34,8 @@ const OAUTH_SESSION_TTL: Duration = Duration::from_secs(600);
 pub struct AccountInput {
     name: Option<String>,
     description: Option<String>,
+    /// The upstream base URL (`baseApi` for OpenAI-compatible, `baseUrl` for Gemini accounts).
+    #[serde(alias = "baseApi", alias = "baseUrl")]
     api_url: Option<String>,
     api_key: Option<String>,
     priority: Option<u32>,
@@ -304,19 +306,107 @@ pub async fn create_console(
     State(state): State<AppState>,
     body: Result<Json<AccountInput>, JsonRejection>,
 ) -> Result<Json<Value>, AdminError> {
-    let Json(input) = body?;
+    create_keyed(&state, Platform::ClaudeConsole, body?.0, None).await
+}
+
+/// Accounts made of a base URL and an API key: Console, OpenAI-compatible, Gemini API.
+async fn create_keyed(
+    state: &AppState,
+    platform: Platform,
+    mut input: AccountInput,
+    default_url: Option<&str>,
+) -> Result<Json<Value>, AdminError> {
     if input.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
         return Err(AdminError::BadRequest("name is required".into()));
     }
     if input.api_url.is_none() {
-        return Err(AdminError::BadRequest("apiUrl is required".into()));
+        match default_url {
+            Some(u) => input.api_url = Some(u.to_string()),
+            None => return Err(AdminError::BadRequest("apiUrl is required".into())),
+        }
     }
     if input.api_key.as_deref().is_none_or(|k| k.trim().is_empty()) {
         return Err(AdminError::BadRequest("apiKey is required".into()));
     }
-    let mut a = new_account(Platform::ClaudeConsole);
-    apply(&state, &mut a, input)?;
-    save(&state, &a).await
+    let mut a = new_account(platform);
+    apply(state, &mut a, input)?;
+    save(state, &a).await
+}
+
+pub async fn list_openai(
+    _: AdminUser,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, AdminError> {
+    list(&state, Platform::OpenaiResponses).await
+}
+
+pub async fn list_gemini(
+    _: AdminUser,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, AdminError> {
+    list(&state, Platform::GeminiApi).await
+}
+
+pub async fn create_openai(
+    _: AdminUser,
+    State(state): State<AppState>,
+    body: Result<Json<AccountInput>, JsonRejection>,
+) -> Result<Json<Value>, AdminError> {
+    create_keyed(
+        &state,
+        Platform::OpenaiResponses,
+        body?.0,
+        Some("https://api.openai.com"),
+    )
+    .await
+}
+
+pub async fn create_gemini(
+    _: AdminUser,
+    State(state): State<AppState>,
+    body: Result<Json<AccountInput>, JsonRejection>,
+) -> Result<Json<Value>, AdminError> {
+    create_keyed(
+        &state,
+        Platform::GeminiApi,
+        body?.0,
+        Some(crate::upstream::gemini::DEFAULT_BASE),
+    )
+    .await
+}
+
+pub async fn update_openai(
+    _: AdminUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<AccountInput>, JsonRejection>,
+) -> Result<Json<Value>, AdminError> {
+    update(&state, &id, Platform::OpenaiResponses, body?.0).await
+}
+
+pub async fn update_gemini(
+    _: AdminUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<AccountInput>, JsonRejection>,
+) -> Result<Json<Value>, AdminError> {
+    update(&state, &id, Platform::GeminiApi, body?.0).await
+}
+
+pub async fn delete_openai(
+    _: AdminUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    delete(&state, &id, Platform::OpenaiResponses).await
+}
+
+pub async fn delete_gemini(
+    _: AdminUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    delete(&state, &id, Platform::GeminiApi).await
 }
 
 pub async fn create_official(

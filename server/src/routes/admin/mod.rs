@@ -94,6 +94,43 @@ pub fn routes() -> Router<AppState> {
             get(error_history),
         )
         .route(
+            "/admin/openai-responses-accounts",
+            get(list_openai).post(create_openai),
+        )
+        .route(
+            "/admin/openai-responses-accounts/{id}",
+            put(update_openai).delete(delete_openai),
+        )
+        .route(
+            "/admin/openai-responses-accounts/{id}/toggle-schedulable",
+            put(toggle_schedulable),
+        )
+        .route(
+            "/admin/openai-responses-accounts/{id}/reset-status",
+            post(reset_status),
+        )
+        .route(
+            "/admin/openai-responses-accounts/{id}/test",
+            post(test_account),
+        )
+        .route(
+            "/admin/gemini-api-accounts",
+            get(list_gemini).post(create_gemini),
+        )
+        .route(
+            "/admin/gemini-api-accounts/{id}",
+            put(update_gemini).delete(delete_gemini),
+        )
+        .route(
+            "/admin/gemini-api-accounts/{id}/toggle-schedulable",
+            put(toggle_schedulable),
+        )
+        .route(
+            "/admin/gemini-api-accounts/{id}/reset-status",
+            post(reset_status),
+        )
+        .route("/admin/gemini-api-accounts/{id}/test", post(test_account))
+        .route(
             "/admin/account-groups",
             get(groups::list).post(groups::create),
         )

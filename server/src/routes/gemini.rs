@@ -1,0 +1,134 @@
+//! The Gemini-native surface: generateContent, streamGenerateContent (`alt=sse` kept) and
+//! countTokens, passed through to Gemini API accounts; the models list. Errors in Gemini's shape.
+
+use app::domain::Platform;
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, Path, State},
+    http::{HeaderMap, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde_json::{json, Value};
+
+use crate::{
+    auth::api_key::authenticate,
+    limits,
+    relay::{
+        attempts::{self, Call},
+        error::RelayError,
+        protocol::Protocol,
+    },
+    state::AppState,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/gemini/v1beta/models/{model_action}", post(generate))
+        .route("/gemini/v1/models/{model_action}", post(generate))
+        .route("/gemini/v1beta/models", get(models))
+        .route("/gemini/v1/models", get(models))
+}
+
+const GEMINI: [Platform; 1] = [Platform::GeminiApi];
+
+fn fail(e: RelayError) -> Response {
+    e.respond(Protocol::Gemini)
+}
+
+async fn generate(
+    State(state): State<AppState>,
+    Path(model_action): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return fail(RelayError::TooLarge),
+        Err(r) => return fail(RelayError::BadRequest(r.body_text())),
+    };
+    let Some((model, action)) = model_action.split_once(':') else {
+        return fail(RelayError::NotFound(format!(
+            "Unknown method: models/{model_action}"
+        )));
+    };
+    if !matches!(
+        action,
+        "generateContent" | "streamGenerateContent" | "countTokens"
+    ) {
+        return fail(RelayError::NotFound(format!("Unknown method: {action}")));
+    }
+    let key = match authenticate(&state, &headers, uri.query()).await {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    if !key.key.allows_service("gemini") {
+        return fail(RelayError::PermissionDenied(
+            "This API key has no permission to use Gemini".into(),
+        ));
+    }
+    let json: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return fail(RelayError::BadRequest(format!(
+                "Invalid JSON payload received: {e}"
+            )))
+        }
+    };
+    if action != "countTokens" && json.get("contents").and_then(Value::as_array).is_none() {
+        return fail(RelayError::BadRequest(
+            "contents: a list is required".into(),
+        ));
+    }
+    let reservation = if action == "countTokens" {
+        None
+    } else {
+        let facts = limits::RequestFacts {
+            service: "gemini",
+            model,
+            path: uri.path(),
+            has_user_id: false,
+            body_len: body.len(),
+        };
+        match limits::admit_request(&state, &key.key, &headers, &facts).await {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        }
+    };
+    let endpoint = match action {
+        "streamGenerateContent" => "/gemini/streamGenerateContent",
+        "countTokens" => "/gemini/countTokens",
+        _ => "/gemini/generateContent",
+    };
+    let call = Call {
+        protocol: Protocol::Gemini,
+        platforms: &GEMINI,
+        endpoint,
+        upstream_path: model_action.clone(),
+        model,
+        stream: action == "streamGenerateContent",
+        session: None,
+        headers: &headers,
+        query: uri.query(),
+        body,
+    };
+    attempts::run(&state, &key, &call, reservation).await
+}
+
+async fn models(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let key = match authenticate(&state, &headers, uri.query()).await {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let models: Vec<Value> = state
+        .pricing
+        .gemini_models()
+        .iter()
+        .filter(|m| !key.key.model_blocked(m))
+        .map(|m| json!({"name": format!("models/{m}"), "displayName": m,
+                        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]}))
+        .collect();
+    Json(json!({"models": models})).into_response()
+}

@@ -1,0 +1,397 @@
+//! The OpenAI-compatible surface: Chat Completions (to Claude accounts by conversion, to
+//! OpenAI-compatible accounts by passthrough), Responses (passthrough; what the Codex CLI
+//! speaks), and the models list. Errors in OpenAI's shape.
+
+use app::domain::Platform;
+use axum::{
+    body::{Body, Bytes},
+    extract::{rejection::BytesRejection, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    auth::api_key::authenticate,
+    limits,
+    relay::{
+        attempts::{self, Call},
+        convert::openai_chat,
+        error::RelayError,
+        protocol::Protocol,
+    },
+    state::AppState,
+    store::StoredKey,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/openai/claude/v1/chat/completions", post(chat_to_claude))
+        .route("/openai/v1/chat/completions", post(chat))
+        .route("/api/v1/chat/completions", post(chat))
+        .route("/openai/responses", post(responses))
+        .route("/openai/v1/responses", post(responses))
+        .route("/openai/v1/models", get(models))
+        .route("/openai/claude/v1/models", get(claude_models))
+}
+
+const OPENAI: [Platform; 1] = [Platform::OpenaiResponses];
+const CLAUDE: [Platform; 2] = [Platform::ClaudeOfficial, Platform::ClaudeConsole];
+
+fn fail(e: RelayError) -> Response {
+    e.respond(Protocol::OpenAi)
+}
+
+/// Models served by OpenAI-compatible accounts; everything else goes to Claude.
+fn is_openai_model(model: &str) -> bool {
+    [
+        "gpt-",
+        "o1",
+        "o3",
+        "o4",
+        "chatgpt",
+        "codex",
+        "text-embedding",
+    ]
+    .iter()
+    .any(|p| model.starts_with(p))
+}
+
+/// The OpenAI-style session: `session_id` header, else `prompt_cache_key` or `session_id` in the
+/// body, hashed (the original's rule).
+fn session(headers: &HeaderMap, body: &Value) -> Option<String> {
+    let raw = headers
+        .get("session_id")
+        .or_else(|| headers.get("x-session-id"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            ["prompt_cache_key", "session_id", "conversation_id"]
+                .iter()
+                .find_map(|k| body.get(k).and_then(Value::as_str).map(str::to_string))
+        })?;
+    Some(hex::encode(&Sha256::digest(raw.as_bytes())[..16]))
+}
+
+struct Request {
+    key: StoredKey,
+    json: Value,
+    model: String,
+    stream: bool,
+}
+
+async fn prepare(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &Result<Bytes, BytesRejection>,
+    service: Option<&str>,
+) -> Result<Request, RelayError> {
+    let body = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(RelayError::TooLarge),
+        Err(r) => return Err(RelayError::BadRequest(r.body_text())),
+    };
+    let key = authenticate(state, headers, uri.query()).await?;
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|e| RelayError::BadRequest(format!("Request body is not valid JSON: {e}")))?;
+    if !json.is_object() {
+        return Err(RelayError::BadRequest(
+            "Request body must be a JSON object".into(),
+        ));
+    }
+    let model = match json.get("model") {
+        Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
+        _ => {
+            return Err(RelayError::BadRequest(
+                "model: a non-empty string is required".into(),
+            ))
+        }
+    };
+    let service = service.unwrap_or(if is_openai_model(&model) {
+        "openai"
+    } else {
+        "claude"
+    });
+    if !key.key.allows_service(service) {
+        return Err(RelayError::PermissionDenied(format!(
+            "This API key has no permission to use {service}"
+        )));
+    }
+    let stream = json.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    Ok(Request {
+        key,
+        json,
+        model,
+        stream,
+    })
+}
+
+async fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    r: &Request,
+    service: &str,
+    body_len: usize,
+) -> Result<Option<limits::Reservation>, RelayError> {
+    let facts = limits::RequestFacts {
+        service,
+        model: &r.model,
+        path: uri.path(),
+        has_user_id: false,
+        body_len,
+    };
+    limits::admit_request(state, &r.key.key, headers, &facts).await
+}
+
+async fn chat(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let r = match prepare(&state, &headers, &uri, &body, None).await {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if !is_openai_model(&r.model) {
+        return to_claude(
+            &state,
+            &headers,
+            &uri,
+            r,
+            body.map(|b| b.len()).unwrap_or(0),
+        )
+        .await;
+    }
+    // Same protocol in and out: passthrough.
+    let body = body.unwrap_or_default();
+    let reservation = match admit(&state, &headers, &uri, &r, "openai", body.len()).await {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    if r.json
+        .get("messages")
+        .and_then(Value::as_array)
+        .is_none_or(|m| m.is_empty())
+    {
+        crate::relay::passthrough::release(&state, None, reservation);
+        return fail(RelayError::BadRequest(
+            "messages: a non-empty array is required".into(),
+        ));
+    }
+    let session = session(&headers, &r.json);
+    let call = Call {
+        protocol: Protocol::OpenAi,
+        platforms: &OPENAI,
+        endpoint: "/v1/chat/completions",
+        upstream_path: "/v1/chat/completions".into(),
+        model: &r.model,
+        stream: r.stream,
+        session: session.as_deref(),
+        headers: &headers,
+        query: None,
+        body,
+    };
+    attempts::run(&state, &r.key, &call, reservation).await
+}
+
+async fn chat_to_claude(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let len = body.as_ref().map(|b| b.len()).unwrap_or(0);
+    match prepare(&state, &headers, &uri, &body, Some("claude")).await {
+        Ok(r) => to_claude(&state, &headers, &uri, r, len).await,
+        Err(e) => fail(e),
+    }
+}
+
+/// The conversion path: the Chat request becomes an Anthropic request, its answer a chat
+/// completion (or a chunk stream).
+async fn to_claude(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    r: Request,
+    body_len: usize,
+) -> Response {
+    let req: openai_chat::ChatRequest = match serde_json::from_value(r.json.clone()) {
+        Ok(req) => req,
+        Err(e) => {
+            return fail(RelayError::BadRequest(format!(
+                "Invalid chat completion request: {e}"
+            )))
+        }
+    };
+    let anthropic = match openai_chat::to_anthropic(&req) {
+        Ok(a) => a,
+        Err(m) => return fail(RelayError::BadRequest(m)),
+    };
+    let reservation = match admit(state, headers, uri, &r, "claude", body_len).await {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let session = session(headers, &r.json).or_else(|| {
+        crate::scheduler::session::from_content(anthropic.get("system"), anthropic.get("messages"))
+    });
+    let call = Call {
+        protocol: Protocol::Anthropic,
+        platforms: &CLAUDE,
+        endpoint: "/v1/chat/completions",
+        upstream_path: "/v1/messages".into(),
+        model: &r.model,
+        stream: r.stream,
+        session: session.as_deref(),
+        headers: &HeaderMap::new(),
+        query: None,
+        body: Bytes::from(anthropic.to_string()),
+    };
+    let resp = attempts::run(state, &r.key, &call, reservation).await;
+    convert_answer(resp, &r.model, r.stream, include_usage).await
+}
+
+async fn convert_answer(
+    resp: Response,
+    model: &str,
+    stream: bool,
+    include_usage: bool,
+) -> Response {
+    let status = resp.status();
+    let is_sse = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let retry_after = resp.headers().get(header::RETRY_AFTER).cloned();
+    if status.is_success() && stream && is_sse {
+        let chunks = openai_chat::ChunkStream::new(
+            resp.into_body().into_data_stream().boxed(),
+            model,
+            include_usage,
+        );
+        let mut out = Response::new(Body::from_stream(chunks));
+        out.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        out.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        return out;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut out = if status.is_success() {
+        let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        (status, Json(openai_chat::from_anthropic(&msg, model))).into_response()
+    } else {
+        (status, Json(openai_chat::error_from_anthropic(&body))).into_response()
+    };
+    if let Some(r) = retry_after {
+        out.headers_mut().insert(header::RETRY_AFTER, r);
+    }
+    out
+}
+
+#[derive(Deserialize)]
+struct ResponsesPeek {
+    #[serde(default)]
+    input: Option<Value>,
+}
+
+async fn responses(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let r = match prepare(&state, &headers, &uri, &body, Some("openai")).await {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let peek: ResponsesPeek =
+        serde_json::from_value(r.json.clone()).unwrap_or(ResponsesPeek { input: None });
+    if peek.input.is_none() {
+        return fail(RelayError::BadRequest("input is required".into()));
+    }
+    let body = body.unwrap_or_default();
+    let reservation = match admit(&state, &headers, &uri, &r, "openai", body.len()).await {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let session = session(&headers, &r.json);
+    let call = Call {
+        protocol: Protocol::OpenAi,
+        platforms: &OPENAI,
+        endpoint: "/v1/responses",
+        upstream_path: "/v1/responses".into(),
+        model: &r.model,
+        stream: r.stream,
+        session: session.as_deref(),
+        headers: &headers,
+        query: None,
+        body,
+    };
+    attempts::run(&state, &r.key, &call, reservation).await
+}
+
+fn list(ids: impl Iterator<Item = String>, owner: &str) -> Value {
+    let data: Vec<Value> = ids
+        .map(|id| json!({"id": id, "object": "model", "created": 1_700_000_000, "owned_by": owner}))
+        .collect();
+    json!({"object": "list", "data": data})
+}
+
+async fn models(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let key = match authenticate(&state, &headers, uri.query()).await {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let k = &key.key;
+    let mut ids: Vec<String> = Vec::new();
+    if k.allows_service("openai") {
+        ids.extend(
+            state
+                .pricing
+                .openai_models()
+                .iter()
+                .filter(|m| !k.model_blocked(m))
+                .cloned(),
+        );
+    }
+    if k.allows_service("claude") {
+        ids.extend(
+            state
+                .pricing
+                .claude_models()
+                .iter()
+                .filter(|m| !k.model_blocked(m))
+                .cloned(),
+        );
+    }
+    Json(list(ids.into_iter(), "crs")).into_response()
+}
+
+async fn claude_models(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let key = match authenticate(&state, &headers, uri.query()).await {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let ids = state
+        .pricing
+        .claude_models()
+        .iter()
+        .filter(|m| !key.key.model_blocked(m))
+        .cloned();
+    Json(list(ids, "anthropic")).into_response()
+}
