@@ -42,6 +42,8 @@ if $e2e; then
     apt-get update && apt-get install -y chromium chromium-driver
   fi
   npm_ci end2end
+  # The official Python SDKs the end-to-end tests drive (PyPI).
+  python3 -m pip install --quiet --disable-pip-version-check -r end2end/clients/requirements.txt
 fi
 
 if $watch && [ "$(cargo leptos --version 2>/dev/null | awk '{print $2}')" != "0.3.10" ]; then

@@ -454,21 +454,46 @@ async fn responses(
     let mut in_progress = response.clone();
     in_progress["status"] = json!("in_progress");
     in_progress["output"] = json!([]);
+    in_progress["usage"] = Value::Null;
+    let message = response["output"][0].clone();
+    let mut empty_message = message.clone();
+    empty_message["status"] = json!("in_progress");
+    empty_message["content"] = json!([]);
     let mut frames = VecDeque::new();
-    let ev = |name: &str, data: Value| {
+    let mut seq = 0u64;
+    let mut ev = |name: &str, mut data: Value| {
+        data["type"] = json!(name);
+        data["sequence_number"] = json!(seq);
+        seq += 1;
         Frame::Bytes(Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
     };
+    // The event sequence of the real Responses API.
     frames.push_back(ev(
         "response.created",
-        json!({"type": "response.created", "response": in_progress}),
+        json!({"response": in_progress.clone()}),
     ));
+    frames.push_back(ev("response.in_progress", json!({"response": in_progress})));
+    frames.push_back(ev(
+        "response.output_item.added",
+        json!({"output_index": 0, "item": empty_message}),
+    ));
+    frames.push_back(ev("response.content_part.added", json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})));
     for part in REPLY {
-        frames.push_back(ev("response.output_text.delta", json!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": part})));
+        frames.push_back(ev(
+            "response.output_text.delta",
+            json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": part}),
+        ));
     }
     frames.push_back(ev(
-        "response.completed",
-        json!({"type": "response.completed", "response": response}),
+        "response.output_text.done",
+        json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "text": REPLY.concat()}),
     ));
+    frames.push_back(ev("response.content_part.done", json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": message["content"][0]})));
+    frames.push_back(ev(
+        "response.output_item.done",
+        json!({"output_index": 0, "item": message}),
+    ));
+    frames.push_back(ev("response.completed", json!({"response": response})));
     sse(log, frames, None)
 }
 
