@@ -17,6 +17,8 @@ pub enum Platform {
     OpenaiResponses,
     /// Google AI Studio (Gemini API): a base URL and an API key.
     GeminiApi,
+    /// Azure OpenAI: an endpoint, a deployment, an API version and a key.
+    AzureOpenai,
 }
 
 impl Platform {
@@ -26,6 +28,7 @@ impl Platform {
             Platform::ClaudeConsole => "claude-console",
             Platform::OpenaiResponses => "openai-responses",
             Platform::GeminiApi => "gemini-api",
+            Platform::AzureOpenai => "azure-openai",
         }
     }
 
@@ -33,7 +36,7 @@ impl Platform {
     pub fn service(self) -> &'static str {
         match self {
             Platform::ClaudeOfficial | Platform::ClaudeConsole => "claude",
-            Platform::OpenaiResponses => "openai",
+            Platform::OpenaiResponses | Platform::AzureOpenai => "openai",
             Platform::GeminiApi => "gemini",
         }
     }
@@ -248,6 +251,9 @@ pub struct Account {
     /// Never cooled down or paused automatically: errors only go to the history.
     pub disable_auto_protection: bool,
     pub proxy: Option<ProxyConfig>,
+    /// Azure OpenAI: the deployment and API version.
+    pub deployment_name: Option<String>,
+    pub api_version: Option<String>,
     /// OAuth accounts: when the access token expires (ms since the epoch), and its scopes.
     pub token_expires_at: Option<i64>,
     pub scopes: Vec<String>,
@@ -274,6 +280,8 @@ impl Default for Account {
             max_concurrency: 0,
             disable_auto_protection: false,
             proxy: None,
+            deployment_name: None,
+            api_version: None,
             token_expires_at: None,
             scopes: Vec::new(),
             created_at: String::new(),

@@ -15,6 +15,7 @@ both_engines!(
     chat_and_responses_pass_through_to_openai_accounts,
     gemini_generate_and_sse_stream,
     bad_inputs_answer_in_each_protocols_shape,
+    azure_openai_accounts_serve_chat_and_responses,
 );
 
 async fn accounts(h: &Harness) {
@@ -386,4 +387,64 @@ async fn unknown_models_with_no_account_are_404_in_every_protocol() {
         resp.json::<Value>().await.unwrap()["error"]["status"],
         "NOT_FOUND"
     );
+}
+
+async fn azure_openai_accounts_serve_chat_and_responses(engine: Engine) {
+    let h = Harness::new(engine).await;
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            "/admin/azure-openai-accounts",
+            Some(json!({"name": "azure", "azureEndpoint": h.mock.url(), "apiKey": "azure-secret", "deploymentName": "gpt5-prod", "apiVersion": "2025-04-01-preview"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(!v.to_string().contains("azure-secret"));
+    let (s, _) = h
+        .admin(
+            Method::POST,
+            "/admin/azure-openai-accounts",
+            Some(json!({"name": "x", "azureEndpoint": h.mock.url(), "apiKey": "k"})),
+        )
+        .await;
+    assert_eq!(s, 400, "deploymentName is required");
+    let (key_id, key) = h.key(json!({})).await;
+    for (path, body, upstream) in [
+        (
+            "/azure/chat/completions",
+            chat_body("gpt-5", false),
+            "/openai/deployments/gpt5-prod/chat/completions",
+        ),
+        (
+            "/openai/v1/chat/completions",
+            chat_body("gpt-5", true),
+            "/openai/deployments/gpt5-prod/chat/completions",
+        ),
+        (
+            "/azure/responses",
+            json!({"model": "gpt-5", "input": "Hi"}),
+            "/openai/responses",
+        ),
+    ] {
+        let resp = h
+            .http
+            .post(h.url(path))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(
+            text.contains("Hello") || text.contains("upstream."),
+            "{path}: {text}"
+        );
+        let got = h.mock.log.last().unwrap();
+        assert_eq!(got.path, upstream);
+        assert_eq!(got.headers["api-key"], "azure-secret");
+    }
+    let c = h.wait_requests(&buckets::key_total(&key_id), 2).await;
+    assert!(c.requests >= 2);
+    assert_eq!(c.output_tokens, c.requests * mock::OUTPUT_TOKENS);
 }

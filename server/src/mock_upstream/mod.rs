@@ -129,7 +129,13 @@ pub fn router(log: Arc<MockLog>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/responses", post(responses))
         .route("/v1beta/models/{model_action}", post(gemini))
-        .route("/v1/oauth/token", post(oauth_token));
+        .route("/v1/oauth/token", post(oauth_token))
+        // Azure OpenAI's paths for the same operations.
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(chat_completions),
+        )
+        .route("/openai/responses", post(responses));
     let scenarios = api.clone();
     Router::new()
         .merge(api.with_state((log.clone(), Scenario::Ok)))

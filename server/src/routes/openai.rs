@@ -12,7 +12,6 @@ use axum::{
     Json, Router,
 };
 use futures_util::StreamExt;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -38,9 +37,83 @@ pub fn routes() -> Router<AppState> {
         .route("/openai/v1/responses", post(responses))
         .route("/openai/v1/models", get(models))
         .route("/openai/claude/v1/models", get(claude_models))
+        .route("/azure/chat/completions", post(azure_chat))
+        .route("/azure/responses", post(azure_responses))
+        .route("/azure/models", get(models))
 }
 
-const OPENAI: [Platform; 1] = [Platform::OpenaiResponses];
+async fn azure_chat(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    passthrough(&state, &headers, &uri, body, &AZURE, "/v1/chat/completions").await
+}
+
+async fn azure_responses(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    passthrough(&state, &headers, &uri, body, &AZURE, "/v1/responses").await
+}
+
+/// Same protocol in and out: the body goes to an OpenAI-compatible or Azure account unchanged.
+async fn passthrough(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: Result<Bytes, BytesRejection>,
+    platforms: &'static [Platform],
+    path: &'static str,
+) -> Response {
+    let r = match prepare(state, headers, uri, &body, Some("openai")).await {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let needs = if path == "/v1/responses" {
+        "input"
+    } else {
+        "messages"
+    };
+    let present = match r.json.get(needs) {
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::String(s)) => !s.is_empty() && needs == "input",
+        Some(_) => needs == "input",
+        None => false,
+    };
+    if !present {
+        return fail(RelayError::BadRequest(if needs == "input" {
+            "input is required".into()
+        } else {
+            "messages: a non-empty array is required".into()
+        }));
+    }
+    let body = body.unwrap_or_default();
+    let reservation = match admit(state, headers, uri, &r, "openai", body.len()).await {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let session = session(headers, &r.json);
+    let call = Call {
+        protocol: Protocol::OpenAi,
+        platforms,
+        endpoint: path,
+        upstream_path: path.into(),
+        model: &r.model,
+        stream: r.stream,
+        session: session.as_deref(),
+        headers,
+        query: None,
+        body,
+    };
+    attempts::run(state, &r.key, &call, reservation).await
+}
+
+const OPENAI: [Platform; 2] = [Platform::OpenaiResponses, Platform::AzureOpenai];
+const AZURE: [Platform; 1] = [Platform::AzureOpenai];
 const CLAUDE: [Platform; 2] = [Platform::ClaudeOfficial, Platform::ClaudeConsole];
 
 fn fail(e: RelayError) -> Response {
@@ -156,50 +229,34 @@ async fn chat(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let r = match prepare(&state, &headers, &uri, &body, None).await {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    if !is_openai_model(&r.model) {
-        return to_claude(
+    // The model decides the path; a body without one is refused by either path's checks.
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        model: Option<Value>,
+    }
+    let openai_model = body
+        .as_ref()
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Peek>(b).ok())
+        .and_then(|p| p.model)
+        .and_then(|m| m.as_str().map(is_openai_model))
+        .unwrap_or(false);
+    if openai_model {
+        return passthrough(
             &state,
             &headers,
             &uri,
-            r,
-            body.map(|b| b.len()).unwrap_or(0),
+            body,
+            &OPENAI,
+            "/v1/chat/completions",
         )
         .await;
     }
-    // Same protocol in and out: passthrough.
-    let body = body.unwrap_or_default();
-    let reservation = match admit(&state, &headers, &uri, &r, "openai", body.len()).await {
-        Ok(v) => v,
-        Err(e) => return fail(e),
-    };
-    if r.json
-        .get("messages")
-        .and_then(Value::as_array)
-        .is_none_or(|m| m.is_empty())
-    {
-        crate::relay::passthrough::release(&state, None, reservation);
-        return fail(RelayError::BadRequest(
-            "messages: a non-empty array is required".into(),
-        ));
+    let len = body.as_ref().map(|b| b.len()).unwrap_or(0);
+    match prepare(&state, &headers, &uri, &body, None).await {
+        Ok(r) => to_claude(&state, &headers, &uri, r, len).await,
+        Err(e) => fail(e),
     }
-    let session = session(&headers, &r.json);
-    let call = Call {
-        protocol: Protocol::OpenAi,
-        platforms: &OPENAI,
-        endpoint: "/v1/chat/completions",
-        upstream_path: "/v1/chat/completions".into(),
-        model: &r.model,
-        stream: r.stream,
-        session: session.as_deref(),
-        headers: &headers,
-        query: None,
-        body,
-    };
-    attempts::run(&state, &r.key, &call, reservation).await
 }
 
 async fn chat_to_claude(
@@ -303,46 +360,13 @@ async fn convert_answer(
     out
 }
 
-#[derive(Deserialize)]
-struct ResponsesPeek {
-    #[serde(default)]
-    input: Option<Value>,
-}
-
 async fn responses(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let r = match prepare(&state, &headers, &uri, &body, Some("openai")).await {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    let peek: ResponsesPeek =
-        serde_json::from_value(r.json.clone()).unwrap_or(ResponsesPeek { input: None });
-    if peek.input.is_none() {
-        return fail(RelayError::BadRequest("input is required".into()));
-    }
-    let body = body.unwrap_or_default();
-    let reservation = match admit(&state, &headers, &uri, &r, "openai", body.len()).await {
-        Ok(v) => v,
-        Err(e) => return fail(e),
-    };
-    let session = session(&headers, &r.json);
-    let call = Call {
-        protocol: Protocol::OpenAi,
-        platforms: &OPENAI,
-        endpoint: "/v1/responses",
-        upstream_path: "/v1/responses".into(),
-        model: &r.model,
-        stream: r.stream,
-        session: session.as_deref(),
-        headers: &headers,
-        query: None,
-        body,
-    };
-    attempts::run(&state, &r.key, &call, reservation).await
+    passthrough(&state, &headers, &uri, body, &OPENAI, "/v1/responses").await
 }
 
 fn list(ids: impl Iterator<Item = String>, owner: &str) -> Value {

@@ -1,6 +1,7 @@
 //! One module per account type: which URL, which headers, how the credential is presented.
 //! Shared here: the sealed credentials of an account, and one HTTP client per distinct proxy.
 
+pub mod azure;
 pub mod claude_console;
 pub mod claude_oauth;
 pub mod gemini;
@@ -182,6 +183,17 @@ pub async fn request(
         Platform::OpenaiResponses => {
             let key = secrets.api_key.as_deref().ok_or_else(unreadable)?;
             Ok(openai::build(
+                &http,
+                account,
+                key,
+                &call.upstream_path,
+                call.headers,
+                body,
+            ))
+        }
+        Platform::AzureOpenai => {
+            let key = secrets.api_key.as_deref().ok_or_else(unreadable)?;
+            Ok(azure::build(
                 &http,
                 account,
                 key,

@@ -34,9 +34,12 @@ const OAUTH_SESSION_TTL: Duration = Duration::from_secs(600);
 pub struct AccountInput {
     name: Option<String>,
     description: Option<String>,
-    /// The upstream base URL (`baseApi` for OpenAI-compatible, `baseUrl` for Gemini accounts).
-    #[serde(alias = "baseApi", alias = "baseUrl")]
+    /// The upstream base URL (`baseApi` for OpenAI-compatible, `baseUrl` for Gemini,
+    /// `azureEndpoint` for Azure accounts).
+    #[serde(alias = "baseApi", alias = "baseUrl", alias = "azureEndpoint")]
     api_url: Option<String>,
+    deployment_name: Option<String>,
+    api_version: Option<String>,
     api_key: Option<String>,
     priority: Option<u32>,
     is_active: Option<bool>,
@@ -145,6 +148,12 @@ fn apply(state: &AppState, a: &mut StoredAccount, input: AccountInput) -> Result
     }
     if let Some(ua) = input.user_agent {
         a.account.user_agent = Some(ua).filter(|u| !u.trim().is_empty());
+    }
+    if let Some(d) = input.deployment_name {
+        a.account.deployment_name = Some(d.trim().to_string()).filter(|d| !d.is_empty());
+    }
+    if let Some(v) = input.api_version {
+        a.account.api_version = Some(v.trim().to_string()).filter(|v| !v.is_empty());
     }
     if let Some(t) = input.account_type {
         a.account.account_type = t;
@@ -409,6 +418,46 @@ pub async fn delete_gemini(
     delete(&state, &id, Platform::GeminiApi).await
 }
 
+pub async fn list_azure(
+    _: AdminUser,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, AdminError> {
+    list(&state, Platform::AzureOpenai).await
+}
+
+pub async fn create_azure(
+    _: AdminUser,
+    State(state): State<AppState>,
+    body: Result<Json<AccountInput>, JsonRejection>,
+) -> Result<Json<Value>, AdminError> {
+    let Json(input) = body?;
+    if input
+        .deployment_name
+        .as_deref()
+        .is_none_or(|d| d.trim().is_empty())
+    {
+        return Err(AdminError::BadRequest("deploymentName is required".into()));
+    }
+    create_keyed(&state, Platform::AzureOpenai, input, None).await
+}
+
+pub async fn update_azure(
+    _: AdminUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<AccountInput>, JsonRejection>,
+) -> Result<Json<Value>, AdminError> {
+    update(&state, &id, Platform::AzureOpenai, body?.0).await
+}
+
+pub async fn delete_azure(
+    _: AdminUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    delete(&state, &id, Platform::AzureOpenai).await
+}
+
 pub async fn create_official(
     _: AdminUser,
     State(state): State<AppState>,
@@ -592,7 +641,7 @@ pub async fn test_account(
             "/v1/messages".to_string(),
             json!({"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": "ping"}]}),
         ),
-        Platform::OpenaiResponses => (
+        Platform::OpenaiResponses | Platform::AzureOpenai => (
             Protocol::OpenAi,
             "/v1/chat/completions".to_string(),
             json!({"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": "ping"}]}),

@@ -114,6 +114,23 @@ pub fn routes() -> Router<AppState> {
             post(test_account),
         )
         .route(
+            "/admin/azure-openai-accounts",
+            get(list_azure).post(create_azure),
+        )
+        .route(
+            "/admin/azure-openai-accounts/{id}",
+            put(update_azure).delete(delete_azure),
+        )
+        .route(
+            "/admin/azure-openai-accounts/{id}/toggle-schedulable",
+            put(toggle_schedulable),
+        )
+        .route(
+            "/admin/azure-openai-accounts/{id}/reset-status",
+            post(reset_status),
+        )
+        .route("/admin/azure-openai-accounts/{id}/test", post(test_account))
+        .route(
             "/admin/gemini-api-accounts",
             get(list_gemini).post(create_gemini),
         )
