@@ -19,6 +19,8 @@ pub enum Platform {
     GeminiApi,
     /// Azure OpenAI: an endpoint, a deployment, an API version and a key.
     AzureOpenai,
+    /// AWS Bedrock (Claude models): AWS keys or a Bedrock API key, and a region.
+    Bedrock,
 }
 
 impl Platform {
@@ -29,13 +31,14 @@ impl Platform {
             Platform::OpenaiResponses => "openai-responses",
             Platform::GeminiApi => "gemini-api",
             Platform::AzureOpenai => "azure-openai",
+            Platform::Bedrock => "bedrock",
         }
     }
 
     /// The service a key needs permission for to reach this platform.
     pub fn service(self) -> &'static str {
         match self {
-            Platform::ClaudeOfficial | Platform::ClaudeConsole => "claude",
+            Platform::ClaudeOfficial | Platform::ClaudeConsole | Platform::Bedrock => "claude",
             Platform::OpenaiResponses | Platform::AzureOpenai => "openai",
             Platform::GeminiApi => "gemini",
         }
@@ -251,6 +254,8 @@ pub struct Account {
     /// Never cooled down or paused automatically: errors only go to the history.
     pub disable_auto_protection: bool,
     pub proxy: Option<ProxyConfig>,
+    /// AWS region (Bedrock).
+    pub region: Option<String>,
     /// Azure OpenAI: the deployment and API version.
     pub deployment_name: Option<String>,
     pub api_version: Option<String>,
@@ -280,6 +285,7 @@ impl Default for Account {
             max_concurrency: 0,
             disable_auto_protection: false,
             proxy: None,
+            region: None,
             deployment_name: None,
             api_version: None,
             token_expires_at: None,

@@ -16,6 +16,7 @@ both_engines!(
     gemini_generate_and_sse_stream,
     bad_inputs_answer_in_each_protocols_shape,
     azure_openai_accounts_serve_chat_and_responses,
+    bedrock_accounts_sign_and_decode_event_streams,
 );
 
 async fn accounts(h: &Harness) {
@@ -447,4 +448,79 @@ async fn azure_openai_accounts_serve_chat_and_responses(engine: Engine) {
     let c = h.wait_requests(&buckets::key_total(&key_id), 2).await;
     assert!(c.requests >= 2);
     assert_eq!(c.output_tokens, c.requests * mock::OUTPUT_TOKENS);
+}
+
+async fn bedrock_accounts_sign_and_decode_event_streams(engine: Engine) {
+    let h = Harness::new(engine).await;
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            "/admin/bedrock-accounts",
+            Some(json!({"name": "bedrock", "region": "us-west-2", "apiUrl": h.mock.url(),
+                        "awsCredentials": {"accessKeyId": "AKIDMOCK", "secretAccessKey": "mock-aws-secret"}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(!v.to_string().contains("mock-aws-secret"));
+    let (key_id, key) = h.key(json!({})).await;
+    for stream in [false, true] {
+        let resp = h.messages(&key, common::body(stream)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        if stream {
+            for event in [
+                "message_start",
+                "content_block_delta",
+                "message_delta",
+                "message_stop",
+            ] {
+                assert!(
+                    text.contains(&format!("event: {event}\n")),
+                    "{event} in {text}"
+                );
+            }
+        } else {
+            assert_eq!(
+                serde_json::from_str::<Value>(&text).unwrap()["content"][0]["text"],
+                mock::REPLY.concat()
+            );
+        }
+        let got = h.mock.log.last().unwrap();
+        let action = if stream {
+            "invoke-with-response-stream"
+        } else {
+            "invoke"
+        };
+        assert_eq!(
+            got.path,
+            format!("/model/us.anthropic.{}-v1%3A0/{action}", common::MODEL)
+        );
+        let auth = got.headers["authorization"].to_str().unwrap();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDMOCK/"),
+            "{auth}"
+        );
+        assert!(auth.contains("/us-west-2/bedrock/aws4_request"), "{auth}");
+        assert!(got.headers.contains_key("x-amz-date"));
+        let sent: Value = serde_json::from_slice(&got.body).unwrap();
+        assert_eq!(sent["anthropic_version"], "bedrock-2023-05-31");
+        assert!(sent.get("model").is_none());
+    }
+    // Usage, cache tokens included, and the Sonnet price for both.
+    let c = h.wait_requests(&buckets::key_total(&key_id), 2).await;
+    assert_eq!(c.cache_read_tokens, 2 * mock::CACHE_READ_TOKENS);
+    assert_eq!(c.output_tokens, 2 * mock::OUTPUT_TOKENS);
+    assert_eq!(
+        c.cost_nanos,
+        2 * (25 * 3000 + 12 * 15000 + 10 * 3750 + 20 * 6000 + 30 * 300)
+    );
+    // An account needs AWS keys or a Bedrock API key (bearerToken).
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            "/admin/bedrock-accounts",
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
 }

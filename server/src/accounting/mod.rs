@@ -12,10 +12,19 @@ pub use pricing::{ModelPrice, Pricing, FALLBACK_PRICE};
 pub fn lookup<'a>(pricing: &'a Pricing, model: &str) -> Option<&'a ModelPrice> {
     pricing.price(model).or_else(|| {
         if model.starts_with("gemini") {
-            pricing.price(&format!("gemini/{model}"))
-        } else {
-            None
+            return pricing.price(&format!("gemini/{model}"));
         }
+        // Bedrock ids: `us.anthropic.claude-x-v1:0` is priced as `claude-x`.
+        let core = ["us.", "eu.", "apac.", "global."]
+            .iter()
+            .find_map(|p| model.strip_prefix(p))
+            .unwrap_or(model);
+        let core = core.strip_prefix("anthropic.")?;
+        let core = match core.rsplit_once("-v") {
+            Some((c, v)) if v.contains(':') => c,
+            _ => core,
+        };
+        pricing.price(core)
     })
 }
 
@@ -59,6 +68,14 @@ mod tests {
         };
         // 100*3000 + 10*15000 + 1000*3750 + 2000*6000 + 10000*300
         assert_eq!(cost_nanos(&p, "claude-m", &usage), (19_200_000, false));
+        assert_eq!(
+            cost_nanos(&p, "us.anthropic.claude-m-v1:0", &usage),
+            (19_200_000, false)
+        );
+        assert_eq!(
+            cost_nanos(&p, "anthropic.claude-m", &usage),
+            (19_200_000, false)
+        );
         let (fallback_cost, flagged) = cost_nanos(&p, "unknown-model", &usage);
         assert!(flagged);
         assert_eq!(fallback_cost, 19_200_000, "fallback is Sonnet pricing");

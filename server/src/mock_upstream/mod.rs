@@ -130,6 +130,11 @@ pub fn router(log: Arc<MockLog>) -> Router {
         .route("/v1/responses", post(responses))
         .route("/v1beta/models/{model_action}", post(gemini))
         .route("/v1/oauth/token", post(oauth_token))
+        .route("/model/{model_id}/invoke", post(bedrock))
+        .route(
+            "/model/{model_id}/invoke-with-response-stream",
+            post(bedrock),
+        )
         // Azure OpenAI's paths for the same operations.
         .route(
             "/openai/deployments/{deployment}/chat/completions",
@@ -284,6 +289,112 @@ fn gemini_error(code: u16) -> Value {
     json!({"error": {"code": code, "message": format!("mock upstream error {code}"), "status": "UNAVAILABLE"}})
 }
 
+/// An Anthropic answer: the whole message, and the events of the same answer streamed.
+fn anthropic_answer(model: &str, input_tokens: u64) -> (Value, Vec<(String, Value)>) {
+    let usage = json!({
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": CACHE_CREATE_5M_TOKENS + CACHE_CREATE_1H_TOKENS,
+        "cache_read_input_tokens": CACHE_READ_TOKENS,
+        "cache_creation": {"ephemeral_5m_input_tokens": CACHE_CREATE_5M_TOKENS, "ephemeral_1h_input_tokens": CACHE_CREATE_1H_TOKENS},
+        "output_tokens": OUTPUT_TOKENS,
+    });
+    let id = format!("msg_mock_{:x}", rand::random::<u64>());
+    let message = json!({
+        "id": id, "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "text", "text": REPLY.concat()}],
+        "stop_reason": "end_turn", "stop_sequence": null, "usage": usage,
+    });
+    let mut start_usage = usage;
+    start_usage["output_tokens"] = json!(1);
+    let mut events: Vec<(String, Value)> = vec![
+        (
+            "message_start".into(),
+            json!({"type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
+        ),
+        (
+            "content_block_start".into(),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        ("ping".into(), json!({"type": "ping"})),
+    ];
+    for part in REPLY {
+        events.push(("content_block_delta".into(), json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": part}})));
+    }
+    events.push((
+        "content_block_stop".into(),
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(("message_delta".into(), json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": OUTPUT_TOKENS}})));
+    events.push(("message_stop".into(), json!({"type": "message_stop"})));
+    (message, events)
+}
+
+/// Bedrock `InvokeModel` and `InvokeModelWithResponseStream`: a signed (or bearer) request in,
+/// the Anthropic answer out, streamed as AWS event-stream frames.
+async fn bedrock(
+    State((log, s)): State<Shared>,
+    Path(params): Path<std::collections::HashMap<String, String>>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    remember(&log, &uri, &headers, &body);
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !(auth.starts_with("AWS4-HMAC-SHA256 Credential=") || auth.starts_with("Bearer ")) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"message": "Missing Authentication Token"})),
+        )
+            .into_response();
+    }
+    let b = behaviour(s, uri.path());
+    if let Some(resp) = failure(
+        &b,
+        |c| json!({"message": format!("mock bedrock error {c}")}),
+    )
+    .await
+    {
+        return resp;
+    }
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if v.get("anthropic_version").is_none() || v.get("model").is_some() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": "Malformed input request"})),
+        )
+            .into_response();
+    }
+    // The model id, without its Bedrock prefix and version, is the answer's model.
+    let id = params.get("model_id").cloned().unwrap_or_default();
+    let model = id
+        .split_once("anthropic.")
+        .map(|(_, m)| m.rsplit_once("-v").map(|(m, _)| m).unwrap_or(m))
+        .unwrap_or(&id)
+        .to_string();
+    let (message, events) = anthropic_answer(&model, input_tokens(s, uri.path()));
+    if uri.path().ends_with("/invoke") {
+        return Json(message).into_response();
+    }
+    let events: Vec<Value> = events.into_iter().map(|(_, e)| e).collect();
+    let raw = crate::upstream::bedrock::encode_events(&events);
+    // Sent in uneven pieces, so frames straddle network chunks.
+    let frames: VecDeque<Frame> = raw
+        .chunks(97)
+        .map(|c| Frame::Bytes(Bytes::copy_from_slice(c)))
+        .collect();
+    let mut resp = sse(log, frames, None);
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/vnd.amazon.eventstream"),
+    );
+    resp
+}
+
 fn requested_model(body: &Bytes) -> (String, bool) {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let model = v
@@ -310,46 +421,10 @@ async fn messages(
         return resp;
     }
     let (model, stream) = requested_model(&body);
-    let usage = json!({
-        "input_tokens": input_tokens(s, uri.path()),
-        "cache_creation_input_tokens": CACHE_CREATE_5M_TOKENS + CACHE_CREATE_1H_TOKENS,
-        "cache_read_input_tokens": CACHE_READ_TOKENS,
-        "cache_creation": {"ephemeral_5m_input_tokens": CACHE_CREATE_5M_TOKENS, "ephemeral_1h_input_tokens": CACHE_CREATE_1H_TOKENS},
-        "output_tokens": OUTPUT_TOKENS,
-    });
-    let id = format!("msg_mock_{:x}", rand::random::<u64>());
+    let (message, events) = anthropic_answer(&model, input_tokens(s, uri.path()));
     if !stream {
-        return Json(json!({
-            "id": id, "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": REPLY.concat()}],
-            "stop_reason": "end_turn", "stop_sequence": null, "usage": usage,
-        }))
-        .into_response();
+        return Json(message).into_response();
     }
-    let mut start_usage = usage.clone();
-    start_usage["output_tokens"] = json!(1);
-    let mut events: Vec<(String, Value)> = vec![
-        (
-            "message_start".into(),
-            json!({"type": "message_start", "message": {
-            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
-        ),
-        (
-            "content_block_start".into(),
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ),
-        ("ping".into(), json!({"type": "ping"})),
-    ];
-    for part in REPLY {
-        events.push(("content_block_delta".into(), json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": part}})));
-    }
-    events.push((
-        "content_block_stop".into(),
-        json!({"type": "content_block_stop", "index": 0}),
-    ));
-    events.push(("message_delta".into(), json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": OUTPUT_TOKENS}})));
-    events.push(("message_stop".into(), json!({"type": "message_stop"})));
     let mut frames: VecDeque<Frame> = events
         .into_iter()
         .map(|(name, data)| Frame::Bytes(Bytes::from(format!("event: {name}\ndata: {data}\n\n"))))

@@ -143,11 +143,14 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
         Ok(Ok(r)) => r,
     };
     let status = upstream.status();
-    let is_sse = upstream
+    let content_type = upstream
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        .unwrap_or("");
+    // Bedrock streams come in AWS event-stream frames, decoded to SSE before anything else.
+    let is_eventstream = content_type.starts_with("application/vnd.amazon.eventstream");
+    let is_sse = content_type.starts_with("text/event-stream") || is_eventstream;
 
     if status == reqwest::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
         // The account's proxy refused us: our misconfiguration, not the client's to solve.
@@ -166,8 +169,17 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
             Protocol::Anthropic => Tap::Anthropic(StreamUsage::default()),
             Protocol::OpenAi | Protocol::Gemini => Tap::Last(LastUsage::default()),
         };
+        let bytes = upstream
+            .bytes_stream()
+            .map(|r| r.map_err(std::io::Error::other))
+            .boxed();
+        let inner = if is_eventstream {
+            crate::upstream::bedrock::EventStreamSse::new(bytes).boxed()
+        } else {
+            bytes
+        };
         let stream = TappedStream {
-            inner: upstream.bytes_stream().boxed(),
+            inner,
             tap,
             protocol: ex.protocol,
             idle,
@@ -419,7 +431,7 @@ impl Tap {
 
 /// The upstream SSE body on its way to the client, with the usage tap and an idle timeout.
 struct TappedStream {
-    inner: BoxStream<'static, reqwest::Result<Bytes>>,
+    inner: BoxStream<'static, Result<Bytes, std::io::Error>>,
     tap: Tap,
     protocol: Protocol,
     idle: Duration,

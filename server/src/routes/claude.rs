@@ -84,7 +84,11 @@ struct Prepared {
 }
 
 /// Account types that speak the Anthropic Messages protocol.
-const CLAUDE_PLATFORMS: [Platform; 2] = [Platform::ClaudeOfficial, Platform::ClaudeConsole];
+const CLAUDE_PLATFORMS: [Platform; 3] = [
+    Platform::ClaudeOfficial,
+    Platform::ClaudeConsole,
+    Platform::Bedrock,
+];
 
 async fn prepare(
     state: &AppState,

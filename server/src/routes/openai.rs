@@ -114,7 +114,11 @@ async fn passthrough(
 
 const OPENAI: [Platform; 2] = [Platform::OpenaiResponses, Platform::AzureOpenai];
 const AZURE: [Platform; 1] = [Platform::AzureOpenai];
-const CLAUDE: [Platform; 2] = [Platform::ClaudeOfficial, Platform::ClaudeConsole];
+const CLAUDE: [Platform; 3] = [
+    Platform::ClaudeOfficial,
+    Platform::ClaudeConsole,
+    Platform::Bedrock,
+];
 
 fn fail(e: RelayError) -> Response {
     e.respond(Protocol::OpenAi)

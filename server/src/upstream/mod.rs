@@ -2,6 +2,7 @@
 //! Shared here: the sealed credentials of an account, and one HTTP client per distinct proxy.
 
 pub mod azure;
+pub mod bedrock;
 pub mod claude_console;
 pub mod claude_oauth;
 pub mod gemini;
@@ -23,6 +24,9 @@ pub struct AccountSecrets {
     pub access_token: Option<String>,
     pub refresh_token: Option<String>,
     pub proxy_password: Option<String>,
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
+    pub aws_session_token: Option<String>,
 }
 
 impl std::fmt::Debug for AccountSecrets {
@@ -190,6 +194,14 @@ pub async fn request(
                 call.headers,
                 body,
             ))
+        }
+        Platform::Bedrock => {
+            if call.upstream_path != "/v1/messages" {
+                return Err(RelayError::NotFound(
+                    "Bedrock accounts do not count tokens".into(),
+                ));
+            }
+            bedrock::build(&http, account, &secrets, call.model, call.stream, &body)
         }
         Platform::AzureOpenai => {
             let key = secrets.api_key.as_deref().ok_or_else(unreadable)?;

@@ -40,6 +40,10 @@ pub struct AccountInput {
     api_url: Option<String>,
     deployment_name: Option<String>,
     api_version: Option<String>,
+    /// Bedrock: the region, and AWS keys (or `bearerToken`, a Bedrock API key).
+    region: Option<String>,
+    aws_credentials: Option<AwsCredentialsInput>,
+    bearer_token: Option<String>,
     api_key: Option<String>,
     priority: Option<u32>,
     is_active: Option<bool>,
@@ -69,6 +73,14 @@ pub struct ProxyInput {
     port: u16,
     username: Option<String>,
     password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsCredentialsInput {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -154,6 +166,23 @@ fn apply(state: &AppState, a: &mut StoredAccount, input: AccountInput) -> Result
     }
     if let Some(v) = input.api_version {
         a.account.api_version = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+    }
+    if let Some(r) = input.region {
+        a.account.region = Some(r.trim().to_string()).filter(|r| !r.is_empty());
+    }
+    if let Some(c) = input.aws_credentials {
+        if c.access_key_id.trim().is_empty() || c.secret_access_key.trim().is_empty() {
+            return Err(AdminError::BadRequest(
+                "awsCredentials needs accessKeyId and secretAccessKey".into(),
+            ));
+        }
+        secrets.aws_access_key_id = Some(c.access_key_id.trim().to_string());
+        secrets.aws_secret_access_key = Some(c.secret_access_key.trim().to_string());
+        secrets.aws_session_token = c.session_token.filter(|t| !t.is_empty());
+        secrets.api_key = None;
+    }
+    if let Some(t) = input.bearer_token.filter(|t| !t.trim().is_empty()) {
+        secrets.api_key = Some(t.trim().to_string());
     }
     if let Some(t) = input.account_type {
         a.account.account_type = t;
@@ -458,6 +487,55 @@ pub async fn delete_azure(
     delete(&state, &id, Platform::AzureOpenai).await
 }
 
+pub async fn list_bedrock(
+    _: AdminUser,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, AdminError> {
+    list(&state, Platform::Bedrock).await
+}
+
+pub async fn create_bedrock(
+    _: AdminUser,
+    State(state): State<AppState>,
+    body: Result<Json<AccountInput>, JsonRejection>,
+) -> Result<Json<Value>, AdminError> {
+    let Json(input) = body?;
+    if input.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        return Err(AdminError::BadRequest("name is required".into()));
+    }
+    if input.aws_credentials.is_none()
+        && input
+            .bearer_token
+            .as_deref()
+            .is_none_or(|t| t.trim().is_empty())
+    {
+        return Err(AdminError::BadRequest(
+            "awsCredentials or bearerToken is required".into(),
+        ));
+    }
+    let mut a = new_account(Platform::Bedrock);
+    a.account.region = Some("us-east-1".into());
+    apply(&state, &mut a, input)?;
+    save(&state, &a).await
+}
+
+pub async fn update_bedrock(
+    _: AdminUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<AccountInput>, JsonRejection>,
+) -> Result<Json<Value>, AdminError> {
+    update(&state, &id, Platform::Bedrock, body?.0).await
+}
+
+pub async fn delete_bedrock(
+    _: AdminUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    delete(&state, &id, Platform::Bedrock).await
+}
+
 pub async fn create_official(
     _: AdminUser,
     State(state): State<AppState>,
@@ -636,7 +714,7 @@ pub async fn test_account(
         .unwrap_or_else(|| "claude-sonnet-4-5-20250929".into());
     use crate::relay::{attempts::Call, protocol::Protocol};
     let (protocol, path, payload) = match a.account.platform {
-        Platform::ClaudeConsole | Platform::ClaudeOfficial => (
+        Platform::ClaudeConsole | Platform::ClaudeOfficial | Platform::Bedrock => (
             Protocol::Anthropic,
             "/v1/messages".to_string(),
             json!({"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": "ping"}]}),

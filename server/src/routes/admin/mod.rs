@@ -114,6 +114,23 @@ pub fn routes() -> Router<AppState> {
             post(test_account),
         )
         .route(
+            "/admin/bedrock-accounts",
+            get(list_bedrock).post(create_bedrock),
+        )
+        .route(
+            "/admin/bedrock-accounts/{id}",
+            put(update_bedrock).delete(delete_bedrock),
+        )
+        .route(
+            "/admin/bedrock-accounts/{id}/toggle-schedulable",
+            put(toggle_schedulable),
+        )
+        .route(
+            "/admin/bedrock-accounts/{id}/reset-status",
+            post(reset_status),
+        )
+        .route("/admin/bedrock-accounts/{id}/test", post(test_account))
+        .route(
             "/admin/azure-openai-accounts",
             get(list_azure).post(create_azure),
         )
