@@ -86,6 +86,28 @@ fn decode_spent(raw: &[u8], now_secs: u64) -> u64 {
     }
 }
 
+/// Adds a settled cost to each limiter row (inside the caller's transaction).
+fn add_spent(
+    w: &redb::WriteTransaction,
+    rows: &[(String, Option<Duration>)],
+    actual: u64,
+    now_secs: u64,
+) -> Result<(), StoreError> {
+    let mut limits = w.open_table(LIMITS).map_err(e)?;
+    for (row, ttl) in rows {
+        let old = limits
+            .get(row.as_str())
+            .map_err(e)?
+            .map(|v| decode_spent(v.value(), now_secs))
+            .unwrap_or(0);
+        let expires = ttl.map(|t| now_secs + t.as_secs()).unwrap_or(0);
+        limits
+            .insert(row.as_str(), encode_spent(old + actual, expires).as_slice())
+            .map_err(e)?;
+    }
+    Ok(())
+}
+
 fn encode_spent(spent: u64, expires: u64) -> [u8; 16] {
     let mut out = [0u8; 16];
     out[..8].copy_from_slice(&spent.to_le_bytes());
@@ -659,18 +681,7 @@ impl Store for EmbeddedStore {
                         .remove(record_key(&key_id, seq - keep).as_str())
                         .map_err(e)?;
                 }
-                let mut limits = w.open_table(LIMITS).map_err(e)?;
-                for (row, ttl) in &spent_rows {
-                    let old = limits
-                        .get(row.as_str())
-                        .map_err(e)?
-                        .map(|v| decode_spent(v.value(), now_secs))
-                        .unwrap_or(0);
-                    let expires = ttl.map(|t| now_secs + t.as_secs()).unwrap_or(0);
-                    limits
-                        .insert(row.as_str(), encode_spent(old + actual, expires).as_slice())
-                        .map_err(e)?;
-                }
+                add_spent(&w, &spent_rows, actual, now_secs)?;
                 let mut lu = w.open_table(LASTUSED).map_err(e)?;
                 lu.insert(format!("k:{key_id}").as_str(), at_ms)
                     .map_err(e)?;
@@ -769,18 +780,7 @@ impl Store for EmbeddedStore {
         self.run(move |db| {
             let w = db.begin_write().map_err(e)?;
             {
-                let mut limits = w.open_table(LIMITS).map_err(e)?;
-                for (row, ttl) in &rows {
-                    let old = limits
-                        .get(row.as_str())
-                        .map_err(e)?
-                        .map(|v| decode_spent(v.value(), now_secs))
-                        .unwrap_or(0);
-                    let expires = ttl.map(|t| now_secs + t.as_secs()).unwrap_or(0);
-                    limits
-                        .insert(row.as_str(), encode_spent(old + actual, expires).as_slice())
-                        .map_err(e)?;
-                }
+                add_spent(&w, &rows, actual, now_secs)?;
             }
             w.commit().map_err(e)
         })

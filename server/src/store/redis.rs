@@ -651,26 +651,24 @@ impl Store for RedisStore {
         for (scope, lease) in &settlement.leases {
             pipe.zrem(format!("{P}lease:{scope}"), lease).ignore();
         }
-        if let Some(r) = &settlement.reservation {
-            let keys = limiter_keys(&r.key_id, r.counters.iter().map(|(id, _)| id.clone()));
-            let mut inv = self.scripts.settle.prepare_invoke();
-            for k in &keys {
-                inv.key(k);
-            }
-            inv.arg(r.lease.as_ref().map(|l| l.1.as_str()).unwrap_or(""))
-                .arg(r.estimate_nanos)
-                .arg(settlement.actual_nanos)
-                .arg(settlement.tokens)
-                .arg(if r.window { r.window_start_ms } else { 0 });
-            for (_, ttl) in &r.counters {
-                inv.arg(ttl.map(|t| t.as_secs()).unwrap_or(0));
-            }
-            let _: i64 = inv.invoke_async(&mut self.conn()).await.map_err(err)?;
+        if let Some(cmd) = settle_cmd(&self.scripts.settle, settlement) {
+            pipe.add_command(cmd).ignore();
         }
-        if !settlement.leases.is_empty() {
-            let _: () = pipe.query_async(&mut self.conn()).await.map_err(err)?;
+        match pipe.query_async::<()>(&mut self.conn()).await {
+            Ok(()) => Ok(()),
+            // Not cached (Redis restarted): load the script and settle again. The lease
+            // releases already ran; releasing twice is harmless.
+            Err(e) if is_noscript(&e) => {
+                let _: String = ::redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(SETTLE_LUA)
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(err)?;
+                pipe.query_async::<()>(&mut self.conn()).await.map_err(err)
+            }
+            Err(e) => Err(err(e)),
         }
-        Ok(())
     }
 
     async fn admit(

@@ -8,7 +8,8 @@ use app::domain::{Account, AccountType, Platform, ProxyConfig};
 use axum::{
     extract::{rejection::JsonRejection, OriginalUri, Path, State},
     http::HeaderMap,
-    Json,
+    routing::{get, post, put},
+    Json, Router,
 };
 use bytes::Bytes;
 use chrono::Utc;
@@ -325,29 +326,6 @@ async fn load(
         .ok_or(AdminError::NotFound("Account"))
 }
 
-pub async fn list_console(
-    _: AdminUser,
-    State(state): State<AppState>,
-) -> Result<Json<Value>, AdminError> {
-    list(&state, Platform::ClaudeConsole).await
-}
-
-pub async fn list_official(
-    _: AdminUser,
-    State(state): State<AppState>,
-) -> Result<Json<Value>, AdminError> {
-    list(&state, Platform::ClaudeOfficial).await
-}
-
-pub async fn create_console(
-    _: AdminUser,
-    State(state): State<AppState>,
-    body: Result<Json<AccountInput>, JsonRejection>,
-) -> Result<Json<Value>, AdminError> {
-    create_keyed(&state, Platform::ClaudeConsole, body?.0, None).await
-}
-
-/// Accounts made of a base URL and an API key: Console, OpenAI-compatible, Gemini API.
 async fn create_keyed(
     state: &AppState,
     platform: Platform,
@@ -371,135 +349,72 @@ async fn create_keyed(
     save(state, &a).await
 }
 
-pub async fn list_openai(
-    _: AdminUser,
-    State(state): State<AppState>,
+/// Creates an account of `platform`, with what that kind requires.
+async fn create(
+    state: &AppState,
+    platform: Platform,
+    input: AccountInput,
 ) -> Result<Json<Value>, AdminError> {
-    list(&state, Platform::OpenaiResponses).await
-}
-
-pub async fn list_gemini(
-    _: AdminUser,
-    State(state): State<AppState>,
-) -> Result<Json<Value>, AdminError> {
-    list(&state, Platform::GeminiApi).await
-}
-
-pub async fn create_openai(
-    _: AdminUser,
-    State(state): State<AppState>,
-    body: Result<Json<AccountInput>, JsonRejection>,
-) -> Result<Json<Value>, AdminError> {
-    create_keyed(
-        &state,
-        Platform::OpenaiResponses,
-        body?.0,
-        Some("https://api.openai.com"),
-    )
-    .await
-}
-
-pub async fn create_gemini(
-    _: AdminUser,
-    State(state): State<AppState>,
-    body: Result<Json<AccountInput>, JsonRejection>,
-) -> Result<Json<Value>, AdminError> {
-    create_keyed(
-        &state,
-        Platform::GeminiApi,
-        body?.0,
-        Some(crate::upstream::gemini::DEFAULT_BASE),
-    )
-    .await
-}
-
-pub async fn update_openai(
-    _: AdminUser,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Result<Json<AccountInput>, JsonRejection>,
-) -> Result<Json<Value>, AdminError> {
-    update(&state, &id, Platform::OpenaiResponses, body?.0).await
-}
-
-pub async fn update_gemini(
-    _: AdminUser,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Result<Json<AccountInput>, JsonRejection>,
-) -> Result<Json<Value>, AdminError> {
-    update(&state, &id, Platform::GeminiApi, body?.0).await
-}
-
-pub async fn delete_openai(
-    _: AdminUser,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, AdminError> {
-    delete(&state, &id, Platform::OpenaiResponses).await
-}
-
-pub async fn delete_gemini(
-    _: AdminUser,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, AdminError> {
-    delete(&state, &id, Platform::GeminiApi).await
-}
-
-pub async fn list_azure(
-    _: AdminUser,
-    State(state): State<AppState>,
-) -> Result<Json<Value>, AdminError> {
-    list(&state, Platform::AzureOpenai).await
-}
-
-pub async fn create_azure(
-    _: AdminUser,
-    State(state): State<AppState>,
-    body: Result<Json<AccountInput>, JsonRejection>,
-) -> Result<Json<Value>, AdminError> {
-    let Json(input) = body?;
-    if input
-        .deployment_name
-        .as_deref()
-        .is_none_or(|d| d.trim().is_empty())
-    {
-        return Err(AdminError::BadRequest("deploymentName is required".into()));
+    match platform {
+        Platform::ClaudeConsole => create_keyed(state, platform, input, None).await,
+        Platform::OpenaiResponses => {
+            create_keyed(state, platform, input, Some("https://api.openai.com")).await
+        }
+        Platform::GeminiApi => {
+            create_keyed(
+                state,
+                platform,
+                input,
+                Some(crate::upstream::gemini::DEFAULT_BASE),
+            )
+            .await
+        }
+        Platform::AzureOpenai => {
+            if input
+                .deployment_name
+                .as_deref()
+                .is_none_or(|d| d.trim().is_empty())
+            {
+                return Err(AdminError::BadRequest("deploymentName is required".into()));
+            }
+            create_keyed(state, platform, input, None).await
+        }
+        Platform::Bedrock => create_bedrock(state, input).await,
+        Platform::ClaudeOfficial => create_official(state, input).await,
     }
-    create_keyed(&state, Platform::AzureOpenai, input, None).await
 }
 
-pub async fn update_azure(
-    _: AdminUser,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Result<Json<AccountInput>, JsonRejection>,
-) -> Result<Json<Value>, AdminError> {
-    update(&state, &id, Platform::AzureOpenai, body?.0).await
+/// The CRUD, toggle, reset and test routes of one account type, at the original's paths.
+pub fn platform_routes(base: &str, platform: Platform) -> Router<AppState> {
+    Router::new()
+        .route(
+            base,
+            get(move |_: AdminUser, State(state): State<AppState>| async move { list(&state, platform).await }).post(
+                move |_: AdminUser, State(state): State<AppState>, body: Result<Json<AccountInput>, JsonRejection>| async move {
+                    create(&state, platform, body?.0).await
+                },
+            ),
+        )
+        .route(
+            &format!("{base}/{{id}}"),
+            put(
+                move |_: AdminUser,
+                      State(state): State<AppState>,
+                      Path(id): Path<String>,
+                      body: Result<Json<AccountInput>, JsonRejection>| async move {
+                    update(&state, &id, platform, body?.0).await
+                },
+            )
+            .delete(move |_: AdminUser, State(state): State<AppState>, Path(id): Path<String>| async move {
+                delete(&state, &id, platform).await
+            }),
+        )
+        .route(&format!("{base}/{{id}}/toggle-schedulable"), put(toggle_schedulable))
+        .route(&format!("{base}/{{id}}/reset-status"), post(reset_status))
+        .route(&format!("{base}/{{id}}/test"), post(test_account))
 }
 
-pub async fn delete_azure(
-    _: AdminUser,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, AdminError> {
-    delete(&state, &id, Platform::AzureOpenai).await
-}
-
-pub async fn list_bedrock(
-    _: AdminUser,
-    State(state): State<AppState>,
-) -> Result<Json<Value>, AdminError> {
-    list(&state, Platform::Bedrock).await
-}
-
-pub async fn create_bedrock(
-    _: AdminUser,
-    State(state): State<AppState>,
-    body: Result<Json<AccountInput>, JsonRejection>,
-) -> Result<Json<Value>, AdminError> {
-    let Json(input) = body?;
+async fn create_bedrock(state: &AppState, input: AccountInput) -> Result<Json<Value>, AdminError> {
     if input.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
         return Err(AdminError::BadRequest("name is required".into()));
     }
@@ -515,33 +430,14 @@ pub async fn create_bedrock(
     }
     let mut a = new_account(Platform::Bedrock);
     a.account.region = Some("us-east-1".into());
-    apply(&state, &mut a, input)?;
-    save(&state, &a).await
+    apply(state, &mut a, input)?;
+    save(state, &a).await
 }
 
-pub async fn update_bedrock(
-    _: AdminUser,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Result<Json<AccountInput>, JsonRejection>,
+async fn create_official(
+    state: &AppState,
+    mut input: AccountInput,
 ) -> Result<Json<Value>, AdminError> {
-    update(&state, &id, Platform::Bedrock, body?.0).await
-}
-
-pub async fn delete_bedrock(
-    _: AdminUser,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, AdminError> {
-    delete(&state, &id, Platform::Bedrock).await
-}
-
-pub async fn create_official(
-    _: AdminUser,
-    State(state): State<AppState>,
-    body: Result<Json<AccountInput>, JsonRejection>,
-) -> Result<Json<Value>, AdminError> {
-    let Json(mut input) = body?;
     if input.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
         return Err(AdminError::BadRequest("name is required".into()));
     }
@@ -591,8 +487,8 @@ pub async fn create_official(
             "oauthSessionId (from exchange-code) or claudeAiOauth is required".into(),
         ));
     }
-    apply(&state, &mut a, input)?;
-    save(&state, &a).await
+    apply(state, &mut a, input)?;
+    save(state, &a).await
 }
 
 async fn update(
@@ -606,45 +502,11 @@ async fn update(
     save(state, &a).await
 }
 
-pub async fn update_console(
-    _: AdminUser,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Result<Json<AccountInput>, JsonRejection>,
-) -> Result<Json<Value>, AdminError> {
-    update(&state, &id, Platform::ClaudeConsole, body?.0).await
-}
-
-pub async fn update_official(
-    _: AdminUser,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Result<Json<AccountInput>, JsonRejection>,
-) -> Result<Json<Value>, AdminError> {
-    update(&state, &id, Platform::ClaudeOfficial, body?.0).await
-}
-
 async fn delete(state: &AppState, id: &str, platform: Platform) -> Result<Json<Value>, AdminError> {
     load(state, id, Some(platform)).await?;
     state.store.delete_account(id).await?;
     state.scheduler.invalidate();
     Ok(Json(json!({"success": true, "message": "Account deleted"})))
-}
-
-pub async fn delete_console(
-    _: AdminUser,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, AdminError> {
-    delete(&state, &id, Platform::ClaudeConsole).await
-}
-
-pub async fn delete_official(
-    _: AdminUser,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, AdminError> {
-    delete(&state, &id, Platform::ClaudeOfficial).await
 }
 
 pub async fn toggle_schedulable(

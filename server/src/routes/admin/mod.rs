@@ -30,52 +30,16 @@ use crate::{
 
 pub fn routes() -> Router<AppState> {
     use accounts::*;
-    Router::new()
+    use app::domain::Platform;
+    let mut router = Router::new()
         .route("/web/auth/login", post(login))
         .route("/web/auth/logout", post(logout))
         .route("/web/auth/user", get(current_user))
         .route("/admin/dashboard", get(dashboard))
         .route(
-            "/admin/claude-console-accounts",
-            get(list_console).post(create_console),
-        )
-        .route(
-            "/admin/claude-console-accounts/{id}",
-            put(update_console).delete(delete_console),
-        )
-        .route(
-            "/admin/claude-console-accounts/{id}/toggle-schedulable",
-            put(toggle_schedulable),
-        )
-        .route(
-            "/admin/claude-console-accounts/{id}/reset-status",
-            post(reset_status),
-        )
-        .route(
-            "/admin/claude-console-accounts/{id}/test",
-            post(test_account),
-        )
-        .route(
-            "/admin/claude-accounts",
-            get(list_official).post(create_official),
-        )
-        .route(
-            "/admin/claude-accounts/{id}",
-            put(update_official).delete(delete_official),
-        )
-        .route(
-            "/admin/claude-accounts/{id}/toggle-schedulable",
-            put(toggle_schedulable),
-        )
-        .route(
-            "/admin/claude-accounts/{id}/reset-status",
-            post(reset_status),
-        )
-        .route(
             "/admin/claude-accounts/{id}/refresh",
             post(refresh_official),
         )
-        .route("/admin/claude-accounts/{id}/test", post(test_account))
         .route(
             "/admin/claude-accounts/generate-auth-url",
             post(generate_auth_url),
@@ -93,77 +57,6 @@ pub fn routes() -> Router<AppState> {
             "/admin/accounts/{kind}/{id}/error-history",
             get(error_history),
         )
-        .route(
-            "/admin/openai-responses-accounts",
-            get(list_openai).post(create_openai),
-        )
-        .route(
-            "/admin/openai-responses-accounts/{id}",
-            put(update_openai).delete(delete_openai),
-        )
-        .route(
-            "/admin/openai-responses-accounts/{id}/toggle-schedulable",
-            put(toggle_schedulable),
-        )
-        .route(
-            "/admin/openai-responses-accounts/{id}/reset-status",
-            post(reset_status),
-        )
-        .route(
-            "/admin/openai-responses-accounts/{id}/test",
-            post(test_account),
-        )
-        .route(
-            "/admin/bedrock-accounts",
-            get(list_bedrock).post(create_bedrock),
-        )
-        .route(
-            "/admin/bedrock-accounts/{id}",
-            put(update_bedrock).delete(delete_bedrock),
-        )
-        .route(
-            "/admin/bedrock-accounts/{id}/toggle-schedulable",
-            put(toggle_schedulable),
-        )
-        .route(
-            "/admin/bedrock-accounts/{id}/reset-status",
-            post(reset_status),
-        )
-        .route("/admin/bedrock-accounts/{id}/test", post(test_account))
-        .route(
-            "/admin/azure-openai-accounts",
-            get(list_azure).post(create_azure),
-        )
-        .route(
-            "/admin/azure-openai-accounts/{id}",
-            put(update_azure).delete(delete_azure),
-        )
-        .route(
-            "/admin/azure-openai-accounts/{id}/toggle-schedulable",
-            put(toggle_schedulable),
-        )
-        .route(
-            "/admin/azure-openai-accounts/{id}/reset-status",
-            post(reset_status),
-        )
-        .route("/admin/azure-openai-accounts/{id}/test", post(test_account))
-        .route(
-            "/admin/gemini-api-accounts",
-            get(list_gemini).post(create_gemini),
-        )
-        .route(
-            "/admin/gemini-api-accounts/{id}",
-            put(update_gemini).delete(delete_gemini),
-        )
-        .route(
-            "/admin/gemini-api-accounts/{id}/toggle-schedulable",
-            put(toggle_schedulable),
-        )
-        .route(
-            "/admin/gemini-api-accounts/{id}/reset-status",
-            post(reset_status),
-        )
-        .route("/admin/gemini-api-accounts/{id}/test", post(test_account))
         .route(
             "/admin/account-groups",
             get(groups::list).post(groups::create),
@@ -186,7 +79,21 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/admin/api-keys/{id}",
             put(keys::update_key).delete(keys::delete_key),
-        )
+        );
+    for (base, platform) in [
+        ("/admin/claude-accounts", Platform::ClaudeOfficial),
+        ("/admin/claude-console-accounts", Platform::ClaudeConsole),
+        (
+            "/admin/openai-responses-accounts",
+            Platform::OpenaiResponses,
+        ),
+        ("/admin/azure-openai-accounts", Platform::AzureOpenai),
+        ("/admin/gemini-api-accounts", Platform::GeminiApi),
+        ("/admin/bedrock-accounts", Platform::Bedrock),
+    ] {
+        router = router.merge(platform_routes(base, platform));
+    }
+    router
 }
 
 /// Admin failures: `{success:false,error,message}` with the status.
