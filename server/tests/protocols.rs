@@ -261,6 +261,26 @@ async fn gemini_generate_and_sse_stream(engine: Engine) {
         records.iter().all(|r| !r.used_fallback_pricing),
         "gemini-2.5-pro is priced"
     );
+    // Chat Completions for a Gemini model: Gemini's OpenAI-compatible endpoint.
+    let resp = h
+        .http
+        .post(h.url("/openai/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&chat_body("gemini-2.5-pro", false))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let resp: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        resp["choices"][0]["message"]["content"],
+        mock::REPLY.concat()
+    );
+    let got = h.mock.log.last().unwrap();
+    assert_eq!(got.path, "/v1beta/openai/chat/completions");
+    assert_eq!(got.headers["authorization"], "Bearer gemini-upstream-key");
     let models: Value = h
         .http
         .get(h.url("/gemini/v1beta/models"))

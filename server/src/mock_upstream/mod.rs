@@ -140,7 +140,9 @@ pub fn router(log: Arc<MockLog>) -> Router {
             "/openai/deployments/{deployment}/chat/completions",
             post(chat_completions),
         )
-        .route("/openai/responses", post(responses));
+        .route("/openai/responses", post(responses))
+        // Gemini's OpenAI-compatible endpoint.
+        .route("/v1beta/openai/chat/completions", post(chat_completions));
     let scenarios = api.clone();
     Router::new()
         .merge(api.with_state((log.clone(), Scenario::Ok)))

@@ -69,7 +69,8 @@ async fn passthrough(
     platforms: &'static [Platform],
     path: &'static str,
 ) -> Response {
-    let r = match prepare(state, headers, uri, &body, Some("openai")).await {
+    let service = platforms.first().map(|p| p.service()).unwrap_or("openai");
+    let r = match prepare(state, headers, uri, &body, Some(service)).await {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -92,7 +93,7 @@ async fn passthrough(
         }));
     }
     let body = body.unwrap_or_default();
-    let reservation = match admit(state, headers, uri, &r, "openai", body.len()).await {
+    let reservation = match admit(state, headers, uri, &r, service, body.len()).await {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
@@ -114,6 +115,7 @@ async fn passthrough(
 
 const OPENAI: [Platform; 2] = [Platform::OpenaiResponses, Platform::AzureOpenai];
 const AZURE: [Platform; 1] = [Platform::AzureOpenai];
+const GEMINI: [Platform; 1] = [Platform::GeminiApi];
 const CLAUDE: [Platform; 3] = [
     Platform::ClaudeOfficial,
     Platform::ClaudeConsole,
@@ -238,20 +240,32 @@ async fn chat(
     struct Peek {
         model: Option<Value>,
     }
-    let openai_model = body
+    let model = body
         .as_ref()
         .ok()
         .and_then(|b| serde_json::from_slice::<Peek>(b).ok())
         .and_then(|p| p.model)
-        .and_then(|m| m.as_str().map(is_openai_model))
-        .unwrap_or(false);
-    if openai_model {
+        .and_then(|m| m.as_str().map(str::to_string))
+        .unwrap_or_default();
+    if is_openai_model(&model) {
         return passthrough(
             &state,
             &headers,
             &uri,
             body,
             &OPENAI,
+            "/v1/chat/completions",
+        )
+        .await;
+    }
+    if model.starts_with("gemini") {
+        // Gemini's OpenAI-compatible endpoint: the same protocol, passed through.
+        return passthrough(
+            &state,
+            &headers,
+            &uri,
+            body,
+            &GEMINI,
             "/v1/chat/completions",
         )
         .await;

@@ -39,6 +39,22 @@ pub fn build(
     }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    // Chat Completions go to Gemini's OpenAI-compatible endpoint, with the key as a bearer.
+    if model_action == "/v1/chat/completions" {
+        let base = match account.account.api_url.trim_end_matches('/') {
+            "" => DEFAULT_BASE,
+            b => b,
+        };
+        let base = base.strip_suffix("/v1beta").unwrap_or(base);
+        if let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {key}")) {
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        return http
+            .post(format!("{base}/v1beta/openai/chat/completions"))
+            .headers(headers)
+            .body(body);
+    }
     if let Ok(mut v) = HeaderValue::from_str(key) {
         v.set_sensitive(true);
         headers.insert("x-goog-api-key", v);
