@@ -3,7 +3,7 @@
 
 use std::{net::IpAddr, sync::Arc};
 
-use crate::domain::DashboardSummary;
+use crate::domain::{DashboardSummary, KeyStats};
 
 /// A successful admin login.
 pub struct LoginGrant {
@@ -32,6 +32,8 @@ pub trait AdminBackend: Send + Sync + 'static {
     async fn session_user(&self, token: &str) -> Option<String>;
     async fn logout(&self, token: &str);
     async fn dashboard(&self) -> Result<DashboardSummary, String>;
+    /// The public stats of the key itself (never of a bare key id).
+    async fn key_stats(&self, key: &str) -> Result<KeyStats, String>;
 }
 
 /// Provided as Leptos context to every server function.

@@ -421,6 +421,43 @@ pub struct DashboardSummary {
     pub store_engine: String,
 }
 
+/// One limit of a key and how much of it is used, for a progress bar.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LimitBar {
+    /// `Daily cost`, `Platform claude · daily cost`, `Model claude-opus-* · total cost`, …
+    pub label: String,
+    pub current: f64,
+    pub limit: f64,
+    /// `$` for money, empty for counts.
+    pub unit: String,
+    pub reset_at: Option<String>,
+}
+
+impl LimitBar {
+    /// Used share in percent, capped at 100.
+    pub fn percent(&self) -> f64 {
+        if self.limit > 0.0 {
+            (self.current / self.limit * 100.0).clamp(0.0, 100.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// What a key holder sees on the public stats page.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KeyStats {
+    pub name: String,
+    pub is_active: bool,
+    pub expires_at: Option<String>,
+    pub today: UsageCounters,
+    pub month: UsageCounters,
+    pub total: UsageCounters,
+    pub limits: Vec<LimitBar>,
+}
+
 /// Format nano-dollars as `$0.001234` for display.
 pub fn format_usd(cost_nanos: u64) -> String {
     let usd = cost_nanos as f64 / 1e9;

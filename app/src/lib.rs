@@ -55,6 +55,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <pages::NotFound /> }>
                     <Route path=path!("/admin-next") view=|| view! { <Redirect path="/admin-next/dashboard" /> } />
                     <Route path=path!("/admin-next/login") view=pages::login::LoginPage />
+                    <Route path=path!("/admin-next/api-stats") view=pages::api_stats::ApiStatsPage />
                     <Route path=path!("/admin-next/dashboard") view=pages::dashboard::DashboardPage ssr=SsrMode::Async />
                 </Routes>
             </main>

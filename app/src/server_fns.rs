@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::domain::DashboardSummary;
+use crate::domain::{DashboardSummary, KeyStats};
 
 #[cfg(feature = "ssr")]
 mod session {
@@ -116,4 +116,17 @@ pub async fn get_dashboard() -> Result<DashboardSummary, ServerFnError> {
     let mut summary = backend.0.dashboard().await.map_err(ServerFnError::new)?;
     summary.username = username;
     Ok(summary)
+}
+
+/// The key holder's stats. The key travels in the POST body only, never in a URL.
+#[server(prefix = "/admin-next/api", endpoint = "key-stats")]
+pub async fn lookup_key_stats(api_key: String) -> Result<KeyStats, ServerFnError> {
+    let backend = session::backend()?;
+    match backend.0.key_stats(api_key.trim()).await {
+        Ok(stats) => Ok(stats),
+        Err(message) => {
+            session::set_status(401);
+            Err(ServerFnError::new(message))
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use app::{
     backend::{AdminBackend, LoginGrant, LoginRefusal},
-    domain::DashboardSummary,
+    domain::{DashboardSummary, KeyStats},
 };
 
 use crate::state::AppState;
@@ -28,6 +28,12 @@ impl AdminBackend for AdminPages {
 
     async fn logout(&self, token: &str) {
         self.0.admin.logout(token).await
+    }
+
+    async fn key_stats(&self, key: &str) -> Result<KeyStats, String> {
+        crate::routes::api_stats::key_stats(&self.0, key)
+            .await
+            .map_err(|(_, m)| m.to_string())
     }
 
     async fn dashboard(&self) -> Result<DashboardSummary, String> {

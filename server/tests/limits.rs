@@ -20,6 +20,7 @@ both_engines!(
     limits_are_visible_to_admin_and_key_holder,
     bad_limit_values_are_400_naming_the_field,
     daily_limit_under_parallel_load_overshoots_by_at_most_the_admitted,
+    service_rates_and_cost_windows,
 );
 
 /// 25 input, 12 output, 10 + 20 cache writes, 30 cache reads at Sonnet 4.5 prices.
@@ -585,4 +586,65 @@ async fn two_instances_admit_exactly_five_at_a_time_and_twenty_per_window() {
         "and the 5 slots were used"
     );
     second.stop().await;
+}
+
+async fn service_rates_and_cost_windows(engine: Engine) {
+    let h = Harness::new(engine).await;
+    // Rated cost is the cost times the key's rate: a 2× key reaches a 2.5-request limit after
+    // two requests, not three.
+    let (key_id, key) = setup(
+        &h,
+        None,
+        json!({"serviceRates": {"claude": 2.0}, "dailyCostLimit": COST * 2.5}),
+    )
+    .await;
+    for i in 0..2 {
+        assert_eq!(
+            h.messages(&key, fresh(i)).send().await.unwrap().status(),
+            200
+        );
+        wait_cost(&h, &key_id, i as u64 + 1).await;
+    }
+    let (s, v) = status_and_body(h.messages(&key, fresh(2)).send().await.unwrap()).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (402, Some("daily_cost_limit_exceeded")),
+        "{v}"
+    );
+    assert!(
+        (v["currentCost"].as_f64().unwrap() - 4.0 * COST).abs() < 1e-9,
+        "{v}"
+    );
+    let records = h
+        .relay()
+        .state
+        .store
+        .recent_records(&key_id, 5)
+        .await
+        .unwrap();
+    assert!(records
+        .iter()
+        .all(|r| r.rated_cost_nanos == 2 * r.cost_nanos));
+
+    // A cost window: $ per N minutes, answered with 429.
+    let (wid, wkey) = h
+        .key(json!({"rateLimitWindow": 1, "rateLimitCost": COST * 1.5}))
+        .await;
+    for i in 0..2 {
+        assert_eq!(
+            h.messages(&wkey, fresh(10 + i))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        wait_cost(&h, &wid, i as u64 + 1).await;
+    }
+    let (s, v) = status_and_body(h.messages(&wkey, fresh(12)).send().await.unwrap()).await;
+    assert_eq!(s, 429, "{v}");
+    assert!(
+        (v["costLimit"].as_f64().unwrap() - COST * 1.5).abs() < 1e-9,
+        "{v}"
+    );
 }

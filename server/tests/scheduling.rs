@@ -23,6 +23,7 @@ both_engines!(
     leases_are_released_after_aborted_streams,
     every_attempt_failing_shows_the_last_error,
     leases_outlive_their_ttl_while_a_stream_runs,
+    auto_protection_can_be_switched_off,
 );
 
 async fn console(h: &Harness, name: &str, scenario: Option<&str>, extra: Value) -> String {
@@ -580,4 +581,48 @@ async fn leases_outlive_their_ttl_while_a_stream_runs(engine: Engine) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(n, 0);
+}
+
+async fn auto_protection_can_be_switched_off(engine: Engine) {
+    let h = Harness::new(engine).await;
+    let fragile = console(
+        &h,
+        "unprotected",
+        Some("status-529"),
+        json!({"priority": 1, "disableAutoProtection": true}),
+    )
+    .await;
+    console(&h, "good", None, json!({"priority": 2})).await;
+    let (_, key) = h.key(json!({})).await;
+    assert_eq!(
+        h.messages(&key, body(false)).send().await.unwrap().status(),
+        200,
+        "failover still happens"
+    );
+    // The error is in the history, but the account does not rest.
+    let mut history = Value::Null;
+    for _ in 0..100 {
+        let (_, v) = h
+            .admin(
+                Method::GET,
+                &format!("/admin/accounts/claude-console/{fragile}/error-history"),
+                None,
+            )
+            .await;
+        if v["data"].as_array().is_some_and(|a| !a.is_empty()) {
+            history = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(history["data"][0]["class"], "overload");
+    assert_eq!(history["data"][0]["cooldownSecs"], 0);
+    assert!(h
+        .relay()
+        .state
+        .store
+        .cooldowns(std::slice::from_ref(&fragile))
+        .await
+        .unwrap()
+        .is_empty());
 }

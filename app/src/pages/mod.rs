@@ -1,5 +1,6 @@
 //! The admin pages. Each page is server-rendered first and hydrated for interaction.
 
+pub mod api_stats;
 pub mod dashboard;
 pub mod login;
 
@@ -14,7 +15,11 @@ pub fn Header() -> impl IntoView {
                 <a href="/admin-next/dashboard" class="text-lg font-semibold">
                     "Claude Relay Service"
                 </a>
-                <ThemeToggle />
+                <nav class="flex items-center gap-4 text-sm">
+                    <a href="/admin-next/api-stats" class="hover:underline">"Key usage"</a>
+                    <a href="/admin-next/dashboard" class="hover:underline">"Admin"</a>
+                    <ThemeToggle />
+                </nav>
             </div>
         </header>
     }

@@ -90,7 +90,8 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(api_stats::routes())
         .merge(health::routes())
-        .route("/", get(|| async { Redirect::to("/admin-next/dashboard") }))
+        // As the original: the root is the public stats page.
+        .route("/", get(|| async { Redirect::to("/admin-next/api-stats") }))
         .with_state(state)
         .merge(pages)
         .fallback_service(static_files)
