@@ -3,7 +3,7 @@
 
 use std::{net::IpAddr, sync::Arc};
 
-use crate::domain::{DashboardSummary, KeyStats};
+use crate::domain::{AccountRow, DashboardSummary, KeyRow, KeyStats};
 
 /// A successful admin login.
 pub struct LoginGrant {
@@ -32,6 +32,10 @@ pub trait AdminBackend: Send + Sync + 'static {
     async fn session_user(&self, token: &str) -> Option<String>;
     async fn logout(&self, token: &str);
     async fn dashboard(&self) -> Result<DashboardSummary, String>;
+    async fn keys(&self) -> Result<Vec<KeyRow>, String>;
+    /// Creates a key; the answer is the key itself, shown once.
+    async fn create_key(&self, name: &str, daily_cost_limit: f64) -> Result<String, String>;
+    async fn accounts(&self) -> Result<Vec<AccountRow>, String>;
     /// The public stats of the key itself (never of a bare key id).
     async fn key_stats(&self, key: &str) -> Result<KeyStats, String>;
 }

@@ -458,6 +458,35 @@ pub struct KeyStats {
     pub limits: Vec<LimitBar>,
 }
 
+/// A row of the admin's key table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KeyRow {
+    pub id: String,
+    pub name: String,
+    pub key_preview: String,
+    pub is_active: bool,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub total: UsageCounters,
+    pub limits: Vec<LimitBar>,
+}
+
+/// A row of the admin's account table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AccountRow {
+    pub id: String,
+    pub name: String,
+    pub platform: String,
+    /// normal, cooling_down, rate_limited, blocked, error, paused.
+    pub state: String,
+    pub priority: u32,
+    pub last_used_at: Option<String>,
+    /// The end of the longest rest, if resting.
+    pub resting_until: Option<String>,
+}
+
 /// Format nano-dollars as `$0.001234` for display.
 pub fn format_usd(cost_nanos: u64) -> String {
     let usd = cost_nanos as f64 / 1e9;

@@ -56,6 +56,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin-next") view=|| view! { <Redirect path="/admin-next/dashboard" /> } />
                     <Route path=path!("/admin-next/login") view=pages::login::LoginPage />
                     <Route path=path!("/admin-next/api-stats") view=pages::api_stats::ApiStatsPage />
+                    <Route path=path!("/admin-next/keys") view=pages::keys::KeysPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin-next/accounts") view=pages::accounts::AccountsPage ssr=SsrMode::Async />
                     <Route path=path!("/admin-next/dashboard") view=pages::dashboard::DashboardPage ssr=SsrMode::Async />
                 </Routes>
             </main>

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::domain::{DashboardSummary, KeyStats};
+use crate::domain::{AccountRow, DashboardSummary, KeyRow, KeyStats};
 
 #[cfg(feature = "ssr")]
 mod session {
@@ -100,6 +100,62 @@ pub async fn admin_logout() -> Result<(), ServerFnError> {
 
 /// The error text the pages use to recognise a missing or expired session.
 pub const UNAUTHORIZED: &str = "unauthorized";
+
+#[cfg(feature = "ssr")]
+async fn require_admin() -> Result<(crate::backend::Backend, String), ServerFnError> {
+    let backend = session::backend()?;
+    let user = match session::token().await {
+        Some(token) => backend.0.session_user(&token).await,
+        None => None,
+    };
+    match user {
+        Some(u) => Ok((backend, u)),
+        None => {
+            leptos_axum::redirect("/admin-next/login");
+            Err(ServerFnError::new(UNAUTHORIZED))
+        }
+    }
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "keys")]
+pub async fn get_keys() -> Result<Vec<KeyRow>, ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend.0.keys().await.map_err(ServerFnError::new)
+}
+
+/// Creates a key from the page's form; the key comes back once.
+#[server(prefix = "/admin-next/api", endpoint = "create-key")]
+pub async fn create_api_key(
+    name: String,
+    daily_cost_limit: String,
+) -> Result<String, ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    if name.trim().is_empty() {
+        session::set_status(400);
+        return Err(ServerFnError::new("name is required"));
+    }
+    let limit = match daily_cost_limit.trim() {
+        "" => 0.0,
+        v => match v.parse::<f64>() {
+            Ok(x) if x >= 0.0 && x.is_finite() => x,
+            _ => {
+                session::set_status(400);
+                return Err(ServerFnError::new("daily cost limit must be a number ≥ 0"));
+            }
+        },
+    };
+    backend
+        .0
+        .create_key(name.trim(), limit)
+        .await
+        .map_err(ServerFnError::new)
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "accounts")]
+pub async fn get_accounts() -> Result<Vec<AccountRow>, ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend.0.accounts().await.map_err(ServerFnError::new)
+}
 
 #[server(prefix = "/admin-next/api", endpoint = "dashboard")]
 pub async fn get_dashboard() -> Result<DashboardSummary, ServerFnError> {

@@ -1,7 +1,9 @@
 //! The admin pages. Each page is server-rendered first and hydrated for interaction.
 
+pub mod accounts;
 pub mod api_stats;
 pub mod dashboard;
+pub mod keys;
 pub mod login;
 
 use leptos::prelude::*;
@@ -17,7 +19,9 @@ pub fn Header() -> impl IntoView {
                 </a>
                 <nav class="flex items-center gap-4 text-sm">
                     <a href="/admin-next/api-stats" class="hover:underline">"Key usage"</a>
-                    <a href="/admin-next/dashboard" class="hover:underline">"Admin"</a>
+                    <a href="/admin-next/dashboard" class="hover:underline">"Dashboard"</a>
+                    <a href="/admin-next/keys" class="hover:underline">"API keys"</a>
+                    <a href="/admin-next/accounts" class="hover:underline">"Accounts"</a>
                     <ThemeToggle />
                 </nav>
             </div>
@@ -75,3 +79,7 @@ pub fn error_text(err: &ServerFnError) -> String {
         other => other.to_string(),
     }
 }
+
+/// A table cell class shared by the admin tables.
+pub const TD: &str = "border-t border-slate-200 px-3 py-2 dark:border-slate-800";
+pub const TH: &str = "px-3 py-2 text-left font-medium text-slate-500 dark:text-slate-400";

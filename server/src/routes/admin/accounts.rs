@@ -238,7 +238,7 @@ fn apply(state: &AppState, a: &mut StoredAccount, input: AccountInput) -> Result
 }
 
 /// An account as listed: its record, its live rests and a one-word state.
-async fn describe(
+pub(crate) async fn describe(
     state: &AppState,
     accounts: Vec<StoredAccount>,
 ) -> Result<Vec<Value>, AdminError> {

@@ -476,7 +476,15 @@ pub async fn create_key(
     State(state): State<AppState>,
     body: Result<Json<KeyInput>, JsonRejection>,
 ) -> Result<Json<Value>, AdminError> {
-    let Json(input) = body?;
+    let (stored, secret) = new_key(&state, body?.0).await?;
+    let mut data = serde_json::to_value(&stored.key).unwrap_or(Value::Null);
+    // The only time the key itself is ever returned.
+    data["apiKey"] = Value::String(secret);
+    Ok(Json(json!({"success": true, "data": data})))
+}
+
+/// Creates a key from admin input: the stored record, and the key itself (to show once).
+pub async fn new_key(state: &AppState, input: KeyInput) -> Result<(StoredKey, String), AdminError> {
     if input.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
         return Err(AdminError::BadRequest("name is required".into()));
     }
@@ -497,10 +505,7 @@ pub async fn create_key(
         key,
     };
     state.store.insert_key(&stored).await?;
-    let mut data = serde_json::to_value(&stored.key).unwrap_or(Value::Null);
-    // The only time the key itself is ever returned.
-    data["apiKey"] = Value::String(secret);
-    Ok(Json(json!({"success": true, "data": data})))
+    Ok((stored, secret))
 }
 
 pub async fn update_key(

@@ -106,6 +106,24 @@ pub enum AdminError {
     Store(StoreError),
 }
 
+impl AdminError {
+    /// The message the admin sees (store details stay in the log).
+    pub fn message(&self) -> String {
+        match self {
+            AdminError::Unauthorized => "Missing, invalid or expired admin session".into(),
+            AdminError::BadRequest(m) => m.clone(),
+            AdminError::NotFound(what) => format!("{what} not found"),
+            AdminError::TooManyAttempts(secs) => {
+                format!("Too many failed logins; try again in {secs} s")
+            }
+            AdminError::Store(e) => {
+                tracing::error!(error = %e, "admin store error");
+                "The store is unavailable; retry shortly".into()
+            }
+        }
+    }
+}
+
 impl From<JsonRejection> for AdminError {
     fn from(r: JsonRejection) -> Self {
         AdminError::BadRequest(r.body_text())
