@@ -36,6 +36,10 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// Creates a key; the answer is the key itself, shown once.
     async fn create_key(&self, name: &str, daily_cost_limit: f64) -> Result<String, String>;
     async fn accounts(&self) -> Result<Vec<AccountRow>, String>;
+    /// Admin actions on one account (`toggle-schedulable`, `reset-status`) and one key
+    /// (`enable`, `disable`, `delete`).
+    async fn account_action(&self, id: &str, action: &str) -> Result<(), String>;
+    async fn key_action(&self, id: &str, action: &str) -> Result<(), String>;
     /// The public stats of the key itself (never of a bare key id).
     async fn key_stats(&self, key: &str) -> Result<KeyStats, String>;
 }

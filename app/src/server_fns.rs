@@ -157,6 +157,24 @@ pub async fn get_accounts() -> Result<Vec<AccountRow>, ServerFnError> {
     backend.0.accounts().await.map_err(ServerFnError::new)
 }
 
+#[server(prefix = "/admin-next/api", endpoint = "account-action")]
+pub async fn account_action(id: String, action: String) -> Result<(), ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend.0.account_action(&id, &action).await.map_err(|e| {
+        session::set_status(400);
+        ServerFnError::new(e)
+    })
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "key-action")]
+pub async fn key_action(id: String, action: String) -> Result<(), ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend.0.key_action(&id, &action).await.map_err(|e| {
+        session::set_status(400);
+        ServerFnError::new(e)
+    })
+}
+
 #[server(prefix = "/admin-next/api", endpoint = "dashboard")]
 pub async fn get_dashboard() -> Result<DashboardSummary, ServerFnError> {
     let backend = session::backend()?;

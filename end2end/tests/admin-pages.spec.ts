@@ -36,9 +36,26 @@ test('keys page: create a key in the UI, shown once, with its limits; accounts p
     await expect(page.locator('tr.key-row', { hasText: 'ui created key' }).first().locator('td').nth(3)).toHaveText('1', { timeout: 500 });
   }).toPass({ timeout: 10_000 });
 
+  // Disabled in the UI: the key stops working.
+  await page.locator('tr.key-row', { hasText: 'ui created key' }).first().locator('button[data-action="disable"]').click();
+  await expect(page.locator('tr.key-row', { hasText: 'ui created key' }).first()).toContainText('disabled');
+  const refused = await request.post(`http://127.0.0.1:${relayPort}/v1/messages`, {
+    headers: { 'x-api-key': key },
+    data: { model: 'claude-sonnet-4-5-20250929', max_tokens: 16, messages: [{ role: 'user', content: 'again' }] },
+  });
+  expect(refused.status()).toBe(401);
+  // Deleted after the confirmation: gone from the table.
+  page.once('dialog', (d) => d.accept());
+  await page.locator('tr.key-row', { hasText: 'ui created key' }).first().locator('button[data-action="delete"]').click();
+  await expect(page.locator('tr.key-row', { hasText: 'ui created key' })).toHaveCount(0);
+
   await page.goto('/admin-next/accounts');
   const account = page.locator('tr.account-row', { hasText: 'mock claude' }).first();
   await expect(account).toBeVisible();
+  await expect(account.locator('.account-state')).toHaveText('normal');
+  await account.locator('button[data-action="toggle-schedulable"]').click();
+  await expect(account.locator('.account-state')).toHaveText('paused');
+  await account.locator('button[data-action="toggle-schedulable"]').click();
   await expect(account.locator('.account-state')).toHaveText('normal');
   await expect(page.locator('tr.account-row', { hasText: 'mock gemini' }).first()).toContainText('gemini-api');
 });

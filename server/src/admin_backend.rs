@@ -114,6 +114,61 @@ impl AdminBackend for AdminPages {
         Ok(rows)
     }
 
+    async fn account_action(&self, id: &str, action: &str) -> Result<(), String> {
+        let state = &self.0;
+        let mut account = state
+            .store
+            .get_account(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("Account not found")?;
+        match action {
+            "toggle-schedulable" => {
+                account.account.schedulable = !account.account.schedulable;
+                state
+                    .store
+                    .put_account(&account)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            "reset-status" => crate::scheduler::health::reset(state, &mut account)
+                .await
+                .map_err(|e| e.to_string())?,
+            other => return Err(format!("unknown action {other:?}")),
+        }
+        state.scheduler.invalidate();
+        tracing::info!(account = %id, action, "account changed from the admin pages");
+        Ok(())
+    }
+
+    async fn key_action(&self, id: &str, action: &str) -> Result<(), String> {
+        let state = &self.0;
+        let mut stored = state
+            .store
+            .get_key(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .filter(|k| !k.key.is_deleted)
+            .ok_or("API key not found")?;
+        match action {
+            "enable" => stored.key.is_active = true,
+            "disable" => stored.key.is_active = false,
+            // Soft delete, as the admin API: the key stops working, its usage stays.
+            "delete" => {
+                stored.key.is_deleted = true;
+                stored.key.is_active = false;
+            }
+            other => return Err(format!("unknown action {other:?}")),
+        }
+        state
+            .store
+            .update_key(&stored)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(key = %id, action, "key changed from the admin pages");
+        Ok(())
+    }
+
     async fn key_stats(&self, key: &str) -> Result<KeyStats, String> {
         crate::routes::api_stats::key_stats(&self.0, key)
             .await

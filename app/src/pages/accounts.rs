@@ -5,11 +5,12 @@ use leptos::prelude::*;
 use leptos_router::components::Redirect;
 
 use super::{error_text, TD, TH};
-use crate::server_fns::{get_accounts, UNAUTHORIZED};
+use crate::server_fns::{get_accounts, AccountAction, UNAUTHORIZED};
 
 #[component]
 pub fn AccountsPage() -> impl IntoView {
-    let accounts = Resource::new(|| (), |_| get_accounts());
+    let act = ServerAction::<AccountAction>::new();
+    let accounts = Resource::new(move || act.version().get(), |_| get_accounts());
     view! {
         <h1 class="mb-4 text-2xl font-semibold">"Accounts"</h1>
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
@@ -19,7 +20,7 @@ pub fn AccountsPage() -> impl IntoView {
                         <table id="accounts-table" class="w-full text-sm">
                             <thead><tr>
                                 <th class=TH>"Name"</th><th class=TH>"Platform"</th><th class=TH>"State"</th>
-                                <th class=TH>"Priority"</th><th class=TH>"Resting until"</th><th class=TH>"Last used"</th>
+                                <th class=TH>"Priority"</th><th class=TH>"Resting until"</th><th class=TH>"Last used"</th><th class=TH></th>
                             </tr></thead>
                             <tbody>
                                 {rows.into_iter().map(|a| {
@@ -36,6 +37,11 @@ pub fn AccountsPage() -> impl IntoView {
                                             <td class=TD>{a.priority}</td>
                                             <td class=format!("{TD} text-xs")>{a.resting_until.clone().unwrap_or_default()}</td>
                                             <td class=format!("{TD} text-xs")>{a.last_used_at.clone().unwrap_or_else(|| "never".into())}</td>
+                                            <td class=format!("{TD} whitespace-nowrap")>
+                                                <ActionButton act id=a.id.clone() action="toggle-schedulable"
+                                                    label=if a.state == "paused" { "Resume" } else { "Pause" } />
+                                                <ActionButton act id=a.id.clone() action="reset-status" label="Reset" />
+                                            </td>
                                         </tr>
                                     }
                                 }).collect_view()}
@@ -47,5 +53,24 @@ pub fn AccountsPage() -> impl IntoView {
                 Err(e) => view! { <p class="text-red-600">{error_text(&e)}</p> }.into_any(),
             })}
         </Suspense>
+    }
+}
+
+/// A one-button form: works hydrated (no reload) and without WASM (a plain POST).
+#[component]
+fn ActionButton(
+    act: ServerAction<AccountAction>,
+    id: String,
+    action: &'static str,
+    label: &'static str,
+) -> impl IntoView {
+    view! {
+        <ActionForm action=act attr:class="inline">
+            <input type="hidden" name="id" value=id />
+            <input type="hidden" name="action" value=action />
+            <button type="submit" data-action=action class="mr-2 rounded-md border border-slate-300 px-2 py-0.5 text-xs hover:bg-slate-100 dark:border-slate-700 dark:hover:bg-slate-800">
+                {label}
+            </button>
+        </ActionForm>
     }
 }

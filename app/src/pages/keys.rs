@@ -7,13 +7,17 @@ use leptos_router::components::Redirect;
 use super::{error_text, TD, TH};
 use crate::{
     domain::{format_usd, KeyRow},
-    server_fns::{get_keys, CreateApiKey, UNAUTHORIZED},
+    server_fns::{get_keys, CreateApiKey, KeyAction, UNAUTHORIZED},
 };
 
 #[component]
 pub fn KeysPage() -> impl IntoView {
     let create = ServerAction::<CreateApiKey>::new();
-    let keys = Resource::new(move || create.version().get(), |_| get_keys());
+    let act = ServerAction::<KeyAction>::new();
+    let keys = Resource::new(
+        move || (create.version().get(), act.version().get()),
+        |_| get_keys(),
+    );
     let input = "rounded-md border border-slate-300 bg-white px-3 py-2 dark:border-slate-700 dark:bg-slate-800";
     view! {
         <h1 class="mb-4 text-2xl font-semibold">"API keys"</h1>
@@ -42,7 +46,7 @@ pub fn KeysPage() -> impl IntoView {
         })}
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || keys.get().map(|r| match r {
-                Ok(rows) => view! { <KeyTable rows /> }.into_any(),
+                Ok(rows) => view! { <KeyTable rows act /> }.into_any(),
                 Err(e) if error_text(&e) == UNAUTHORIZED => view! { <Redirect path="/admin-next/login" /> }.into_any(),
                 Err(e) => view! { <p class="text-red-600">{error_text(&e)}</p> }.into_any(),
             })}
@@ -51,13 +55,13 @@ pub fn KeysPage() -> impl IntoView {
 }
 
 #[component]
-fn KeyTable(rows: Vec<KeyRow>) -> impl IntoView {
+fn KeyTable(rows: Vec<KeyRow>, act: ServerAction<KeyAction>) -> impl IntoView {
     view! {
         <div class="overflow-x-auto rounded-xl border border-slate-200 bg-white dark:border-slate-800 dark:bg-slate-900">
             <table id="keys-table" class="w-full text-sm">
                 <thead><tr>
                     <th class=TH>"Name"</th><th class=TH>"Key"</th><th class=TH>"Status"</th>
-                    <th class=TH>"Requests"</th><th class=TH>"Cost"</th><th class=TH>"Limits"</th><th class=TH>"Last used"</th>
+                    <th class=TH>"Requests"</th><th class=TH>"Cost"</th><th class=TH>"Limits"</th><th class=TH>"Last used"</th><th class=TH></th>
                 </tr></thead>
                 <tbody>
                     {rows.into_iter().map(|k| view! {
@@ -78,10 +82,48 @@ fn KeyTable(rows: Vec<KeyRow>) -> impl IntoView {
                                 }).collect_view()}
                             </td>
                             <td class=format!("{TD} text-xs")>{k.last_used_at.clone().unwrap_or_else(|| "never".into())}</td>
+                            <td class=format!("{TD} whitespace-nowrap")>
+                                <KeyButton act id=k.id.clone() action=if k.is_active { "disable" } else { "enable" }
+                                    label=if k.is_active { "Disable" } else { "Enable" } />
+                                <KeyButton act id=k.id.clone() action="delete" label="Delete" />
+                            </td>
                         </tr>
                     }).collect_view()}
                 </tbody>
             </table>
         </div>
     }
+}
+
+#[component]
+fn KeyButton(
+    act: ServerAction<KeyAction>,
+    id: String,
+    action: &'static str,
+    label: &'static str,
+) -> impl IntoView {
+    let class = "mr-2 rounded-md border border-slate-300 px-2 py-0.5 text-xs hover:bg-slate-100 dark:border-slate-700 dark:hover:bg-slate-800";
+    if action == "delete" {
+        // Deleting asks first, which needs the hydrated page.
+        let on_click = move |_| {
+            if window()
+                .confirm_with_message("Delete this key? It stops working at once.")
+                .unwrap_or(false)
+            {
+                act.dispatch(KeyAction {
+                    id: id.clone(),
+                    action: action.to_string(),
+                });
+            }
+        };
+        return view! { <button type="button" data-action=action class=class on:click=on_click>{label}</button> }.into_any();
+    }
+    view! {
+        <ActionForm action=act attr:class="inline">
+            <input type="hidden" name="id" value=id />
+            <input type="hidden" name="action" value=action />
+            <button type="submit" data-action=action class=class>{label}</button>
+        </ActionForm>
+    }
+    .into_any()
 }
