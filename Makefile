@@ -28,7 +28,7 @@ watch: tools
 	./scripts/setup-tools.sh --watch
 	cargo leptos watch
 
-lint:
+lint: tools
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
