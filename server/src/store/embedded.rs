@@ -214,6 +214,54 @@ fn cooldown_key(account_id: &str, family: Option<&str>) -> String {
     }
 }
 
+/// Appends to an owner's bounded list (request records, error history), dropping the oldest
+/// entry beyond `keep`.
+fn append_bounded(
+    w: &redb::WriteTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    seq_prefix: &str,
+    owner: &str,
+    value: &[u8],
+    keep: u64,
+) -> Result<(), StoreError> {
+    let mut meta = w.open_table(META).map_err(e)?;
+    let seq_key = format!("{seq_prefix}:{owner}");
+    let seq = read_u64(&meta, &seq_key)?;
+    meta.insert(seq_key.as_str(), (seq + 1).to_le_bytes().as_slice())
+        .map_err(e)?;
+    let mut list = w.open_table(table).map_err(e)?;
+    list.insert(record_key(owner, seq).as_str(), value)
+        .map_err(e)?;
+    if seq >= keep {
+        list.remove(record_key(owner, seq - keep).as_str())
+            .map_err(e)?;
+    }
+    Ok(())
+}
+
+/// The newest `limit` entries of an owner's list, newest first.
+fn newest<T: for<'de> Deserialize<'de>>(
+    db: &Database,
+    table: TableDefinition<&str, &[u8]>,
+    owner: &str,
+    limit: usize,
+) -> Result<Vec<T>, StoreError> {
+    let (lo, hi) = (format!("{owner}\u{0}"), format!("{owner}\u{1}"));
+    let r = db.begin_read().map_err(e)?;
+    let t = r.open_table(table).map_err(e)?;
+    let mut out = Vec::new();
+    for row in t
+        .range(lo.as_str()..hi.as_str())
+        .map_err(e)?
+        .rev()
+        .take(limit)
+    {
+        let (_, v) = row.map_err(e)?;
+        out.push(from_json(v.value())?);
+    }
+    Ok(out)
+}
+
 fn record_key(key_id: &str, seq: u64) -> String {
     format!("{key_id}\u{0}{seq:020}")
 }
@@ -663,24 +711,7 @@ impl Store for EmbeddedStore {
                         )
                         .map_err(e)?;
                 }
-                let mut meta = w.open_table(META).map_err(e)?;
-                let seq_key = format!("records_seq:{key_id}");
-                let seq = meta
-                    .get(seq_key.as_str())
-                    .map_err(e)?
-                    .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
-                    .unwrap_or(0);
-                meta.insert(seq_key.as_str(), (seq + 1).to_le_bytes().as_slice())
-                    .map_err(e)?;
-                let mut records = w.open_table(RECORDS).map_err(e)?;
-                records
-                    .insert(record_key(&key_id, seq).as_str(), record.as_bytes())
-                    .map_err(e)?;
-                if seq >= keep {
-                    records
-                        .remove(record_key(&key_id, seq - keep).as_str())
-                        .map_err(e)?;
-                }
+                append_bounded(&w, RECORDS, "records_seq", &key_id, record.as_bytes(), keep)?;
                 add_spent(&w, &spent_rows, actual, now_secs)?;
                 let mut lu = w.open_table(LASTUSED).map_err(e)?;
                 lu.insert(format!("k:{key_id}").as_str(), at_ms)
@@ -729,23 +760,8 @@ impl Store for EmbeddedStore {
         key_id: &str,
         limit: usize,
     ) -> Result<Vec<RequestRecord>, StoreError> {
-        let (lo, hi) = (format!("{key_id}\u{0}"), format!("{key_id}\u{1}"));
-        self.run(move |db| {
-            let r = db.begin_read().map_err(e)?;
-            let t = r.open_table(RECORDS).map_err(e)?;
-            let mut out = Vec::new();
-            for row in t
-                .range(lo.as_str()..hi.as_str())
-                .map_err(e)?
-                .rev()
-                .take(limit)
-            {
-                let (_, v) = row.map_err(e)?;
-                out.push(from_json(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        let owner = key_id.to_string();
+        self.run(move |db| newest(db, RECORDS, &owner, limit)).await
     }
 
     async fn keys_last_used(&self) -> Result<HashMap<String, i64>, StoreError> {
@@ -1154,20 +1170,14 @@ impl Store for EmbeddedStore {
                         .insert(key.as_str(), json.as_bytes())
                         .map_err(e)?;
                 }
-                let mut meta = w.open_table(META).map_err(e)?;
-                let seq_key = format!("errors_seq:{id}");
-                let seq = read_u64(&meta, &seq_key)?;
-                meta.insert(seq_key.as_str(), (seq + 1).to_le_bytes().as_slice())
-                    .map_err(e)?;
-                let mut errors = w.open_table(ERRORS).map_err(e)?;
-                errors
-                    .insert(record_key(&id, seq).as_str(), entry.as_bytes())
-                    .map_err(e)?;
-                if seq >= ERROR_HISTORY {
-                    errors
-                        .remove(record_key(&id, seq - ERROR_HISTORY).as_str())
-                        .map_err(e)?;
-                }
+                append_bounded(
+                    &w,
+                    ERRORS,
+                    "errors_seq",
+                    &id,
+                    entry.as_bytes(),
+                    ERROR_HISTORY,
+                )?;
             }
             w.commit().map_err(e)
         })
@@ -1222,23 +1232,8 @@ impl Store for EmbeddedStore {
         account_id: &str,
         limit: usize,
     ) -> Result<Vec<AccountError>, StoreError> {
-        let (lo, hi) = (format!("{account_id}\u{0}"), format!("{account_id}\u{1}"));
-        self.run(move |db| {
-            let r = db.begin_read().map_err(e)?;
-            let t = r.open_table(ERRORS).map_err(e)?;
-            let mut out = Vec::new();
-            for row in t
-                .range(lo.as_str()..hi.as_str())
-                .map_err(e)?
-                .rev()
-                .take(limit)
-            {
-                let (_, v) = row.map_err(e)?;
-                out.push(from_json(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        let owner = account_id.to_string();
+        self.run(move |db| newest(db, ERRORS, &owner, limit)).await
     }
 
     async fn put_group(&self, group: &AccountGroup) -> Result<(), StoreError> {

@@ -328,6 +328,23 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// The newest `limit` JSON entries of a list kept newest first.
+    async fn newest<T: for<'de> Deserialize<'de>>(
+        &self,
+        list: String,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let raws: Vec<Vec<u8>> = self
+            .conn()
+            .lrange(list, 0, limit as isize - 1)
+            .await
+            .map_err(err)?;
+        raws.iter().map(|r| from_json(r)).collect()
+    }
+
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
@@ -784,15 +801,7 @@ impl Store for RedisStore {
         key_id: &str,
         limit: usize,
     ) -> Result<Vec<RequestRecord>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let raws: Vec<Vec<u8>> = self
-            .conn()
-            .lrange(format!("{P}records:{key_id}"), 0, limit as isize - 1)
-            .await
-            .map_err(err)?;
-        raws.iter().map(|r| from_json(r)).collect()
+        self.newest(format!("{P}records:{key_id}"), limit).await
     }
 
     async fn keys_last_used(&self) -> Result<HashMap<String, i64>, StoreError> {
@@ -1005,15 +1014,7 @@ impl Store for RedisStore {
         account_id: &str,
         limit: usize,
     ) -> Result<Vec<AccountError>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let raws: Vec<Vec<u8>> = self
-            .conn()
-            .lrange(format!("{P}errors:{account_id}"), 0, limit as isize - 1)
-            .await
-            .map_err(err)?;
-        raws.iter().map(|r| from_json(r)).collect()
+        self.newest(format!("{P}errors:{account_id}"), limit).await
     }
 
     async fn put_group(&self, group: &AccountGroup) -> Result<(), StoreError> {
