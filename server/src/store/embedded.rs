@@ -137,12 +137,6 @@ fn e<E: Into<redb::Error>>(err: E) -> StoreError {
     StoreError::Unavailable(err.into().to_string())
 }
 
-#[derive(Serialize, Deserialize)]
-struct SessionRow {
-    session: AdminSession,
-    expires_at_ms: i64,
-}
-
 /// Counters plus an expiry (seconds since the epoch, 0 = never), little-endian.
 fn encode_counters(c: &UsageCounters, expires_at: u64) -> [u8; 64] {
     let vals = [
@@ -324,6 +318,34 @@ impl EmbeddedStore {
         .await
     }
 
+    /// A row that reads as absent once `ttl` has passed.
+    async fn put_expiring<T: Serialize + Clone>(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let row = Expiring {
+            value: value.clone(),
+            expires_at_ms: now_ms() + ttl.as_millis() as i64,
+        };
+        self.put_bytes(table, key.into(), to_json(&row)?.into_bytes())
+            .await
+    }
+
+    async fn get_expiring<T: for<'de> Deserialize<'de>>(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let Some(raw) = self.get_bytes(table, key.into()).await? else {
+            return Ok(None);
+        };
+        let row: Expiring<T> = from_json(&raw)?;
+        Ok((row.expires_at_ms > now_ms()).then_some(row.value))
+    }
+
     async fn put_bytes(
         &self,
         table: TableDefinition<'static, &'static str, &'static [u8]>,
@@ -427,24 +449,11 @@ impl Store for EmbeddedStore {
         session: &AdminSession,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let row = SessionRow {
-            session: session.clone(),
-            expires_at_ms: now_ms() + ttl.as_millis() as i64,
-        };
-        self.put_bytes(SESSIONS, token_hash.into(), to_json(&row)?.into_bytes())
-            .await
+        self.put_expiring(SESSIONS, token_hash, session, ttl).await
     }
 
     async fn get_session(&self, token_hash: &str) -> Result<Option<AdminSession>, StoreError> {
-        let Some(raw) = self.get_bytes(SESSIONS, token_hash.into()).await? else {
-            return Ok(None);
-        };
-        let row: SessionRow = from_json(&raw)?;
-        if row.expires_at_ms <= now_ms() {
-            self.delete_session(token_hash).await?;
-            return Ok(None);
-        }
-        Ok(Some(row.session))
+        self.get_expiring(SESSIONS, token_hash).await
     }
 
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
@@ -1279,20 +1288,11 @@ impl Store for EmbeddedStore {
         session: &OAuthSession,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let row = Expiring {
-            value: session.clone(),
-            expires_at_ms: now_ms() + ttl.as_millis() as i64,
-        };
-        self.put_bytes(OAUTH, id.into(), to_json(&row)?.into_bytes())
-            .await
+        self.put_expiring(OAUTH, id, session, ttl).await
     }
 
     async fn get_oauth_session(&self, id: &str) -> Result<Option<OAuthSession>, StoreError> {
-        let Some(raw) = self.get_bytes(OAUTH, id.into()).await? else {
-            return Ok(None);
-        };
-        let row: Expiring<OAuthSession> = from_json(&raw)?;
-        Ok((row.expires_at_ms > now_ms()).then_some(row.value))
+        self.get_expiring(OAUTH, id).await
     }
 
     async fn delete_oauth_session(&self, id: &str) -> Result<(), StoreError> {

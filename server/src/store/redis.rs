@@ -345,6 +345,25 @@ impl RedisStore {
         raws.iter().map(|r| from_json(r)).collect()
     }
 
+    async fn set_json_ex<T: Serialize>(
+        &self,
+        key: String,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let _: () = self
+            .conn()
+            .set_ex(key, to_json(value)?, ttl.as_secs().max(1))
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn del(&self, key: String) -> Result<(), StoreError> {
+        let _: () = self.conn().del(key).await.map_err(err)?;
+        Ok(())
+    }
+
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
@@ -426,16 +445,8 @@ impl Store for RedisStore {
         s: &AdminSession,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let _: () = self
-            .conn()
-            .set_ex(
-                format!("{P}session:{token_hash}"),
-                to_json(s)?,
-                ttl.as_secs().max(1),
-            )
+        self.set_json_ex(format!("{P}session:{token_hash}"), s, ttl)
             .await
-            .map_err(err)?;
-        Ok(())
     }
 
     async fn get_session(&self, token_hash: &str) -> Result<Option<AdminSession>, StoreError> {
@@ -443,12 +454,7 @@ impl Store for RedisStore {
     }
 
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
-        let _: () = self
-            .conn()
-            .del(format!("{P}session:{token_hash}"))
-            .await
-            .map_err(err)?;
-        Ok(())
+        self.del(format!("{P}session:{token_hash}")).await
     }
 
     async fn insert_key(&self, key: &StoredKey) -> Result<(), StoreError> {
@@ -1049,16 +1055,8 @@ impl Store for RedisStore {
         session: &OAuthSession,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let _: () = self
-            .conn()
-            .set_ex(
-                format!("{P}oauth:{id}"),
-                to_json(session)?,
-                ttl.as_secs().max(1),
-            )
+        self.set_json_ex(format!("{P}oauth:{id}"), session, ttl)
             .await
-            .map_err(err)?;
-        Ok(())
     }
 
     async fn get_oauth_session(&self, id: &str) -> Result<Option<OAuthSession>, StoreError> {
@@ -1066,12 +1064,7 @@ impl Store for RedisStore {
     }
 
     async fn delete_oauth_session(&self, id: &str) -> Result<(), StoreError> {
-        let _: () = self
-            .conn()
-            .del(format!("{P}oauth:{id}"))
-            .await
-            .map_err(err)?;
-        Ok(())
+        self.del(format!("{P}oauth:{id}")).await
     }
 
     async fn try_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
