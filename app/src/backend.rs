@@ -3,13 +3,18 @@
 
 use std::{net::IpAddr, sync::Arc};
 
-use crate::domain::{AccountRow, DashboardSummary, KeyRow, KeyStats};
+use crate::domain::{
+    AccountDetail, AccountForm, AccountGroup, AccountRow, AccountTest, DashboardSummary, KeyForm,
+    KeyPage, KeyQuery, KeyStats, OAuthStart, SessionInfo, Settings, SettingsForm, UserRole,
+    UserRow,
+};
 
-/// A successful admin login.
+/// A successful login.
 pub struct LoginGrant {
     pub token: String,
     pub expires_in_secs: u64,
     pub username: String,
+    pub role: UserRole,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +25,13 @@ pub enum LoginRefusal {
     Unavailable,
 }
 
+/// Whose keys an operation may touch: every key (an admin) or one user's own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyScope {
+    All,
+    OwnedBy(String),
+}
+
 #[async_trait::async_trait]
 pub trait AdminBackend: Send + Sync + 'static {
     async fn login(
@@ -28,18 +40,49 @@ pub trait AdminBackend: Send + Sync + 'static {
         password: &str,
         client: Option<IpAddr>,
     ) -> Result<LoginGrant, LoginRefusal>;
-    /// The username of a live session, renewing it.
-    async fn session_user(&self, token: &str) -> Option<String>;
+    /// Who holds a live session, renewing it.
+    async fn session(&self, token: &str) -> Option<SessionInfo>;
     async fn logout(&self, token: &str);
     async fn dashboard(&self) -> Result<DashboardSummary, String>;
-    async fn keys(&self) -> Result<Vec<KeyRow>, String>;
-    /// Creates a key; the answer is the key itself, shown once.
-    async fn create_key(&self, name: &str, daily_cost_limit: f64) -> Result<String, String>;
+
+    // Keys. Errors are messages that name the field at fault.
+    async fn keys(&self, scope: KeyScope, query: KeyQuery) -> Result<KeyPage, String>;
+    async fn key_form(&self, scope: KeyScope, id: &str) -> Result<KeyForm, String>;
+    /// Creates `form.count` keys (1 by default); the answer is the keys themselves, shown once.
+    async fn create_keys(&self, scope: KeyScope, form: KeyForm) -> Result<Vec<String>, String>;
+    async fn update_key(&self, scope: KeyScope, id: &str, form: KeyForm) -> Result<(), String>;
+    /// `enable`, `disable`, `delete` (soft), `restore`.
+    async fn key_action(&self, scope: KeyScope, id: &str, action: &str) -> Result<(), String>;
+
+    // Accounts and groups.
     async fn accounts(&self) -> Result<Vec<AccountRow>, String>;
-    /// Admin actions on one account (`toggle-schedulable`, `reset-status`) and one key
-    /// (`enable`, `disable`, `delete`).
+    async fn account(&self, id: &str) -> Result<AccountDetail, String>;
+    /// Creates (no id) or updates an account; answers its id.
+    async fn save_account(&self, id: Option<&str>, form: AccountForm) -> Result<String, String>;
+    /// `toggle-schedulable`, `reset-status`, `delete`.
     async fn account_action(&self, id: &str, action: &str) -> Result<(), String>;
-    async fn key_action(&self, id: &str, action: &str) -> Result<(), String>;
+    async fn test_account(&self, id: &str) -> Result<AccountTest, String>;
+    async fn oauth_start(&self, setup_token: bool) -> Result<OAuthStart, String>;
+    async fn oauth_exchange(&self, session_id: &str, code: &str) -> Result<(), String>;
+    async fn groups(&self) -> Result<Vec<AccountGroup>, String>;
+    async fn create_group(&self, name: &str, platform: &str) -> Result<(), String>;
+    async fn delete_group(&self, id: &str) -> Result<(), String>;
+
+    // Local users.
+    async fn users(&self) -> Result<Vec<UserRow>, String>;
+    async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        role: UserRole,
+    ) -> Result<(), String>;
+    /// `enable`, `disable`, `make-admin`, `make-user`.
+    async fn user_action(&self, id: &str, action: &str) -> Result<(), String>;
+
+    // Settings.
+    async fn settings(&self) -> Settings;
+    async fn save_settings(&self, form: SettingsForm) -> Result<(), String>;
+
     /// The public stats of the key itself (never of a bare key id).
     async fn key_stats(&self, key: &str) -> Result<KeyStats, String>;
 }

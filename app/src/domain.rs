@@ -170,6 +170,10 @@ pub struct ApiKey {
     pub allowed_clients: Vec<String>,
     /// Cost multipliers per service for this key (rated cost = real × rate).
     pub service_rates: std::collections::BTreeMap<String, f64>,
+    /// The local user who owns this key (created from their page), if any.
+    pub user_id: Option<String>,
+    /// Set while the owning user is disabled: the key is refused without losing its own state.
+    pub owner_disabled: bool,
 }
 
 /// A daily and a total cost limit in USD (0 = none).
@@ -408,7 +412,7 @@ pub struct RequestRecord {
     pub duration_ms: u64,
 }
 
-/// The dashboard's first cards.
+/// The dashboard: counts, today's usage, realtime rates and the two charts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct DashboardSummary {
@@ -417,8 +421,194 @@ pub struct DashboardSummary {
     pub active_keys: u64,
     pub total_accounts: u64,
     pub schedulable_accounts: u64,
+    /// Accounts per state (`normal`, `cooling_down`, `rate_limited`, `blocked`, `error`,
+    /// `paused`), every state present even at zero.
+    pub accounts_by_state: Vec<(String, u64)>,
     pub today: UsageCounters,
+    /// Requests and tokens per minute over the last five minutes.
+    pub rpm: f64,
+    pub tpm: f64,
+    /// One point per day, oldest first.
+    pub trend: Vec<UsagePoint>,
+    /// Today's usage per model, largest cost first.
+    pub models: Vec<ModelUsage>,
     pub store_engine: String,
+}
+
+/// Usage over one period of a chart.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UsagePoint {
+    /// `2026-11-26` or `2026-11-26:14`.
+    pub period: String,
+    pub usage: UsageCounters,
+}
+
+/// One model's usage.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ModelUsage {
+    pub model: String,
+    pub usage: UsageCounters,
+}
+
+/// The account states the dashboard counts, in display order.
+pub const ACCOUNT_STATES: [&str; 6] = [
+    "normal",
+    "cooling_down",
+    "rate_limited",
+    "blocked",
+    "error",
+    "paused",
+];
+
+/// A local user's role. Admins see the admin pages; users only their own keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserRole {
+    #[default]
+    User,
+    Admin,
+}
+
+impl UserRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserRole::User => "user",
+            UserRole::Admin => "admin",
+        }
+    }
+}
+
+/// A local user (username and argon2 password). Never carries the password hash.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub role: UserRole,
+    pub is_active: bool,
+    pub created_at: String,
+    pub last_login_at: Option<String>,
+}
+
+/// A row of the admin's user table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UserRow {
+    pub user: User,
+    pub key_count: u64,
+    pub total: UsageCounters,
+}
+
+/// Who is signed in to the pages.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SessionInfo {
+    pub username: String,
+    pub role: UserRole,
+    /// Set for local users; the built-in admin has none.
+    pub user_id: Option<String>,
+}
+
+/// What every page's frame shows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ShellInfo {
+    pub site_name: String,
+    pub logo_url: String,
+    pub session: Option<SessionInfo>,
+}
+
+/// One webhook channel of the settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WebhookChannel {
+    pub id: String,
+    /// `slack`, `discord`, `telegram`, `dingtalk`, `feishu`, `wecom`, `bark`, `smtp`, `custom`.
+    pub kind: String,
+    pub name: String,
+    pub url: String,
+    pub enabled: bool,
+}
+
+/// Service-wide settings edited on the settings page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Settings {
+    pub site_name: String,
+    /// An image URL shown next to the site name (empty = none).
+    pub logo_url: String,
+    /// Cost multipliers per service for every key (a key's own rate multiplies with it).
+    pub service_rates: std::collections::BTreeMap<String, f64>,
+    pub webhooks: Vec<WebhookChannel>,
+    /// Local users may create their own keys.
+    pub user_keys_enabled: bool,
+    /// Keys one local user may hold.
+    pub max_keys_per_user: u32,
+    /// Webhook notifications on or off as a whole.
+    pub webhooks_enabled: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            site_name: "Claude Relay Service".into(),
+            logo_url: String::new(),
+            service_rates: Default::default(),
+            webhooks: Vec::new(),
+            user_keys_enabled: true,
+            max_keys_per_user: 3,
+            webhooks_enabled: false,
+        }
+    }
+}
+
+impl Settings {
+    /// The service-wide multiplier for a service (1 when unset).
+    pub fn service_rate(&self, service: &str) -> f64 {
+        self.service_rates
+            .get(service)
+            .copied()
+            .filter(|r| *r >= 0.0)
+            .unwrap_or(1.0)
+    }
+}
+
+/// The webhook channel kinds the settings accept.
+pub const WEBHOOK_KINDS: [&str; 9] = [
+    "slack", "discord", "telegram", "dingtalk", "feishu", "wecom", "bark", "smtp", "custom",
+];
+
+/// What the keys table shows: search, filters, sort and page, all from the URL's query.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KeyQuery {
+    /// Matches the name, the preview or a tag (case-insensitive).
+    pub search: String,
+    pub tag: String,
+    /// `active`, `disabled`, `expired`, `deleted`, or empty for all but deleted.
+    pub state: String,
+    /// `created` (default, newest first), `name`, `last_used`, `cost`.
+    pub sort: String,
+    /// 1-based.
+    pub page: u32,
+}
+
+pub const KEYS_PER_PAGE: usize = 25;
+
+/// One page of the keys table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KeyPage {
+    pub rows: Vec<KeyRow>,
+    /// Rows matching the query, over every page.
+    pub matching: u64,
+    pub page: u32,
+    pub pages: u32,
+    /// Every tag in use, for the filter.
+    pub tags: Vec<String>,
 }
 
 /// One limit of a key and how much of it is used, for a progress bar.
@@ -456,6 +646,8 @@ pub struct KeyStats {
     pub month: UsageCounters,
     pub total: UsageCounters,
     pub limits: Vec<LimitBar>,
+    /// All-time usage per model, largest cost first.
+    pub models: Vec<ModelUsage>,
 }
 
 /// A row of the admin's key table.
@@ -468,6 +660,11 @@ pub struct KeyRow {
     pub is_active: bool,
     pub created_at: String,
     pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub is_deleted: bool,
+    pub tags: Vec<String>,
+    /// The owning local user's name, if any.
+    pub owner: Option<String>,
     pub total: UsageCounters,
     pub limits: Vec<LimitBar>,
 }
@@ -485,6 +682,248 @@ pub struct AccountRow {
     pub last_used_at: Option<String>,
     /// The end of the longest rest, if resting.
     pub resting_until: Option<String>,
+    /// Why it is not schedulable (empty when it is).
+    pub reason: String,
+    pub schedulable: bool,
+    pub today: UsageCounters,
+}
+
+/// The key form of the admin pages: every field as the browser posts it (text), checked by
+/// the server with the admin API's own rules. Empty means "none" / "no limit".
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeyForm {
+    pub name: String,
+    pub description: String,
+    /// Comma-separated.
+    pub tags: String,
+    /// Keys to create at once (batch), 1 when empty.
+    pub count: String,
+    /// Checkboxes: present ("on") when ticked. None ticked = every service.
+    pub perm_claude: Option<String>,
+    pub perm_openai: Option<String>,
+    pub perm_gemini: Option<String>,
+    pub concurrency_limit: String,
+    pub rate_limit_window: String,
+    pub rate_limit_requests: String,
+    pub token_limit: String,
+    pub rate_limit_cost: String,
+    pub daily_cost_limit: String,
+    pub total_cost_limit: String,
+    pub weekly_cost_limit: String,
+    pub weekly_opus_cost_limit: String,
+    /// Per-platform daily and total cost limits.
+    pub claude_daily: String,
+    pub claude_total: String,
+    pub openai_daily: String,
+    pub openai_total: String,
+    pub gemini_daily: String,
+    pub gemini_total: String,
+    /// One per line: `model-or-prefix* daily total`.
+    pub model_limits: String,
+    /// Blacklisted models, comma- or newline-separated (restriction is on when not empty).
+    pub restricted_models: String,
+    /// Allowed clients (restriction is on when any is ticked).
+    pub client_claude_code: Option<String>,
+    pub client_gemini_cli: Option<String>,
+    pub client_codex_cli: Option<String>,
+    /// A dedicated Claude account or `group:<id>`; empty = shared pool.
+    pub claude_account_id: String,
+    pub claude_console_account_id: String,
+    /// `YYYY-MM-DD` (end of that day, UTC) or an RFC 3339 time; empty = never.
+    pub expires_at: String,
+    /// Days from first use (activation mode) when set.
+    pub activation_days: String,
+}
+
+fn num(v: f64) -> String {
+    if v == 0.0 {
+        String::new()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn whole_num(v: u64) -> String {
+    if v == 0 {
+        String::new()
+    } else {
+        v.to_string()
+    }
+}
+
+impl KeyForm {
+    /// The form pre-filled from a key, for editing.
+    pub fn of(k: &ApiKey) -> Self {
+        let tick = |on: bool| on.then(|| "on".to_string());
+        let plat = |p: &str| k.platform_limits.get(p).copied().unwrap_or_default();
+        let has = |p: &str| k.permissions.iter().any(|x| x == p);
+        let client = |c: &str| tick(k.allowed_clients.iter().any(|x| x == c));
+        KeyForm {
+            name: k.name.clone(),
+            description: k.description.clone(),
+            tags: k.tags.join(", "),
+            count: String::new(),
+            perm_claude: tick(has("claude")),
+            perm_openai: tick(has("openai")),
+            perm_gemini: tick(has("gemini")),
+            concurrency_limit: whole_num(u64::from(k.concurrency_limit)),
+            rate_limit_window: whole_num(u64::from(k.rate_limit_window)),
+            rate_limit_requests: whole_num(k.rate_limit_requests),
+            token_limit: whole_num(k.token_limit),
+            rate_limit_cost: num(k.rate_limit_cost),
+            daily_cost_limit: num(k.daily_cost_limit),
+            total_cost_limit: num(k.total_cost_limit),
+            weekly_cost_limit: num(k.weekly_cost_limit),
+            weekly_opus_cost_limit: num(k.weekly_opus_cost_limit),
+            claude_daily: num(plat("claude").daily_cost),
+            claude_total: num(plat("claude").total_cost),
+            openai_daily: num(plat("openai").daily_cost),
+            openai_total: num(plat("openai").total_cost),
+            gemini_daily: num(plat("gemini").daily_cost),
+            gemini_total: num(plat("gemini").total_cost),
+            model_limits: k
+                .model_limits
+                .iter()
+                .map(|(m, l)| format!("{m} {} {}", l.daily_cost, l.total_cost))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            restricted_models: if k.enable_model_restriction {
+                k.restricted_models.join(", ")
+            } else {
+                String::new()
+            },
+            client_claude_code: client("claude_code").filter(|_| k.enable_client_restriction),
+            client_gemini_cli: client("gemini_cli").filter(|_| k.enable_client_restriction),
+            client_codex_cli: client("codex_cli").filter(|_| k.enable_client_restriction),
+            claude_account_id: k.claude_account_id.clone().unwrap_or_default(),
+            claude_console_account_id: k.claude_console_account_id.clone().unwrap_or_default(),
+            expires_at: if k.expiration_mode == ExpirationMode::Activation {
+                String::new()
+            } else {
+                k.expires_at.clone().unwrap_or_default()
+            },
+            activation_days: if k.expiration_mode == ExpirationMode::Activation {
+                k.activation_days.to_string()
+            } else {
+                String::new()
+            },
+        }
+    }
+}
+
+/// The account form of the admin pages (one for every platform; fields a platform does not
+/// use are ignored). Secrets left empty on an edit keep the stored ones.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AccountForm {
+    /// A `Platform` wire name.
+    pub platform: String,
+    pub name: String,
+    pub description: String,
+    pub api_url: String,
+    pub api_key: String,
+    pub priority: String,
+    pub max_concurrency: String,
+    /// `shared` or `dedicated`.
+    pub account_type: String,
+    /// Comma-separated; empty = any model.
+    pub supported_models: String,
+    pub user_agent: String,
+    pub disable_auto_protection: Option<String>,
+    /// Proxy: empty type = none.
+    pub proxy_type: String,
+    pub proxy_host: String,
+    pub proxy_port: String,
+    pub proxy_username: String,
+    pub proxy_password: String,
+    /// Azure OpenAI.
+    pub deployment_name: String,
+    pub api_version: String,
+    /// Bedrock: region, and AWS keys or a Bedrock API key (`bearer_token`).
+    pub region: String,
+    pub aws_access_key_id: String,
+    pub aws_secret_access_key: String,
+    pub bearer_token: String,
+    /// Claude OAuth: the authorization session whose code was exchanged.
+    pub oauth_session_id: String,
+    /// Comma-separated group ids this account belongs to.
+    pub groups: String,
+}
+
+/// An account with what its edit page shows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AccountDetail {
+    pub account: Option<Account>,
+    pub form: AccountForm,
+    pub errors: Vec<AccountError>,
+    pub groups: Vec<AccountGroup>,
+}
+
+/// The result of an account test.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AccountTest {
+    pub ok: bool,
+    pub status: u16,
+    pub latency_ms: u64,
+    pub excerpt: String,
+}
+
+/// A Claude OAuth authorization in progress: open `auth_url`, then paste the code.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OAuthStart {
+    pub session_id: String,
+    pub auth_url: String,
+}
+
+/// The settings form (webhook channels one per line: `kind url [name]`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SettingsForm {
+    pub site_name: String,
+    pub logo_url: String,
+    pub rate_claude: String,
+    pub rate_openai: String,
+    pub rate_gemini: String,
+    pub webhooks: String,
+    pub webhooks_enabled: Option<String>,
+    pub user_keys_enabled: Option<String>,
+    pub max_keys_per_user: String,
+}
+
+impl SettingsForm {
+    pub fn of(s: &Settings) -> Self {
+        let rate = |k: &str| {
+            s.service_rates
+                .get(k)
+                .map(|r| r.to_string())
+                .unwrap_or_default()
+        };
+        SettingsForm {
+            site_name: s.site_name.clone(),
+            logo_url: s.logo_url.clone(),
+            rate_claude: rate("claude"),
+            rate_openai: rate("openai"),
+            rate_gemini: rate("gemini"),
+            webhooks: s
+                .webhooks
+                .iter()
+                .map(|w| {
+                    let state = if w.enabled { "" } else { " (off)" };
+                    format!("{} {} {}{state}", w.kind, w.url, w.name)
+                        .trim()
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            webhooks_enabled: s.webhooks_enabled.then(|| "on".into()),
+            user_keys_enabled: s.user_keys_enabled.then(|| "on".into()),
+            max_keys_per_user: s.max_keys_per_user.to_string(),
+        }
+    }
 }
 
 /// Format nano-dollars as `$0.001234` for display.

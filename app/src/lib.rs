@@ -1,6 +1,9 @@
 //! The admin web app: domain types shared with the server, the Leptos pages (rendered on the
 //! server and hydrated in the browser) and the server functions they call.
 
+// The admin pages' view types nest deeply.
+#![recursion_limit = "256"]
+
 pub mod domain;
 pub mod pages;
 pub mod server_fns;
@@ -51,13 +54,18 @@ pub fn App() -> impl IntoView {
         <Title text="Claude Relay Service" />
         <Router>
             <pages::Header />
-            <main class="mx-auto max-w-6xl p-6">
+            <main class="mx-auto max-w-6xl px-4 py-6 sm:px-6">
                 <Routes fallback=|| view! { <pages::NotFound /> }>
                     <Route path=path!("/admin-next") view=|| view! { <Redirect path="/admin-next/dashboard" /> } />
                     <Route path=path!("/admin-next/login") view=pages::login::LoginPage />
                     <Route path=path!("/admin-next/api-stats") view=pages::api_stats::ApiStatsPage />
                     <Route path=path!("/admin-next/keys") view=pages::keys::KeysPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin-next/keys/:id") view=pages::key_edit::KeyEditPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin-next/my-keys") view=pages::keys::MyKeysPage ssr=SsrMode::Async />
                     <Route path=path!("/admin-next/accounts") view=pages::accounts::AccountsPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin-next/accounts/:id") view=pages::account_edit::AccountEditPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin-next/users") view=pages::users::UsersPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin-next/settings") view=pages::settings::SettingsPage ssr=SsrMode::Async />
                     <Route path=path!("/admin-next/dashboard") view=pages::dashboard::DashboardPage ssr=SsrMode::Async />
                 </Routes>
             </main>

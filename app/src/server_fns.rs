@@ -2,7 +2,10 @@
 
 use leptos::prelude::*;
 
-use crate::domain::{AccountRow, DashboardSummary, KeyRow, KeyStats};
+use crate::domain::{
+    AccountDetail, AccountForm, AccountGroup, AccountRow, AccountTest, DashboardSummary, KeyForm,
+    KeyPage, KeyQuery, KeyStats, OAuthStart, SettingsForm, ShellInfo, UserRow,
+};
 
 #[cfg(feature = "ssr")]
 mod session {
@@ -58,7 +61,8 @@ mod session {
     }
 }
 
-/// Sign in; on success the session cookie is set and the browser goes to the dashboard.
+/// Sign in; on success the session cookie is set and the browser goes to the dashboard (an
+/// admin) or to the user's own keys.
 #[server(prefix = "/admin-next/api", endpoint = "login")]
 pub async fn admin_login(username: String, password: String) -> Result<(), ServerFnError> {
     use crate::backend::LoginRefusal;
@@ -67,7 +71,10 @@ pub async fn admin_login(username: String, password: String) -> Result<(), Serve
     match backend.0.login(&username, &password, ip).await {
         Ok(grant) => {
             session::set_cookie(&grant.token, grant.expires_in_secs);
-            leptos_axum::redirect("/admin-next/dashboard");
+            leptos_axum::redirect(match grant.role {
+                crate::domain::UserRole::Admin => "/admin-next/dashboard",
+                crate::domain::UserRole::User => "/admin-next/my-keys",
+            });
             Ok(())
         }
         Err(refusal) => {
@@ -98,57 +105,142 @@ pub async fn admin_logout() -> Result<(), ServerFnError> {
     Ok(())
 }
 
+/// The message of a server-function error, without the framework's prefix.
+pub fn error_text_of(err: &ServerFnError) -> String {
+    match err {
+        ServerFnError::ServerError(msg) => msg.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// The error text the pages use to recognise a missing or expired session.
 pub const UNAUTHORIZED: &str = "unauthorized";
+/// The error text of a signed-in user who may not do this.
+pub const FORBIDDEN: &str = "forbidden";
 
 #[cfg(feature = "ssr")]
-async fn require_admin() -> Result<(crate::backend::Backend, String), ServerFnError> {
+async fn signed_in() -> Result<(crate::backend::Backend, crate::domain::SessionInfo), ServerFnError>
+{
     let backend = session::backend()?;
-    let user = match session::token().await {
-        Some(token) => backend.0.session_user(&token).await,
+    let who = match session::token().await {
+        Some(token) => backend.0.session(&token).await,
         None => None,
     };
-    match user {
-        Some(u) => Ok((backend, u)),
+    match who {
+        Some(s) => Ok((backend, s)),
         None => {
+            // A 302 during server rendering, a client-side navigation after hydration.
             leptos_axum::redirect("/admin-next/login");
+            session::set_status(401);
             Err(ServerFnError::new(UNAUTHORIZED))
         }
     }
 }
 
-#[server(prefix = "/admin-next/api", endpoint = "keys")]
-pub async fn get_keys() -> Result<Vec<KeyRow>, ServerFnError> {
-    let (backend, _) = require_admin().await?;
-    backend.0.keys().await.map_err(ServerFnError::new)
+#[cfg(feature = "ssr")]
+async fn require_admin() -> Result<(crate::backend::Backend, String), ServerFnError> {
+    let (backend, who) = signed_in().await?;
+    if who.role != crate::domain::UserRole::Admin {
+        session::set_status(403);
+        return Err(ServerFnError::new(FORBIDDEN));
+    }
+    Ok((backend, who.username))
 }
 
-/// Creates a key from the page's form; the key comes back once.
-#[server(prefix = "/admin-next/api", endpoint = "create-key")]
-pub async fn create_api_key(
-    name: String,
-    daily_cost_limit: String,
-) -> Result<String, ServerFnError> {
-    let (backend, _) = require_admin().await?;
-    if name.trim().is_empty() {
-        session::set_status(400);
-        return Err(ServerFnError::new("name is required"));
-    }
-    let limit = match daily_cost_limit.trim() {
-        "" => 0.0,
-        v => match v.parse::<f64>() {
-            Ok(x) if x >= 0.0 && x.is_finite() => x,
-            _ => {
-                session::set_status(400);
-                return Err(ServerFnError::new("daily cost limit must be a number ≥ 0"));
-            }
-        },
+/// Admins act on every key, users on their own.
+#[cfg(feature = "ssr")]
+async fn key_scope() -> Result<(crate::backend::Backend, crate::backend::KeyScope), ServerFnError> {
+    use crate::backend::KeyScope;
+    let (backend, who) = signed_in().await?;
+    let scope = match (who.role, who.user_id) {
+        (crate::domain::UserRole::Admin, _) => KeyScope::All,
+        (_, Some(id)) => KeyScope::OwnedBy(id),
+        (_, None) => {
+            session::set_status(403);
+            return Err(ServerFnError::new(FORBIDDEN));
+        }
     };
+    Ok((backend, scope))
+}
+
+/// A refused input: a 400 with the message naming the field.
+#[cfg(feature = "ssr")]
+fn invalid(message: String) -> ServerFnError {
+    session::set_status(400);
+    ServerFnError::new(message)
+}
+
+/// What every page's frame shows: site name, logo and who is signed in (public).
+#[server(prefix = "/admin-next/api", endpoint = "shell")]
+pub async fn get_shell() -> Result<ShellInfo, ServerFnError> {
+    let backend = session::backend()?;
+    let settings = backend.0.settings().await;
+    let who = match session::token().await {
+        Some(token) => backend.0.session(&token).await,
+        None => None,
+    };
+    Ok(ShellInfo {
+        site_name: settings.site_name,
+        logo_url: settings.logo_url,
+        session: who,
+    })
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "dashboard")]
+pub async fn get_dashboard() -> Result<DashboardSummary, ServerFnError> {
+    let (backend, username) = require_admin().await?;
+    let mut summary = backend.0.dashboard().await.map_err(ServerFnError::new)?;
+    summary.username = username;
+    Ok(summary)
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "keys")]
+pub async fn get_keys(query: KeyQuery) -> Result<KeyPage, ServerFnError> {
+    let (backend, scope) = key_scope().await?;
     backend
         .0
-        .create_key(name.trim(), limit)
+        .keys(scope, query)
         .await
         .map_err(ServerFnError::new)
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "key-form")]
+pub async fn get_key_form(id: String) -> Result<KeyForm, ServerFnError> {
+    let (backend, scope) = key_scope().await?;
+    backend
+        .0
+        .key_form(scope, &id)
+        .await
+        .map_err(ServerFnError::new)
+}
+
+/// Creates one key or a batch from the form; the keys come back once.
+#[server(prefix = "/admin-next/api", endpoint = "create-keys")]
+pub async fn create_keys(form: KeyForm) -> Result<Vec<String>, ServerFnError> {
+    let (backend, scope) = key_scope().await?;
+    backend.0.create_keys(scope, form).await.map_err(invalid)
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "update-key")]
+pub async fn update_key(id: String, form: KeyForm) -> Result<(), ServerFnError> {
+    let (backend, scope) = key_scope().await?;
+    backend
+        .0
+        .update_key(scope, &id, form)
+        .await
+        .map_err(invalid)?;
+    leptos_axum::redirect("/admin-next/keys");
+    Ok(())
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "key-action")]
+pub async fn key_action(id: String, action: String) -> Result<(), ServerFnError> {
+    let (backend, scope) = key_scope().await?;
+    backend
+        .0
+        .key_action(scope, &id, &action)
+        .await
+        .map_err(invalid)
 }
 
 #[server(prefix = "/admin-next/api", endpoint = "accounts")]
@@ -157,39 +249,130 @@ pub async fn get_accounts() -> Result<Vec<AccountRow>, ServerFnError> {
     backend.0.accounts().await.map_err(ServerFnError::new)
 }
 
+/// An account's form, error history and the groups (an empty id: a new account's).
+#[server(prefix = "/admin-next/api", endpoint = "account")]
+pub async fn get_account(id: String) -> Result<AccountDetail, ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend.0.account(&id).await.map_err(ServerFnError::new)
+}
+
+/// Creates (empty id) or updates an account, then goes back to the accounts table.
+#[server(prefix = "/admin-next/api", endpoint = "save-account")]
+pub async fn save_account(id: String, form: AccountForm) -> Result<String, ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    let id = (!id.is_empty()).then_some(id);
+    let saved = backend
+        .0
+        .save_account(id.as_deref(), form)
+        .await
+        .map_err(invalid)?;
+    leptos_axum::redirect("/admin-next/accounts");
+    Ok(saved)
+}
+
 #[server(prefix = "/admin-next/api", endpoint = "account-action")]
 pub async fn account_action(id: String, action: String) -> Result<(), ServerFnError> {
     let (backend, _) = require_admin().await?;
-    backend.0.account_action(&id, &action).await.map_err(|e| {
-        session::set_status(400);
-        ServerFnError::new(e)
-    })
+    backend
+        .0
+        .account_action(&id, &action)
+        .await
+        .map_err(invalid)
 }
 
-#[server(prefix = "/admin-next/api", endpoint = "key-action")]
-pub async fn key_action(id: String, action: String) -> Result<(), ServerFnError> {
+#[server(prefix = "/admin-next/api", endpoint = "test-account")]
+pub async fn test_account(id: String) -> Result<AccountTest, ServerFnError> {
     let (backend, _) = require_admin().await?;
-    backend.0.key_action(&id, &action).await.map_err(|e| {
-        session::set_status(400);
-        ServerFnError::new(e)
-    })
+    backend.0.test_account(&id).await.map_err(invalid)
 }
 
-#[server(prefix = "/admin-next/api", endpoint = "dashboard")]
-pub async fn get_dashboard() -> Result<DashboardSummary, ServerFnError> {
-    let backend = session::backend()?;
-    let user = match session::token().await {
-        Some(token) => backend.0.session_user(&token).await,
-        None => None,
+/// Step 1 of a Claude OAuth account: the authorization URL (PKCE) to open.
+#[server(prefix = "/admin-next/api", endpoint = "oauth-start")]
+pub async fn oauth_start(setup_token: Option<String>) -> Result<OAuthStart, ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend
+        .0
+        .oauth_start(setup_token.is_some())
+        .await
+        .map_err(invalid)
+}
+
+/// Step 2: the pasted code (or callback URL) is exchanged; the tokens stay on the server.
+#[server(prefix = "/admin-next/api", endpoint = "oauth-exchange")]
+pub async fn oauth_exchange(session_id: String, code: String) -> Result<String, ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend
+        .0
+        .oauth_exchange(&session_id, &code)
+        .await
+        .map_err(invalid)?;
+    Ok(session_id)
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "groups")]
+pub async fn get_groups() -> Result<Vec<AccountGroup>, ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend.0.groups().await.map_err(ServerFnError::new)
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "create-group")]
+pub async fn create_group(name: String, platform: String) -> Result<(), ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend
+        .0
+        .create_group(&name, &platform)
+        .await
+        .map_err(invalid)
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "delete-group")]
+pub async fn delete_group(id: String) -> Result<(), ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend.0.delete_group(&id).await.map_err(invalid)
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "users")]
+pub async fn get_users() -> Result<Vec<UserRow>, ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend.0.users().await.map_err(ServerFnError::new)
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "create-user")]
+pub async fn create_user(
+    username: String,
+    password: String,
+    role: String,
+) -> Result<(), ServerFnError> {
+    use crate::domain::UserRole;
+    let (backend, _) = require_admin().await?;
+    let role = match role.as_str() {
+        "admin" => UserRole::Admin,
+        "" | "user" => UserRole::User,
+        _ => return Err(invalid("role: user or admin".into())),
     };
-    let Some(username) = user else {
-        // A 302 during server rendering, a client-side navigation after hydration.
-        leptos_axum::redirect("/admin-next/login");
-        return Err(ServerFnError::new(UNAUTHORIZED));
-    };
-    let mut summary = backend.0.dashboard().await.map_err(ServerFnError::new)?;
-    summary.username = username;
-    Ok(summary)
+    backend
+        .0
+        .create_user(&username, &password, role)
+        .await
+        .map_err(invalid)
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "user-action")]
+pub async fn user_action(id: String, action: String) -> Result<(), ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend.0.user_action(&id, &action).await.map_err(invalid)
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "settings")]
+pub async fn get_settings() -> Result<SettingsForm, ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    Ok(SettingsForm::of(&backend.0.settings().await))
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "save-settings")]
+pub async fn save_settings(form: SettingsForm) -> Result<(), ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend.0.save_settings(form).await.map_err(invalid)
 }
 
 /// The key holder's stats. The key travels in the POST body only, never in a URL.

@@ -13,22 +13,35 @@ test('the login page is rendered on the server', async ({ request }) => {
   }
 });
 
-test('hydrated: dark mode toggles and sticks, login reaches the dashboard, logout leaves', async ({ page }) => {
+test('hydrated: theme light / dark / auto sticks across reloads, login reaches the dashboard, logout leaves', async ({ page }) => {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  await page.emulateMedia({ colorScheme: 'light' });
   await page.goto('/admin-next/login');
   const html = page.locator('html');
-  const toggle = page.locator('#theme-toggle');
-  const wasDark = ((await html.getAttribute('class')) ?? '').includes('dark');
-  // Only the hydrated WASM attaches the click handler, so this proves hydration.
+  const theme = page.locator('#theme-select');
+  await expect(html).not.toHaveClass(/dark/);
+  // Only the hydrated WASM attaches the change handler, so this proves hydration.
   await expect(async () => {
-    await toggle.click();
-    await expect(html).toHaveClass(wasDark ? /^(?!.*dark)/ : /dark/, { timeout: 500 });
+    await theme.selectOption('dark');
+    await expect(html).toHaveClass(/dark/, { timeout: 500 });
   }).toPass({ timeout: 15_000 });
-  const isDark = !wasDark;
   await page.reload();
-  if (isDark) await expect(html).toHaveClass(/dark/);
-  else await expect(html).not.toHaveClass(/dark/);
+  await expect(html).toHaveClass(/dark/);
+  await expect(theme).toHaveValue('dark');
+  await theme.selectOption('light');
+  await expect(html).not.toHaveClass(/dark/);
+  await page.reload();
+  await expect(html).not.toHaveClass(/dark/);
+  // Auto follows the system, also on the next load (applied before first paint).
+  await theme.selectOption('auto');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.reload();
+  await expect(html).toHaveClass(/dark/);
+  await expect(theme).toHaveValue('auto');
+  await page.emulateMedia({ colorScheme: 'light' });
+  await page.reload();
+  await expect(html).not.toHaveClass(/dark/);
 
   await page.fill('#username', 'admin');
   await page.fill('#password', 'wrong-password');
@@ -40,10 +53,12 @@ test('hydrated: dark mode toggles and sticks, login reaches the dashboard, logou
   await expect(page).toHaveURL(/\/admin-next\/dashboard$/);
   await expect(page.locator('h1')).toHaveText('Dashboard');
   await expect(page.locator('#signed-in-as')).toContainText('admin');
+  await expect(page.locator('#signed-in-as')).toContainText('store: embedded');
   await expect(page.locator('#card-keys')).toBeVisible();
-  await expect(page.locator('#card-cost')).toContainText('store: embedded');
+  await expect(page.locator('#account-states li')).toHaveCount(6);
+  await expect(page.locator('#trend-chart .trend-bar')).toHaveCount(14);
 
-  await page.click('#logout');
+  await page.click('#nav-logout');
   await expect(page).toHaveURL(/\/admin-next\/login$/);
   await page.goto('/admin-next/dashboard');
   await expect(page).toHaveURL(/\/admin-next\/login$/);

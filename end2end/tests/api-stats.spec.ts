@@ -34,6 +34,8 @@ test('a key holder sees usage and limit progress for their key', async ({ page, 
     await expect(page.locator('#stats-name')).toHaveText('stats page key', { timeout: 1000 });
   }).toPass({ timeout: 15_000 });
   await expect(page.locator('#stats-total')).toContainText('1 requests');
+  await expect(page.locator('#stats-models tr.model-row')).toHaveCount(1);
+  await expect(page.locator('#stats-models tr.model-row').first()).toContainText('claude-sonnet-4-5-20250929');
   const labels = await page.locator('.limit-label').allTextContents();
   expect(labels).toEqual(['Daily cost', 'Model claude-sonnet-* · total cost', 'Concurrent requests']);
   // The key never lands in a URL.

@@ -1,4 +1,4 @@
-import { APIRequestContext, expect } from '@playwright/test';
+import { APIRequestContext, expect, Page } from '@playwright/test';
 import { adminPassword, mockPort } from '../playwright.config';
 
 /** Signs in as the admin and returns the bearer headers. */
@@ -31,3 +31,13 @@ export async function usageOf(request: APIRequestContext, key: string) {
   const stats = await request.post('/apiStats/api/user-stats', { data: { apiKey: key } });
   return (await stats.json()).data.usage.total;
 }
+
+/** Signs in through the login page and waits for the landing page. */
+export async function signIn(page: Page, username = 'admin', password = adminPassword, landing = /\/admin-next\/dashboard$/) {
+  await page.goto('/admin-next/login');
+  await page.fill('#username', username);
+  await page.fill('#password', password);
+  await page.click('#login-submit');
+  await expect(page).toHaveURL(landing);
+}
+

@@ -1,6 +1,9 @@
 //! `crs`: the relay, its scheduler, limits, accounting and store, and the server side of the
 //! admin app. `main.rs` only parses the command line and calls [`start`].
 
+// The admin pages' view types nest deeply.
+#![recursion_limit = "256"]
+
 pub mod accounting;
 pub mod admin_backend;
 pub mod auth;
@@ -11,10 +14,12 @@ pub mod mock_upstream;
 pub mod relay;
 pub mod routes;
 pub mod scheduler;
+pub mod settings;
 pub mod state;
 pub mod store;
 pub mod testing;
 pub mod upstream;
+pub mod users;
 
 use std::{future::Future, net::SocketAddr, path::Path, time::Duration};
 
@@ -49,6 +54,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     }
     let pricing = Pricing::load(&config.pricing_file)?;
     let state = AppState::new(config, store, Crypto::new(&encryption_key), pricing)?;
+    state
+        .settings
+        .reload(&state.store)
+        .await
+        .context("cannot read the settings")?;
     Ok(state)
 }
 

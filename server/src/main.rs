@@ -1,5 +1,8 @@
 //! The `crs` binary: parse the command line, load configuration, serve.
 
+// The admin pages' view types nest deeply.
+#![recursion_limit = "256"]
+
 use clap::{Parser, Subcommand};
 use crs::config::Config;
 
@@ -34,8 +37,23 @@ fn init_logging(config: &Config) {
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // Server-rendering the admin pages nests deeply (more so in debug builds): workers get a
+    // larger stack than tokio's 2 MiB default.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 << 20)
+        .build();
+    match runtime {
+        Ok(rt) => rt.block_on(run()),
+        Err(e) => {
+            eprintln!("crs: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run() {
     let cli = Cli::parse();
     let config = match Config::from_env() {
         Ok(c) => c,

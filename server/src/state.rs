@@ -27,6 +27,8 @@ pub struct Inner {
     pub scheduler: Scheduler,
     pub leases: Arc<LeaseKeeper>,
     pub admin: AdminAuth,
+    /// Service-wide settings, read from memory.
+    pub settings: Arc<crate::settings::SettingsCache>,
     /// Accounting writes spawned off the response path; drained on shutdown.
     pub background: TaskTracker,
     pub started: Instant,
@@ -59,6 +61,8 @@ impl AppState {
         let leases = Arc::new(LeaseKeeper::default());
         leases.spawn_refresher(store.clone(), config.lease_ttl);
         let admin = AdminAuth::new(store.clone(), config.admin_session_ttl);
+        let settings = Arc::new(crate::settings::SettingsCache::default());
+        settings.spawn_refresher(store.clone());
         Ok(AppState(Arc::new(Inner {
             config,
             store,
@@ -68,6 +72,7 @@ impl AppState {
             scheduler: Scheduler::default(),
             leases,
             admin,
+            settings,
             background: TaskTracker::new(),
             started: Instant::now(),
         })))

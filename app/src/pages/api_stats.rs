@@ -3,9 +3,9 @@
 
 use leptos::prelude::*;
 
-use super::error_text;
+use super::{error_text, TABLE_BOX, TD, TH};
 use crate::{
-    domain::{format_usd, KeyStats, LimitBar, UsageCounters},
+    domain::{format_usd, KeyStats, LimitBar, ModelUsage, UsageCounters},
     server_fns::LookupKeyStats,
 };
 
@@ -59,6 +59,8 @@ fn Stats(stats: KeyStats) -> impl IntoView {
                 <Period id="stats-month" title="This month" c=stats.month />
                 <Period id="stats-total" title="All time" c=stats.total />
             </div>
+            <h3 class="mt-6 mb-2 font-semibold">"By model"</h3>
+            <ModelTable models=stats.models.clone() />
             <h3 class="mt-6 mb-2 font-semibold">"Limits"</h3>
             <Show when=move || limits.is_empty()>
                 <p class="text-sm text-slate-500">"This key has no limits."</p>
@@ -110,4 +112,35 @@ fn Bar(bar: LimitBar) -> impl IntoView {
             {bar.reset_at.clone().map(|r| view! { <div class="mt-1 text-xs text-slate-500">"resets " {r}</div> })}
         </div>
     }
+}
+
+#[component]
+fn ModelTable(models: Vec<ModelUsage>) -> impl IntoView {
+    if models.is_empty() {
+        return view! { <p class="text-sm text-slate-500">"No requests yet."</p> }.into_any();
+    }
+    view! {
+        <div class=TABLE_BOX>
+            <table id="stats-models" class="w-full text-sm">
+                <thead><tr>
+                    <th class=TH>"Model"</th><th class=TH>"Requests"</th><th class=TH>"Input"</th><th class=TH>"Output"</th>
+                    <th class=TH>"Cache write"</th><th class=TH>"Cache read"</th><th class=TH>"Cost"</th>
+                </tr></thead>
+                <tbody>
+                    {models.into_iter().map(|m| view! {
+                        <tr class="model-row">
+                            <td class=format!("{TD} font-mono text-xs")>{m.model}</td>
+                            <td class=TD>{m.usage.requests}</td>
+                            <td class=TD>{m.usage.input_tokens}</td>
+                            <td class=TD>{m.usage.output_tokens}</td>
+                            <td class=TD>{m.usage.cache_create_tokens()}</td>
+                            <td class=TD>{m.usage.cache_read_tokens}</td>
+                            <td class=TD>{format_usd(m.usage.cost_nanos)}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+    .into_any()
 }

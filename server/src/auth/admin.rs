@@ -13,7 +13,10 @@ use argon2::{
 };
 use parking_lot::Mutex;
 
-use app::backend::{LoginGrant, LoginRefusal};
+use app::{
+    backend::{LoginGrant, LoginRefusal},
+    domain::{SessionInfo, UserRole},
+};
 use chrono::Utc;
 
 use crate::{
@@ -133,53 +136,94 @@ impl AdminAuth {
             }
         }
         let admin = match self.store.get_admin().await {
-            Ok(Some(a)) => a,
-            Ok(None) => return Err(LoginRefusal::InvalidCredentials),
+            Ok(a) => a,
             Err(e) => {
                 tracing::error!(error = %e, "admin login: store unavailable");
                 return Err(LoginRefusal::Unavailable);
             }
         };
-        let (pw, phc) = (password.to_string(), admin.password_hash.clone());
-        let password_ok = tokio::task::spawn_blocking(move || verify_password(&pw, &phc))
-            .await
-            .unwrap_or(false);
-        if !password_ok || admin.username != username {
+        // The built-in admin first, then the local users.
+        let signed_in = match admin.filter(|a| a.username == username) {
+            Some(admin) => {
+                let (pw, phc) = (password.to_string(), admin.password_hash.clone());
+                tokio::task::spawn_blocking(move || verify_password(&pw, &phc))
+                    .await
+                    .unwrap_or(false)
+                    .then_some((admin.username, None, UserRole::Admin))
+            }
+            None => match crate::users::verify(&self.store, username, password).await {
+                Ok(found) => found.map(|u| (u.user.username, Some(u.user.id), u.user.role)),
+                Err(e) => {
+                    tracing::error!(error = %e, "login: store unavailable");
+                    return Err(LoginRefusal::Unavailable);
+                }
+            },
+        };
+        let Some((username, user_id, role)) = signed_in else {
             for who in ip_key.iter().chain(std::iter::once(&user_key)) {
                 self.fail(who);
             }
-            tracing::warn!(client = ?client, "admin login failed");
+            tracing::warn!(client = ?client, "login failed");
             return Err(LoginRefusal::InvalidCredentials);
-        }
+        };
         let token = random_hex(32);
         let session = AdminSession {
-            username: admin.username.clone(),
+            username: username.clone(),
             login_time: format_time(Utc::now()),
+            user_id,
         };
         self.store
             .put_session(&sha256_hex(&token), &session, self.session_ttl)
             .await
             .map_err(|_| LoginRefusal::Unavailable)?;
-        tracing::info!(client = ?client, "admin logged in");
+        tracing::info!(client = ?client, local_user = session.user_id.is_some(), "signed in");
         Ok(LoginGrant {
             token,
             expires_in_secs: self.session_ttl.as_secs(),
-            username: admin.username,
+            username,
+            role,
         })
     }
 
-    /// The user of a live session; the session's lifetime is renewed on use.
-    pub async fn session_user(&self, token: &str) -> Option<String> {
+    /// The signed-in user of a live session (renewing it). A local user's current role and
+    /// state are read each time, so disabling or demoting them takes effect at once.
+    pub async fn session(&self, token: &str) -> Option<SessionInfo> {
         if token.len() < 32 || token.len() > 512 {
             return None;
         }
         let hash = sha256_hex(token);
         let session = self.store.get_session(&hash).await.ok()??;
+        let info = match &session.user_id {
+            None => SessionInfo {
+                username: session.username.clone(),
+                role: UserRole::Admin,
+                user_id: None,
+            },
+            Some(id) => {
+                let user = crate::users::get(&self.store, id).await.ok()??;
+                if !user.user.is_active {
+                    return None;
+                }
+                SessionInfo {
+                    username: user.user.username,
+                    role: user.user.role,
+                    user_id: Some(user.user.id),
+                }
+            }
+        };
         let _ = self
             .store
             .put_session(&hash, &session, self.session_ttl)
             .await;
-        Some(session.username)
+        Some(info)
+    }
+
+    /// The name of an admin (built-in or a local user with the admin role) of a live session.
+    pub async fn session_user(&self, token: &str) -> Option<String> {
+        self.session(token)
+            .await
+            .filter(|s| s.role == UserRole::Admin)
+            .map(|s| s.username)
     }
 
     pub async fn logout(&self, token: &str) {

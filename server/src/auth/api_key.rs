@@ -82,7 +82,7 @@ pub async fn authenticate(
     if key.is_deleted {
         return Err(RelayError::KeyNotFound);
     }
-    if !key.is_active {
+    if !key.is_active || key.owner_disabled {
         return Err(RelayError::KeyDisabled);
     }
     let now = Utc::now();

@@ -517,8 +517,11 @@ pub async fn admit_request(
     }
     // A first estimate from the prompt's size; the store raises it to the key's average cost.
     let price = crate::accounting::price_or_fallback(&state.pricing, r.model);
-    let estimate =
-        ((r.body_len / 4) as f64 * price.input * key.service_rate(r.service)).round() as u64;
+    let estimate = ((r.body_len / 4) as f64
+        * price.input
+        * key.service_rate(r.service)
+        * state.settings.get().service_rate(r.service))
+    .round() as u64;
     let plan = plan(
         key,
         &Facts {

@@ -114,7 +114,7 @@ async fn attempts(
             started,
             lease: selected.lease.clone(),
             service,
-            rate: key.key.service_rate(service),
+            rate: key.key.service_rate(service) * state.settings.get().service_rate(service),
             reservation: reservation.clone(),
             protocol: call.protocol,
         };

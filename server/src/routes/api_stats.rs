@@ -130,6 +130,9 @@ pub async fn key_stats(
         buckets::key_total(&k.id),
     ];
     let usage = state.store.usage(&names).await.map_err(|_| unavailable)?;
+    let models = crate::routes::admin::keys::model_usage(state, &k.id)
+        .await
+        .map_err(|_| unavailable)?;
     let report = crate::routes::admin::keys::limits_report(state, k)
         .await
         .map_err(|_| unavailable)?;
@@ -141,6 +144,7 @@ pub async fn key_stats(
         month: usage[1],
         total: usage[2],
         limits: limit_bars(&report),
+        models,
     })
 }
 

@@ -53,6 +53,8 @@ conformance!(
     admin_credentials_round_trip,
     admission_checks_every_limit_and_settles,
     admission_windows_reset,
+    models_are_indexed_per_day_and_key,
+    documents_round_trip,
 );
 
 fn key(id: &str, hash: &str) -> StoredKey {
@@ -258,6 +260,7 @@ async fn sessions_expire_and_delete(f: Fixture) {
     let sess = AdminSession {
         username: "admin".into(),
         login_time: "now".into(),
+        user_id: None,
     };
     s.put_session("t1", &sess, Duration::from_secs(60))
         .await
@@ -495,4 +498,56 @@ async fn admission_windows_reset(f: Fixture) {
         s.admit(&tokens, "2", ttl).await.unwrap(),
         Err(Refusal::WindowTokens { .. })
     ));
+}
+
+async fn models_are_indexed_per_day_and_key(f: Fixture) {
+    let s = &f.store;
+    for (key, model) in [
+        ("k1", "claude-x"),
+        ("k1", "claude-y"),
+        ("k2", "claude-x"),
+        ("k2", "m:with:colons"),
+    ] {
+        s.record_usage(
+            &event(key, "acc", model, 1, 1, 1),
+            8,
+            &Settlement::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let day = Periods::at(Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap(), 8).day;
+    let mut models = s.models_used(&day).await.unwrap();
+    models.sort();
+    assert_eq!(models, vec!["claude-x", "claude-y", "m:with:colons"]);
+    assert!(s.models_used("1999-01-01").await.unwrap().is_empty());
+    let mut k1 = s.key_models("k1").await.unwrap();
+    k1.sort();
+    assert_eq!(k1, vec!["claude-x", "claude-y"]);
+    let mut k2 = s.key_models("k2").await.unwrap();
+    k2.sort();
+    assert_eq!(k2, vec!["claude-x", "m:with:colons"]);
+    assert!(s.key_models("k3").await.unwrap().is_empty());
+}
+
+async fn documents_round_trip(f: Fixture) {
+    let s = &f.store;
+    assert_eq!(s.get_doc("user", "a").await.unwrap(), None);
+    s.put_doc("user", "a", r#"{"n":1}"#).await.unwrap();
+    s.put_doc("user", "b", r#"{"n":2}"#).await.unwrap();
+    s.put_doc("settings", "global", r#"{"s":true}"#)
+        .await
+        .unwrap();
+    s.put_doc("user", "a", r#"{"n":3}"#).await.unwrap();
+    assert_eq!(
+        s.get_doc("user", "a").await.unwrap().as_deref(),
+        Some(r#"{"n":3}"#)
+    );
+    let mut users = s.list_docs("user").await.unwrap();
+    users.sort();
+    assert_eq!(users, vec![r#"{"n":2}"#, r#"{"n":3}"#]);
+    assert_eq!(s.list_docs("settings").await.unwrap().len(), 1);
+    assert!(s.delete_doc("user", "a").await.unwrap());
+    assert!(!s.delete_doc("user", "a").await.unwrap());
+    assert_eq!(s.list_docs("user").await.unwrap(), vec![r#"{"n":2}"#]);
 }

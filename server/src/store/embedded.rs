@@ -27,6 +27,8 @@ const COOLDOWNS: TableDefinition<&str, &[u8]> = TableDefinition::new("cooldowns"
 const ERRORS: TableDefinition<&str, &[u8]> = TableDefinition::new("account_errors");
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const OAUTH: TableDefinition<&str, &[u8]> = TableDefinition::new("oauth_sessions");
+/// Admin documents: `<kind>\u{0}<id>` → JSON.
+const DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("docs");
 /// Cost spent per key limiter counter: `<key id>|<counter id>` → (nano-dollars, expiry s).
 const LIMITS: TableDefinition<&str, &[u8]> = TableDefinition::new("limits");
 
@@ -283,6 +285,7 @@ impl EmbeddedStore {
             txn.open_table(ERRORS).map_err(e)?;
             txn.open_table(GROUPS).map_err(e)?;
             txn.open_table(OAUTH).map_err(e)?;
+            txn.open_table(DOCS).map_err(e)?;
             txn.open_table(LIMITS).map_err(e)?;
         }
         txn.commit().map_err(e)?;
@@ -1278,6 +1281,103 @@ impl Store for EmbeddedStore {
             };
             w.commit().map_err(e)?;
             Ok(existed)
+        })
+        .await
+    }
+
+    async fn put_doc(&self, kind: &str, id: &str, json: &str) -> Result<(), StoreError> {
+        let (key, json) = (format!("{kind}\u{0}{id}"), json.to_string());
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            w.open_table(DOCS)
+                .map_err(e)?
+                .insert(key.as_str(), json.as_bytes())
+                .map_err(e)?;
+            w.commit().map_err(e)
+        })
+        .await
+    }
+
+    async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<String>, StoreError> {
+        let raw = self.get_bytes(DOCS, format!("{kind}\u{0}{id}")).await?;
+        Ok(raw.map(|r| String::from_utf8_lossy(&r).into_owned()))
+    }
+
+    async fn list_docs(&self, kind: &str) -> Result<Vec<String>, StoreError> {
+        let (lo, hi) = (format!("{kind}\u{0}"), format!("{kind}\u{1}"));
+        self.run(move |db| {
+            let r = db.begin_read().map_err(e)?;
+            let t = r.open_table(DOCS).map_err(e)?;
+            let mut out = Vec::new();
+            for row in t.range(lo.as_str()..hi.as_str()).map_err(e)? {
+                let (_, v) = row.map_err(e)?;
+                out.push(String::from_utf8_lossy(v.value()).into_owned());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_doc(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        let key = format!("{kind}\u{0}{id}");
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            let existed = w
+                .open_table(DOCS)
+                .map_err(e)?
+                .remove(key.as_str())
+                .map_err(e)?
+                .is_some();
+            w.commit().map_err(e)?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn models_used(&self, day: &str) -> Result<Vec<String>, StoreError> {
+        let suffix = format!(":d:{day}");
+        let now_secs = Utc::now().timestamp().max(0) as u64;
+        self.run(move |db| {
+            let r = db.begin_read().map_err(e)?;
+            let t = r.open_table(USAGE).map_err(e)?;
+            let mut out = Vec::new();
+            // Model buckets sort together (`model:` … `model;`); their day ones name the model.
+            for row in t.range("model:".."model;").map_err(e)? {
+                let (k, v) = row.map_err(e)?;
+                let (_, expires) = decode_counters(v.value());
+                if expires != 0 && expires <= now_secs {
+                    continue;
+                }
+                if let Some(model) = k
+                    .value()
+                    .strip_prefix("model:")
+                    .and_then(|m| m.strip_suffix(suffix.as_str()))
+                {
+                    out.push(model.to_string());
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn key_models(&self, key_id: &str) -> Result<Vec<String>, StoreError> {
+        let (lo, hi) = (format!("keymodel:{key_id}:"), format!("keymodel:{key_id};"));
+        self.run(move |db| {
+            let r = db.begin_read().map_err(e)?;
+            let t = r.open_table(USAGE).map_err(e)?;
+            let mut out = Vec::new();
+            for row in t.range(lo.as_str()..hi.as_str()).map_err(e)? {
+                let (k, _) = row.map_err(e)?;
+                if let Some(model) = k
+                    .value()
+                    .strip_prefix(lo.as_str())
+                    .and_then(|m| m.strip_suffix(":total"))
+                {
+                    out.push(model.to_string());
+                }
+            }
+            Ok(out)
         })
         .await
     }

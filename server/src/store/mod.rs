@@ -64,6 +64,9 @@ pub struct AdminCredentials {
 pub struct AdminSession {
     pub username: String,
     pub login_time: String,
+    /// A local user's id; `None` for the built-in admin.
+    #[serde(default)]
+    pub user_id: Option<String>,
 }
 
 /// The schedulable view of the accounts and groups. `accounts` and `groups` are `None` when
@@ -183,6 +186,8 @@ pub struct Periods {
     pub day: String,
     pub month: String,
     pub hour: String,
+    /// `YYYY-MM-DD:HH:MM`, for the realtime RPM/TPM buckets.
+    pub minute: String,
 }
 
 impl Periods {
@@ -194,6 +199,7 @@ impl Periods {
             day: local.format("%Y-%m-%d").to_string(),
             month: local.format("%Y-%m").to_string(),
             hour: local.format("%Y-%m-%d:%H").to_string(),
+            minute: local.format("%Y-%m-%d:%H:%M").to_string(),
         }
     }
 
@@ -249,6 +255,9 @@ pub mod buckets {
     pub fn global_hour(hour: &str) -> String {
         format!("global:h:{hour}")
     }
+    pub fn global_minute(minute: &str) -> String {
+        format!("global:min:{minute}")
+    }
 }
 
 impl UsageEvent {
@@ -302,6 +311,10 @@ impl UsageEvent {
             Bucket {
                 name: global_hour(&p.hour),
                 ttl: days(8),
+            },
+            Bucket {
+                name: global_minute(&p.minute),
+                ttl: Some(Duration::from_secs(3600)),
             },
         ];
         if !self.service.is_empty() {
@@ -396,6 +409,17 @@ pub trait Store: Send + Sync + 'static {
     // Account groups (part of the scheduling snapshot: changing one bumps the version).
     async fn put_group(&self, group: &AccountGroup) -> Result<(), StoreError>;
     async fn delete_group(&self, id: &str) -> Result<bool, StoreError>;
+
+    // Small admin documents (local users, settings), as JSON by kind and id.
+    async fn put_doc(&self, kind: &str, id: &str, json: &str) -> Result<(), StoreError>;
+    async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<String>, StoreError>;
+    async fn list_docs(&self, kind: &str) -> Result<Vec<String>, StoreError>;
+    async fn delete_doc(&self, kind: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// The models that recorded usage on a day (for the dashboard's model distribution).
+    async fn models_used(&self, day: &str) -> Result<Vec<String>, StoreError>;
+    /// The models a key has ever used (for its per-model table).
+    async fn key_models(&self, key_id: &str) -> Result<Vec<String>, StoreError>;
 
     // OAuth authorizations in progress.
     async fn put_oauth_session(

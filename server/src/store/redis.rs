@@ -632,6 +632,12 @@ impl Store for RedisStore {
                 pipe.expire(&key, ttl.as_secs() as i64).ignore();
             }
         }
+        // The day's model index, for the dashboard's model distribution.
+        let models = format!("{P}models:d:{}", Periods::at(ev.at, offset_hours).day);
+        pipe.sadd(&models, &ev.model).ignore();
+        pipe.expire(&models, 32 * 86_400).ignore();
+        pipe.sadd(format!("{P}keymodels:{}", ev.key_id), &ev.model)
+            .ignore();
         let records = format!("{P}records:{}", ev.key_id);
         pipe.lpush(&records, to_json(&ev.record)?).ignore();
         pipe.ltrim(&records, 0, self.records_per_key as isize - 1)
@@ -1047,6 +1053,64 @@ impl Store for RedisStore {
             .await
             .map_err(err)?;
         Ok(removed > 0)
+    }
+
+    async fn put_doc(&self, kind: &str, id: &str, json: &str) -> Result<(), StoreError> {
+        let _: () = ::redis::pipe()
+            .atomic()
+            .set(format!("{P}doc:{kind}:{id}"), json)
+            .sadd(format!("{P}docs:{kind}"), id)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn get_doc(&self, kind: &str, id: &str) -> Result<Option<String>, StoreError> {
+        self.conn()
+            .get(format!("{P}doc:{kind}:{id}"))
+            .await
+            .map_err(err)
+    }
+
+    async fn list_docs(&self, kind: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn();
+        let ids: Vec<String> = conn
+            .smembers(format!("{P}docs:{kind}"))
+            .await
+            .map_err(err)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = ids.iter().map(|id| format!("{P}doc:{kind}:{id}")).collect();
+        let raws: Vec<Option<String>> = conn.mget(names).await.map_err(err)?;
+        Ok(raws.into_iter().flatten().collect())
+    }
+
+    async fn delete_doc(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        let (removed,): (i64,) = ::redis::pipe()
+            .atomic()
+            .del(format!("{P}doc:{kind}:{id}"))
+            .srem(format!("{P}docs:{kind}"), id)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(removed > 0)
+    }
+
+    async fn models_used(&self, day: &str) -> Result<Vec<String>, StoreError> {
+        self.conn()
+            .smembers(format!("{P}models:d:{day}"))
+            .await
+            .map_err(err)
+    }
+
+    async fn key_models(&self, key_id: &str) -> Result<Vec<String>, StoreError> {
+        self.conn()
+            .smembers(format!("{P}keymodels:{key_id}"))
+            .await
+            .map_err(err)
     }
 
     async fn put_oauth_session(

@@ -350,7 +350,7 @@ async fn create_keyed(
 }
 
 /// Creates an account of `platform`, with what that kind requires.
-async fn create(
+pub(crate) async fn create(
     state: &AppState,
     platform: Platform,
     input: AccountInput,
@@ -491,7 +491,7 @@ async fn create_official(
     save(state, &a).await
 }
 
-async fn update(
+pub(crate) async fn update(
     state: &AppState,
     id: &str,
     platform: Platform,

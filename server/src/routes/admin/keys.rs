@@ -120,7 +120,7 @@ fn cost_limits(
 
 const SERVICES: [&str; 3] = ["claude", "gemini", "openai"];
 
-fn apply_key(k: &mut ApiKey, input: KeyInput) -> Result<(), AdminError> {
+pub(crate) fn apply_key(k: &mut ApiKey, input: KeyInput) -> Result<(), AdminError> {
     if let Some(name) = input.name {
         if name.trim().is_empty() {
             return Err(AdminError::BadRequest("name must not be empty".into()));
@@ -344,6 +344,28 @@ pub async fn list_keys(
     Ok(Json(json!({"success": true, "data": data})))
 }
 
+/// A key's all-time usage per model, largest cost first.
+pub async fn model_usage(
+    state: &AppState,
+    key_id: &str,
+) -> Result<Vec<app::domain::ModelUsage>, crate::store::StoreError> {
+    let models = state.store.key_models(key_id).await?;
+    let names: Vec<String> = models
+        .iter()
+        .map(|m| buckets::key_model_total(key_id, m))
+        .collect();
+    let usage = state.store.usage(&names).await?;
+    let mut out: Vec<app::domain::ModelUsage> = models
+        .into_iter()
+        .zip(usage)
+        .map(|(model, usage)| app::domain::ModelUsage { model, usage })
+        .collect();
+    out.sort_by(|a, b| {
+        (b.usage.cost_nanos, b.usage.requests).cmp(&(a.usage.cost_nanos, a.usage.requests))
+    });
+    Ok(out)
+}
+
 fn usd(nanos: u64) -> f64 {
     nanos as f64 / 1e9
 }
@@ -476,7 +498,7 @@ pub async fn create_key(
     State(state): State<AppState>,
     body: Result<Json<KeyInput>, JsonRejection>,
 ) -> Result<Json<Value>, AdminError> {
-    let (stored, secret) = new_key(&state, body?.0).await?;
+    let (stored, secret) = new_key(&state, body?.0, None).await?;
     let mut data = serde_json::to_value(&stored.key).unwrap_or(Value::Null);
     // The only time the key itself is ever returned.
     data["apiKey"] = Value::String(secret);
@@ -484,7 +506,13 @@ pub async fn create_key(
 }
 
 /// Creates a key from admin input: the stored record, and the key itself (to show once).
-pub async fn new_key(state: &AppState, input: KeyInput) -> Result<(StoredKey, String), AdminError> {
+/// Creates a key (owned by a local user when `owner` is set); the answer carries the key
+/// itself, which is never stored.
+pub async fn new_key(
+    state: &AppState,
+    input: KeyInput,
+    owner: Option<String>,
+) -> Result<(StoredKey, String), AdminError> {
     if input.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
         return Err(AdminError::BadRequest("name is required".into()));
     }
@@ -497,6 +525,7 @@ pub async fn new_key(state: &AppState, input: KeyInput) -> Result<(StoredKey, St
             "{}…",
             &secret[..secret.len().min(state.config.api_key_prefix.len() + 6)]
         ),
+        user_id: owner,
         ..Default::default()
     };
     apply_key(&mut key, input)?;

@@ -1,0 +1,69 @@
+//! Settings: site name and logo, service-wide cost rates, webhook channels and the relay's
+//! toggles for local users.
+
+use leptos::prelude::*;
+
+use super::{load_error, Check, Field, BUTTON, CARD, INPUT};
+use crate::{
+    domain::WEBHOOK_KINDS,
+    server_fns::{error_text_of, get_settings, SaveSettings},
+};
+
+#[component]
+pub fn SettingsPage() -> impl IntoView {
+    let save = ServerAction::<SaveSettings>::new();
+    let settings = Resource::new(|| (), |_| get_settings());
+    let error = Signal::derive(move || {
+        save.value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| error_text_of(&e))
+    });
+    let saved = move || matches!(save.value().get(), Some(Ok(())));
+    view! {
+        <h1 class="mb-4 text-2xl font-semibold">"Settings"</h1>
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || settings.get().map(|r| match r {
+                Ok(f) => view! {
+                    <ActionForm action=save attr:id="settings-form">
+                        <fieldset class=format!("{CARD} mb-4")>
+                            <legend class="px-1 font-semibold">"Site"</legend>
+                            <div class="grid grid-cols-1 gap-3 sm:grid-cols-2">
+                                <Field label="Site name" name="form[site_name]" api_name="siteName" value=f.site_name.clone() error />
+                                <Field label="Logo URL" name="form[logo_url]" api_name="logoUrl" value=f.logo_url.clone() placeholder="https://… or /logo.svg" error />
+                            </div>
+                        </fieldset>
+                        <fieldset class=format!("{CARD} mb-4")>
+                            <legend class="px-1 font-semibold">"Service rates"</legend>
+                            <p class="mb-2 text-xs text-slate-500">"Multiply the cost every key is charged per service (empty = 1). A key's own rate multiplies with it."</p>
+                            <div class="grid grid-cols-3 gap-3">
+                                <Field label="Claude" name="form[rate_claude]" api_name="serviceRates" value=f.rate_claude.clone() placeholder="1" error />
+                                <Field label="OpenAI" name="form[rate_openai]" value=f.rate_openai.clone() placeholder="1" error />
+                                <Field label="Gemini" name="form[rate_gemini]" value=f.rate_gemini.clone() placeholder="1" error />
+                            </div>
+                        </fieldset>
+                        <fieldset class=format!("{CARD} mb-4")>
+                            <legend class="px-1 font-semibold">"Webhooks"</legend>
+                            <div class="mb-2"><Check label="Send notifications" name="form[webhooks_enabled]" checked=f.webhooks_enabled.is_some() /></div>
+                            <label class="block text-sm">
+                                <span class="text-slate-600 dark:text-slate-300">{format!("One channel per line: `type url [name]`, add (off) to pause one. Types: {}", WEBHOOK_KINDS.join(", "))}</span>
+                                <textarea id="form-webhooks" name="form[webhooks]" rows="4" class=format!("{INPUT} font-mono")>{f.webhooks.clone()}</textarea>
+                            </label>
+                        </fieldset>
+                        <fieldset class=format!("{CARD} mb-4")>
+                            <legend class="px-1 font-semibold">"Users"</legend>
+                            <div class="grid grid-cols-1 items-end gap-3 sm:grid-cols-2">
+                                <Check label="Users may create their own keys" name="form[user_keys_enabled]" checked=f.user_keys_enabled.is_some() />
+                                <Field label="Keys per user" name="form[max_keys_per_user]" api_name="maxKeysPerUser" value=f.max_keys_per_user.clone() error />
+                            </div>
+                        </fieldset>
+                        <button id="settings-submit" type="submit" class=BUTTON>"Save settings"</button>
+                        {move || saved().then(|| view! { <span id="settings-saved" class="ml-3 text-sm text-emerald-700 dark:text-emerald-400">"Saved."</span> })}
+                    </ActionForm>
+                    {move || error.get().map(|m| view! { <p id="settings-error" role="alert" class="mt-3 text-sm text-red-600 dark:text-red-400">{m}</p> })}
+                }.into_any(),
+                Err(e) => load_error(&e),
+            })}
+        </Suspense>
+    }
+}

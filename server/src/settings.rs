@@ -1,0 +1,172 @@
+//! Service-wide settings (site name, service rates, webhook channels, relay toggles).
+//!
+//! Stored as one document; every instance reads them from an in-memory snapshot, which a save
+//! replaces at once and a background task refreshes so that other instances follow.
+
+use std::{sync::Arc, time::Duration};
+
+use app::domain::{Settings, WEBHOOK_KINDS};
+use arc_swap::ArcSwap;
+
+use crate::store::{from_json, to_json, DynStore, StoreError};
+
+const KIND: &str = "settings";
+const ID: &str = "global";
+/// How soon a change made on another instance is seen here.
+const REFRESH: Duration = Duration::from_secs(10);
+
+pub struct SettingsCache {
+    current: ArcSwap<Settings>,
+}
+
+impl Default for SettingsCache {
+    fn default() -> Self {
+        SettingsCache {
+            current: ArcSwap::from_pointee(Settings::default()),
+        }
+    }
+}
+
+impl SettingsCache {
+    /// The current snapshot (no lock, no store read).
+    pub fn get(&self) -> Arc<Settings> {
+        self.current.load_full()
+    }
+
+    pub async fn reload(&self, store: &DynStore) -> Result<(), StoreError> {
+        let loaded = match store.get_doc(KIND, ID).await? {
+            Some(json) => from_json(json.as_bytes())?,
+            None => Settings::default(),
+        };
+        self.current.store(Arc::new(loaded));
+        Ok(())
+    }
+
+    /// Validates and saves; the snapshot changes at once.
+    pub async fn save(&self, store: &DynStore, settings: Settings) -> Result<(), SettingsError> {
+        validate(&settings)?;
+        store.put_doc(KIND, ID, &to_json(&settings)?).await?;
+        self.current.store(Arc::new(settings));
+        Ok(())
+    }
+
+    pub fn spawn_refresher(self: &Arc<Self>, store: DynStore) {
+        // Weak references: the refresher must not keep a stopped relay's store open.
+        let this = Arc::downgrade(self);
+        let store = Arc::downgrade(&store);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REFRESH).await;
+                let (Some(cache), Some(store)) = (this.upgrade(), store.upgrade()) else {
+                    return;
+                };
+                if let Err(e) = cache.reload(&store).await {
+                    tracing::warn!(error = %e, "settings refresh failed; keeping the last ones");
+                }
+            }
+        });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A field is wrong: (field, message).
+    #[error("{0}: {1}")]
+    Invalid(&'static str, String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub fn validate(s: &Settings) -> Result<(), SettingsError> {
+    let bad = |f, m: &str| Err(SettingsError::Invalid(f, m.to_string()));
+    if s.site_name.trim().is_empty() || s.site_name.chars().count() > 60 {
+        return bad("siteName", "must be 1 to 60 characters");
+    }
+    if !s.logo_url.is_empty() && !is_http_url(&s.logo_url) && !s.logo_url.starts_with('/') {
+        return bad("logoUrl", "must be an http(s) URL or a path");
+    }
+    for (service, rate) in &s.service_rates {
+        if !["claude", "openai", "gemini"].contains(&service.as_str()) {
+            return bad("serviceRates", "services are claude, openai and gemini");
+        }
+        if !rate.is_finite() || *rate < 0.0 || *rate > 100.0 {
+            return bad("serviceRates", "a rate is a number from 0 to 100");
+        }
+    }
+    if s.max_keys_per_user > 1000 {
+        return bad("maxKeysPerUser", "must be at most 1000");
+    }
+    for w in &s.webhooks {
+        if !WEBHOOK_KINDS.contains(&w.kind.as_str()) {
+            return bad("webhooks", "unknown channel type");
+        }
+        let url_ok = if w.kind == "smtp" {
+            w.url.starts_with("smtp://") || w.url.starts_with("smtps://")
+        } else {
+            is_http_url(&w.url)
+        };
+        if !url_ok {
+            return bad(
+                "webhooks",
+                "a channel needs an http(s) URL (smtp:// or smtps:// for mail)",
+            );
+        }
+    }
+    Ok(())
+}
+
+fn is_http_url(u: &str) -> bool {
+    reqwest::Url::parse(u)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::domain::WebhookChannel;
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut s = Settings::default();
+        assert!(validate(&s).is_ok());
+        s.service_rates.insert("claude".into(), -1.0);
+        assert!(matches!(
+            validate(&s),
+            Err(SettingsError::Invalid("serviceRates", _))
+        ));
+        s.service_rates.clear();
+        s.webhooks.push(WebhookChannel {
+            kind: "slack".into(),
+            url: "not a url".into(),
+            ..Default::default()
+        });
+        assert!(matches!(
+            validate(&s),
+            Err(SettingsError::Invalid("webhooks", _))
+        ));
+        s.webhooks[0].url = "https://hooks.slack.example/T1".into();
+        assert!(validate(&s).is_ok());
+        s.site_name = " ".into();
+        assert!(matches!(
+            validate(&s),
+            Err(SettingsError::Invalid("siteName", _))
+        ));
+    }
+
+    #[tokio::test]
+    async fn saved_settings_reach_another_instance_on_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: DynStore =
+            Arc::new(crate::store::embedded::EmbeddedStore::open(dir.path(), 10).expect("open"));
+        let (a, b) = (SettingsCache::default(), SettingsCache::default());
+        let s = Settings {
+            site_name: "Team relay".into(),
+            ..Default::default()
+        };
+        a.save(&store, s).await.expect("save");
+        assert_eq!(a.get().site_name, "Team relay");
+        assert_eq!(b.get().site_name, "Claude Relay Service");
+        b.reload(&store).await.expect("reload");
+        assert_eq!(b.get().site_name, "Team relay");
+    }
+}
