@@ -356,14 +356,8 @@ impl AdminBackend for AdminPages {
     async fn keys(&self, scope: KeyScope, q: KeyQuery) -> Result<KeyPage, String> {
         let state = &self.0;
         let now = Utc::now();
-        let scoped: Vec<StoredKey> = state
-            .store
-            .list_keys()
-            .await
-            .map_err(unavailable)?
-            .into_iter()
-            .filter(|k| in_scope(&k.key, &scope))
-            .collect();
+        let all = state.all_keys().await.map_err(unavailable)?;
+        let scoped: Vec<&StoredKey> = all.iter().filter(|k| in_scope(&k.key, &scope)).collect();
         let mut tags: Vec<String> = scoped
             .iter()
             .flat_map(|k| k.key.tags.iter().cloned())
@@ -371,9 +365,9 @@ impl AdminBackend for AdminPages {
         tags.sort();
         tags.dedup();
         let needle = q.search.trim().to_lowercase();
-        let mut rows: Vec<ApiKey> = scoped
+        let mut rows: Vec<&ApiKey> = scoped
             .into_iter()
-            .map(|k| k.key)
+            .map(|k| &k.key)
             .filter(|k| key_state_matches(k, &q.state, now))
             .filter(|k| q.tag.is_empty() || k.tags.contains(&q.tag))
             .filter(|k| {
@@ -391,7 +385,7 @@ impl AdminBackend for AdminPages {
             "cost" => {
                 let names: Vec<String> = rows.iter().map(|k| buckets::key_total(&k.id)).collect();
                 let totals = state.store.usage(&names).await.map_err(unavailable)?;
-                let mut paired: Vec<(ApiKey, u64)> = rows
+                let mut paired: Vec<(&ApiKey, u64)> = rows
                     .into_iter()
                     .zip(totals)
                     .map(|(k, t)| (k, t.cost_nanos))
@@ -408,6 +402,7 @@ impl AdminBackend for AdminPages {
             .into_iter()
             .skip((page - 1) * KEYS_PER_PAGE)
             .take(KEYS_PER_PAGE)
+            .cloned()
             .collect();
         // Usage and limits only for the rows on this page.
         let names: Vec<String> = shown.iter().map(|k| buckets::key_total(&k.id)).collect();
@@ -471,8 +466,7 @@ impl AdminBackend for AdminPages {
                     return Err("Creating keys is turned off by the administrator".into());
                 }
                 let held = state
-                    .store
-                    .list_keys()
+                    .all_keys()
                     .await
                     .map_err(unavailable)?
                     .iter()
@@ -809,7 +803,7 @@ impl AdminBackend for AdminPages {
         let users = crate::users::list(&state.store)
             .await
             .map_err(unavailable)?;
-        let keys = state.store.list_keys().await.map_err(unavailable)?;
+        let keys = state.all_keys().await.map_err(unavailable)?;
         let mut rows = Vec::with_capacity(users.len());
         for u in users {
             let own: Vec<&StoredKey> = keys

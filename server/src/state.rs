@@ -32,6 +32,8 @@ pub struct Inner {
     /// Accounting writes spawned off the response path; drained on shutdown.
     pub background: TaskTracker,
     pub started: Instant,
+    /// Every key, as of a store key version (the admin pages read it often; keys change rarely).
+    key_cache: parking_lot::Mutex<Option<(u64, Arc<Vec<crate::store::StoredKey>>)>>,
 }
 
 impl Deref for AppState {
@@ -42,6 +44,22 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    /// Every stored key (deleted ones too): one version read while nothing changed.
+    pub async fn all_keys(
+        &self,
+    ) -> Result<Arc<Vec<crate::store::StoredKey>>, crate::store::StoreError> {
+        // The version is read first: a list fetched after it is at least that new.
+        let version = self.store.keys_version().await?;
+        if let Some((cached, keys)) = &*self.key_cache.lock() {
+            if *cached == version {
+                return Ok(keys.clone());
+            }
+        }
+        let keys = Arc::new(self.store.list_keys().await?);
+        *self.key_cache.lock() = Some((version, keys.clone()));
+        Ok(keys)
+    }
+
     pub fn scheduling(&self) -> Settings {
         Settings {
             sticky_ttl: self.config.sticky_ttl,
@@ -75,6 +93,7 @@ impl AppState {
             settings,
             background: TaskTracker::new(),
             started: Instant::now(),
+            key_cache: parking_lot::Mutex::new(None),
         })))
     }
 }

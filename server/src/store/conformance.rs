@@ -55,6 +55,8 @@ conformance!(
     admission_windows_reset,
     models_are_indexed_per_day_and_key,
     documents_round_trip,
+    a_batch_equals_the_same_events_one_by_one,
+    key_writes_change_the_keys_version,
 );
 
 fn key(id: &str, hash: &str) -> StoredKey {
@@ -550,4 +552,92 @@ async fn documents_round_trip(f: Fixture) {
     assert!(s.delete_doc("user", "a").await.unwrap());
     assert!(!s.delete_doc("user", "a").await.unwrap());
     assert_eq!(s.list_docs("user").await.unwrap(), vec![r#"{"n":2}"#]);
+}
+
+async fn a_batch_equals_the_same_events_one_by_one(f: Fixture) {
+    let s = &f.store;
+    let events: Vec<UsageEvent> = (1..=7u64)
+        .map(|n| {
+            let (key, model) = if n % 2 == 0 {
+                ("b1", "claude-x")
+            } else {
+                ("b2", "claude-y")
+            };
+            event(key, "acc", model, n, 2 * n, n)
+        })
+        .collect();
+    // One by one under one set of keys, as a batch under another: same counters.
+    let renamed: Vec<UsageEvent> = events
+        .iter()
+        .cloned()
+        .map(|mut e| {
+            e.key_id = format!("batch-{}", e.key_id);
+            e.account_id = "acc-batch".into();
+            e.record.request_id = format!("batch-{}", e.record.request_id);
+            e
+        })
+        .collect();
+    for ev in &events {
+        s.record_usage(ev, 8, &Settlement::default()).await.unwrap();
+    }
+    s.record_usage_batch(&renamed, 8).await.unwrap();
+    let p = Periods::at(Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap(), 8);
+    use buckets::*;
+    for key in ["b1", "b2"] {
+        let one = s
+            .usage(&[
+                key_total(key),
+                key_day(key, &p.day),
+                key_model_total(key, if key == "b1" { "claude-x" } else { "claude-y" }),
+            ])
+            .await
+            .unwrap();
+        let bk = format!("batch-{key}");
+        let batched = s
+            .usage(&[
+                key_total(&bk),
+                key_day(&bk, &p.day),
+                key_model_total(&bk, if key == "b1" { "claude-x" } else { "claude-y" }),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(one, batched, "{key}");
+        assert!(one[0].requests > 0);
+    }
+    let acc = s
+        .usage(&[account_total("acc"), account_total("acc-batch")])
+        .await
+        .unwrap();
+    assert_eq!(acc[0], acc[1]);
+    // Records: bounded to the newest 3, newest first, as one by one.
+    let ids: Vec<String> = s
+        .recent_records("batch-b2", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.request_id)
+        .collect();
+    assert_eq!(ids, vec!["batch-req-7", "batch-req-5", "batch-req-3"]);
+    assert!(s.keys_last_used().await.unwrap().contains_key("batch-b1"));
+    assert_eq!(s.key_models("batch-b1").await.unwrap(), vec!["claude-x"]);
+}
+
+async fn key_writes_change_the_keys_version(f: Fixture) {
+    let s = &f.store;
+    let v0 = s.keys_version().await.unwrap();
+    s.insert_key(&key("v1", "hv1")).await.unwrap();
+    let v1 = s.keys_version().await.unwrap();
+    assert_ne!(v0, v1);
+    assert_eq!(
+        s.keys_version().await.unwrap(),
+        v1,
+        "reads do not change it"
+    );
+    let mut k = s.get_key("v1").await.unwrap().unwrap();
+    k.key.name = "renamed".into();
+    s.update_key(&k).await.unwrap();
+    let v2 = s.keys_version().await.unwrap();
+    assert_ne!(v1, v2);
+    assert!(s.delete_key("v1").await.unwrap());
+    assert_ne!(s.keys_version().await.unwrap(), v2);
 }

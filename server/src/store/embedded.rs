@@ -44,6 +44,8 @@ pub struct EmbeddedStore {
     /// Serialises admissions with settlements, so an admission never sees a reservation
     /// released before its cost is written.
     admission: tokio::sync::Mutex<()>,
+    /// Bumped by every key write (this engine serves one process).
+    keys_version: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -294,6 +296,7 @@ impl EmbeddedStore {
             records_per_key: records_per_key.max(1),
             live: Mutex::new(Live::default()),
             admission: tokio::sync::Mutex::new(()),
+            keys_version: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -475,39 +478,49 @@ impl Store for EmbeddedStore {
     async fn insert_key(&self, key: &StoredKey) -> Result<(), StoreError> {
         let json = to_json(key)?;
         let (id, hash) = (key.key.id.clone(), key.key_hash.clone());
-        self.run(move |db| {
-            let w = db.begin_write().map_err(e)?;
-            {
-                let mut keys = w.open_table(KEYS).map_err(e)?;
-                let mut hashes = w.open_table(KEYHASH).map_err(e)?;
-                if keys.get(id.as_str()).map_err(e)?.is_some()
-                    || hashes.get(hash.as_str()).map_err(e)?.is_some()
+        let result = self
+            .run(move |db| {
+                let w = db.begin_write().map_err(e)?;
                 {
-                    return Err(StoreError::Conflict("key exists".into()));
+                    let mut keys = w.open_table(KEYS).map_err(e)?;
+                    let mut hashes = w.open_table(KEYHASH).map_err(e)?;
+                    if keys.get(id.as_str()).map_err(e)?.is_some()
+                        || hashes.get(hash.as_str()).map_err(e)?.is_some()
+                    {
+                        return Err(StoreError::Conflict("key exists".into()));
+                    }
+                    keys.insert(id.as_str(), json.as_bytes()).map_err(e)?;
+                    hashes.insert(hash.as_str(), id.as_str()).map_err(e)?;
                 }
-                keys.insert(id.as_str(), json.as_bytes()).map_err(e)?;
-                hashes.insert(hash.as_str(), id.as_str()).map_err(e)?;
-            }
-            w.commit().map_err(e)
-        })
-        .await
+                w.commit().map_err(e)
+            })
+            .await;
+        // Any key write makes cached key lists stale.
+        self.keys_version
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        result
     }
 
     async fn update_key(&self, key: &StoredKey) -> Result<(), StoreError> {
         let json = to_json(key)?;
         let id = key.key.id.clone();
-        self.run(move |db| {
-            let w = db.begin_write().map_err(e)?;
-            {
-                let mut keys = w.open_table(KEYS).map_err(e)?;
-                if keys.get(id.as_str()).map_err(e)?.is_none() {
-                    return Err(StoreError::Conflict("no such key".into()));
+        let result = self
+            .run(move |db| {
+                let w = db.begin_write().map_err(e)?;
+                {
+                    let mut keys = w.open_table(KEYS).map_err(e)?;
+                    if keys.get(id.as_str()).map_err(e)?.is_none() {
+                        return Err(StoreError::Conflict("no such key".into()));
+                    }
+                    keys.insert(id.as_str(), json.as_bytes()).map_err(e)?;
                 }
-                keys.insert(id.as_str(), json.as_bytes()).map_err(e)?;
-            }
-            w.commit().map_err(e)
-        })
-        .await
+                w.commit().map_err(e)
+            })
+            .await;
+        // Any key write makes cached key lists stale.
+        self.keys_version
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        result
     }
 
     async fn get_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
@@ -548,34 +561,39 @@ impl Store for EmbeddedStore {
 
     async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_string();
-        self.run(move |db| {
-            let w = db.begin_write().map_err(e)?;
-            let existed = {
-                let mut keys = w.open_table(KEYS).map_err(e)?;
-                let removed = keys
-                    .remove(id.as_str())
-                    .map_err(e)?
-                    .map(|v| v.value().to_vec());
-                match removed {
-                    Some(raw) => {
-                        let key: StoredKey = from_json(&raw)?;
-                        w.open_table(KEYHASH)
-                            .map_err(e)?
-                            .remove(key.key_hash.as_str())
-                            .map_err(e)?;
-                        w.open_table(LASTUSED)
-                            .map_err(e)?
-                            .remove(format!("k:{id}").as_str())
-                            .map_err(e)?;
-                        true
+        let result = self
+            .run(move |db| {
+                let w = db.begin_write().map_err(e)?;
+                let existed = {
+                    let mut keys = w.open_table(KEYS).map_err(e)?;
+                    let removed = keys
+                        .remove(id.as_str())
+                        .map_err(e)?
+                        .map(|v| v.value().to_vec());
+                    match removed {
+                        Some(raw) => {
+                            let key: StoredKey = from_json(&raw)?;
+                            w.open_table(KEYHASH)
+                                .map_err(e)?
+                                .remove(key.key_hash.as_str())
+                                .map_err(e)?;
+                            w.open_table(LASTUSED)
+                                .map_err(e)?
+                                .remove(format!("k:{id}").as_str())
+                                .map_err(e)?;
+                            true
+                        }
+                        None => false,
                     }
-                    None => false,
-                }
-            };
-            w.commit().map_err(e)?;
-            Ok(existed)
-        })
-        .await
+                };
+                w.commit().map_err(e)?;
+                Ok(existed)
+            })
+            .await;
+        // Any key write makes cached key lists stale.
+        self.keys_version
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        result
     }
 
     async fn put_account(&self, account: &StoredAccount) -> Result<(), StoreError> {
@@ -739,6 +757,63 @@ impl Store for EmbeddedStore {
         // Written first, released second: see `admission`.
         self.settle_live(settlement);
         Ok(())
+    }
+
+    async fn record_usage_batch(
+        &self,
+        events: &[UsageEvent],
+        offset_hours: i32,
+    ) -> Result<(), StoreError> {
+        let batch = UsageBatch::of(events, offset_hours)?;
+        let now_secs = Utc::now().timestamp().max(0) as u64;
+        let keep = self.records_per_key as u64;
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            {
+                let mut usage = w.open_table(USAGE).map_err(e)?;
+                for (name, (delta, ttl)) in &batch.buckets {
+                    let (mut counters, mut expires) = usage
+                        .get(name.as_str())
+                        .map_err(e)?
+                        .map(|v| decode_counters(v.value()))
+                        .unwrap_or_default();
+                    if expires != 0 && expires <= now_secs {
+                        counters = UsageCounters::default();
+                    }
+                    counters.add(delta);
+                    if let Some(ttl) = ttl {
+                        expires = now_secs + ttl.as_secs();
+                    }
+                    usage
+                        .insert(
+                            name.as_str(),
+                            encode_counters(&counters, expires).as_slice(),
+                        )
+                        .map_err(e)?;
+                }
+            }
+            for (key_id, records) in &batch.records {
+                // Only the newest `keep` can survive the bound.
+                let skip = records.len().saturating_sub(keep as usize);
+                for r in &records[skip..] {
+                    append_bounded(&w, RECORDS, "records_seq", key_id, r.as_bytes(), keep)?;
+                }
+            }
+            {
+                let mut lu = w.open_table(LASTUSED).map_err(e)?;
+                for (prefix, map) in [("k", &batch.key_last_used), ("a", &batch.account_last_used)]
+                {
+                    for (id, ms) in map {
+                        let name = format!("{prefix}:{id}");
+                        let old = lu.get(name.as_str()).map_err(e)?.map(|v| v.value());
+                        let newest = old.map_or(*ms, |o| o.max(*ms));
+                        lu.insert(name.as_str(), newest).map_err(e)?;
+                    }
+                }
+            }
+            w.commit().map_err(e)
+        })
+        .await
     }
 
     async fn usage(&self, buckets: &[String]) -> Result<Vec<UsageCounters>, StoreError> {
@@ -1283,6 +1358,10 @@ impl Store for EmbeddedStore {
             Ok(existed)
         })
         .await
+    }
+
+    async fn keys_version(&self) -> Result<u64, StoreError> {
+        Ok(self.keys_version.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     async fn put_doc(&self, kind: &str, id: &str, json: &str) -> Result<(), StoreError> {

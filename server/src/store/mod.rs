@@ -345,6 +345,59 @@ impl UsageEvent {
     }
 }
 
+/// A batch of usage events folded together: each bucket once, records per key in order.
+#[derive(Default)]
+pub struct UsageBatch {
+    /// Bucket name → (summed counters, TTL).
+    pub buckets: HashMap<String, (UsageCounters, Option<Duration>)>,
+    /// Key id → record JSON, oldest first.
+    pub records: HashMap<String, Vec<String>>,
+    pub key_last_used: HashMap<String, i64>,
+    pub account_last_used: HashMap<String, i64>,
+    /// Day → models used that day.
+    pub models_by_day: HashMap<String, std::collections::BTreeSet<String>>,
+    /// Key id → models it used.
+    pub key_models: HashMap<String, std::collections::BTreeSet<String>>,
+}
+
+impl UsageBatch {
+    pub fn of(events: &[UsageEvent], offset_hours: i32) -> Result<Self, StoreError> {
+        let mut b = UsageBatch::default();
+        for ev in events {
+            let delta = ev.counters();
+            for bucket in ev.buckets(offset_hours) {
+                b.buckets
+                    .entry(bucket.name)
+                    .or_insert((UsageCounters::default(), bucket.ttl))
+                    .0
+                    .add(&delta);
+            }
+            b.records
+                .entry(ev.key_id.clone())
+                .or_default()
+                .push(to_json(&ev.record)?);
+            let ms = ev.at.timestamp_millis();
+            let newer = |m: &mut HashMap<String, i64>, id: &str| {
+                let e = m.entry(id.to_string()).or_insert(ms);
+                *e = (*e).max(ms);
+            };
+            newer(&mut b.key_last_used, &ev.key_id);
+            if !ev.account_id.is_empty() {
+                newer(&mut b.account_last_used, &ev.account_id);
+            }
+            b.models_by_day
+                .entry(Periods::at(ev.at, offset_hours).day)
+                .or_default()
+                .insert(ev.model.clone());
+            b.key_models
+                .entry(ev.key_id.clone())
+                .or_default()
+                .insert(ev.model.clone());
+        }
+        Ok(b)
+    }
+}
+
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `"redis"` or `"embedded"`.
@@ -372,6 +425,8 @@ pub trait Store: Send + Sync + 'static {
     /// The authentication lookup: one round trip.
     async fn key_by_hash(&self, hash: &str) -> Result<Option<StoredKey>, StoreError>;
     async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    /// Changes whenever a key is written: a cached key list is current while it holds.
+    async fn keys_version(&self) -> Result<u64, StoreError>;
     async fn delete_key(&self, id: &str) -> Result<bool, StoreError>;
 
     // Upstream accounts.
@@ -436,6 +491,14 @@ pub trait Store: Send + Sync + 'static {
     async fn unlock(&self, name: &str, owner: &str) -> Result<(), StoreError>;
 
     // Usage.
+    /// Many finished requests at once (history imports, benchmarks): the same counters,
+    /// records and indexes as `record_usage` one by one, without settlements, aggregated
+    /// first so each bucket is written once.
+    async fn record_usage_batch(
+        &self,
+        events: &[UsageEvent],
+        offset_hours: i32,
+    ) -> Result<(), StoreError>;
     /// All counters, the request record and last-used times of one request, and its
     /// settlement (leases released, reservation replaced by the actual cost): one round trip.
     async fn record_usage(

@@ -364,6 +364,15 @@ impl RedisStore {
         Ok(())
     }
 
+    async fn bump_keys_version(&self) -> Result<(), StoreError> {
+        let _: u64 = self
+            .conn()
+            .incr(format!("{P}keys:version"), 1)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
@@ -470,7 +479,7 @@ impl Store for RedisStore {
             .await
             .map_err(err)?;
         if inserted == 1 {
-            Ok(())
+            self.bump_keys_version().await
         } else {
             Err(StoreError::Conflict("key exists".into()))
         }
@@ -485,8 +494,17 @@ impl Store for RedisStore {
             .query_async(&mut self.conn())
             .await
             .map_err(err)?;
-        done.map(|_| ())
-            .ok_or_else(|| StoreError::Conflict("no such key".into()))
+        done.ok_or_else(|| StoreError::Conflict("no such key".into()))?;
+        self.bump_keys_version().await
+    }
+
+    async fn keys_version(&self) -> Result<u64, StoreError> {
+        let v: Option<u64> = self
+            .conn()
+            .get(format!("{P}keys:version"))
+            .await
+            .map_err(err)?;
+        Ok(v.unwrap_or(0))
     }
 
     async fn get_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
@@ -526,6 +544,7 @@ impl Store for RedisStore {
             .del(format!("{P}keyhash:{}", existing.key_hash))
             .srem(format!("{P}keys"), id)
             .hdel(format!("{P}lastused:keys"), id)
+            .incr(format!("{P}keys:version"), 1)
             .query_async(&mut self.conn())
             .await
             .map_err(err)?;
@@ -673,6 +692,80 @@ impl Store for RedisStore {
             }
             Err(e) => Err(err(e)),
         }
+    }
+
+    async fn record_usage_batch(
+        &self,
+        events: &[UsageEvent],
+        offset_hours: i32,
+    ) -> Result<(), StoreError> {
+        let batch = UsageBatch::of(events, offset_hours)?;
+        let mut conn = self.conn();
+        let mut pipe = ::redis::pipe();
+        let mut queued = 0usize;
+        // Sent in chunks: one round trip per few thousand commands, bounded memory.
+        async fn flush(
+            conn: &mut ConnectionManager,
+            pipe: &mut ::redis::Pipeline,
+            queued: &mut usize,
+        ) -> Result<(), StoreError> {
+            if *queued > 0 {
+                pipe.query_async::<()>(conn).await.map_err(err)?;
+                *pipe = ::redis::pipe();
+                *queued = 0;
+            }
+            Ok(())
+        }
+        for (name, (delta, ttl)) in &batch.buckets {
+            let key = format!("{P}usage:{name}");
+            for (field, value) in FIELDS.iter().zip(counter_values(delta)) {
+                if value > 0 {
+                    pipe.hincr(&key, *field, value).ignore();
+                    queued += 1;
+                }
+            }
+            if let Some(ttl) = ttl {
+                pipe.expire(&key, ttl.as_secs() as i64).ignore();
+                queued += 1;
+            }
+            if queued >= 5_000 {
+                flush(&mut conn, &mut pipe, &mut queued).await?;
+            }
+        }
+        for (key_id, records) in &batch.records {
+            let list = format!("{P}records:{key_id}");
+            let skip = records.len().saturating_sub(self.records_per_key);
+            pipe.lpush(&list, &records[skip..]).ignore();
+            pipe.ltrim(&list, 0, self.records_per_key as isize - 1)
+                .ignore();
+            queued += 2;
+            if queued >= 5_000 {
+                flush(&mut conn, &mut pipe, &mut queued).await?;
+            }
+        }
+        for (hash, map) in [
+            ("keys", &batch.key_last_used),
+            ("accounts", &batch.account_last_used),
+        ] {
+            for (id, ms) in map {
+                pipe.hset(format!("{P}lastused:{hash}"), id, ms).ignore();
+                queued += 1;
+            }
+        }
+        for (day, models) in &batch.models_by_day {
+            let set = format!("{P}models:d:{day}");
+            pipe.sadd(&set, models).ignore();
+            pipe.expire(&set, 32 * 86_400).ignore();
+            queued += 2;
+        }
+        for (key_id, models) in &batch.key_models {
+            pipe.sadd(format!("{P}keymodels:{key_id}"), models).ignore();
+            queued += 1;
+            if queued >= 5_000 {
+                flush(&mut conn, &mut pipe, &mut queued).await?;
+            }
+        }
+        flush(&mut conn, &mut pipe, &mut queued).await
     }
 
     async fn settle(&self, settlement: &Settlement) -> Result<(), StoreError> {

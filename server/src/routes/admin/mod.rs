@@ -252,7 +252,7 @@ const TREND_DAYS: i64 = 14;
 
 pub async fn dashboard_summary(state: &AppState) -> Result<DashboardSummary, AdminError> {
     use app::domain::{ModelUsage, UsagePoint, ACCOUNT_STATES};
-    let keys = state.store.list_keys().await?;
+    let keys = state.all_keys().await?;
     let accounts = accounts::describe(state, state.store.list_accounts().await?).await?;
     let now = Utc::now();
     let tz = state.config.timezone_offset_hours;
