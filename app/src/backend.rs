@@ -5,8 +5,8 @@ use std::{net::IpAddr, sync::Arc};
 
 use crate::domain::{
     AccountDetail, AccountForm, AccountGroup, AccountRow, AccountTest, DashboardSummary, KeyForm,
-    KeyPage, KeyQuery, KeyStats, OAuthStart, SessionInfo, Settings, SettingsForm, UserRole,
-    UserRow,
+    KeyPage, KeyQuery, KeyStats, OAuthStart, RecordPage, RecordQuery, SessionInfo, Settings,
+    SettingsForm, UserRole, UserRow,
 };
 
 /// A successful login.
@@ -79,9 +79,14 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// `enable`, `disable`, `make-admin`, `make-user`.
     async fn user_action(&self, id: &str, action: &str) -> Result<(), String>;
 
+    /// The request log: every key's newest requests, filtered and paginated.
+    async fn records(&self, query: RecordQuery) -> Result<RecordPage, String>;
+
     // Settings.
     async fn settings(&self) -> Settings;
     async fn save_settings(&self, form: SettingsForm) -> Result<(), String>;
+    /// Sends a test notification through the saved channel at `index`.
+    async fn test_webhook(&self, index: usize) -> Result<(), String>;
 
     /// The public stats of the key itself (never of a bare key id).
     async fn key_stats(&self, key: &str) -> Result<KeyStats, String>;

@@ -530,6 +530,8 @@ pub struct WebhookChannel {
     pub kind: String,
     pub name: String,
     pub url: String,
+    /// Signing secret (DingTalk, Feishu) or SMTP password; stored encrypted, never shown.
+    pub secret: String,
     pub enabled: bool,
 }
 
@@ -912,10 +914,13 @@ impl SettingsForm {
                 .webhooks
                 .iter()
                 .map(|w| {
+                    let secret = if w.secret.is_empty() {
+                        ""
+                    } else {
+                        " secret=***"
+                    };
                     let state = if w.enabled { "" } else { " (off)" };
-                    format!("{} {} {}{state}", w.kind, w.url, w.name)
-                        .trim()
-                        .to_string()
+                    format!("{} {} {}{secret}{state}", w.kind, w.url, w.name)
                 })
                 .collect::<Vec<_>>()
                 .join("\n"),
@@ -924,6 +929,97 @@ impl SettingsForm {
             max_keys_per_user: s.max_keys_per_user.to_string(),
         }
     }
+}
+
+/// Filters of the request log (all optional; times are RFC 3339 or `YYYY-MM-DD`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RecordQuery {
+    pub since: String,
+    pub until: String,
+    /// A key id or a key name.
+    pub key: String,
+    /// An account id or name.
+    pub account: String,
+    /// A model, or a prefix ending in `*`.
+    pub model: String,
+    /// An HTTP status, or `2xx`, `4xx`, `5xx`.
+    pub status: String,
+    /// 1-based.
+    pub page: u32,
+}
+
+impl RecordQuery {
+    /// Whether a record passes every filter; `key_name` and `account_name` are its names.
+    pub fn matches(&self, r: &RequestRecord, key_name: &str, account_name: &str) -> bool {
+        let time_ok = |bound: &str, after: bool| {
+            let b = bound.trim();
+            if b.is_empty() {
+                return true;
+            }
+            // RFC 3339 strings in UTC compare as text; a date compares by its day.
+            let ts = r.timestamp.as_str();
+            if b.len() == 10 {
+                let day = ts.get(..10).unwrap_or(ts);
+                if after {
+                    day >= b
+                } else {
+                    day <= b
+                }
+            } else if after {
+                ts >= b
+            } else {
+                ts <= b
+            }
+        };
+        let is = |want: &str, id: &str, name: &str| {
+            let w = want.trim();
+            w.is_empty() || w == id || w.eq_ignore_ascii_case(name)
+        };
+        let model_ok = match self.model.trim() {
+            "" => true,
+            m => match m.strip_suffix('*') {
+                Some(prefix) => r.model.starts_with(prefix),
+                None => r.model == m,
+            },
+        };
+        let status_ok = match self.status.trim() {
+            "" => true,
+            "2xx" => (200..300).contains(&r.status),
+            "4xx" => (400..500).contains(&r.status),
+            "5xx" => (500..600).contains(&r.status),
+            s => s.parse::<u16>().is_ok_and(|code| code == r.status),
+        };
+        time_ok(&self.since, true)
+            && time_ok(&self.until, false)
+            && is(&self.key, &r.key_id, key_name)
+            && is(&self.account, &r.account_id, account_name)
+            && model_ok
+            && status_ok
+    }
+}
+
+pub const RECORDS_PER_PAGE: usize = 50;
+
+/// A request record with the names of its key and account, for the request log.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RecordRow {
+    pub record: RequestRecord,
+    pub key_name: String,
+    pub account_name: String,
+}
+
+/// One page of the request log.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RecordPage {
+    pub rows: Vec<RecordRow>,
+    pub matching: u64,
+    pub page: u32,
+    pub pages: u32,
+    /// Their summed usage.
+    pub total: UsageCounters,
 }
 
 /// Format nano-dollars as `$0.001234` for display.

@@ -65,6 +65,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin-next/accounts") view=pages::accounts::AccountsPage ssr=SsrMode::Async />
                     <Route path=path!("/admin-next/accounts/:id") view=pages::account_edit::AccountEditPage ssr=SsrMode::Async />
                     <Route path=path!("/admin-next/users") view=pages::users::UsersPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin-next/requests") view=pages::requests::RequestsPage ssr=SsrMode::Async />
                     <Route path=path!("/admin-next/settings") view=pages::settings::SettingsPage ssr=SsrMode::Async />
                     <Route path=path!("/admin-next/dashboard") view=pages::dashboard::DashboardPage ssr=SsrMode::Async />
                 </Routes>

@@ -4,7 +4,8 @@ use leptos::prelude::*;
 
 use crate::domain::{
     AccountDetail, AccountForm, AccountGroup, AccountRow, AccountTest, DashboardSummary, KeyForm,
-    KeyPage, KeyQuery, KeyStats, OAuthStart, SettingsForm, ShellInfo, UserRow,
+    KeyPage, KeyQuery, KeyStats, OAuthStart, RecordPage, RecordQuery, SettingsForm, ShellInfo,
+    UserRow,
 };
 
 #[cfg(feature = "ssr")]
@@ -361,6 +362,19 @@ pub async fn create_user(
 pub async fn user_action(id: String, action: String) -> Result<(), ServerFnError> {
     let (backend, _) = require_admin().await?;
     backend.0.user_action(&id, &action).await.map_err(invalid)
+}
+
+/// The settings page's test button for one saved webhook channel.
+#[server(prefix = "/admin-next/api", endpoint = "test-webhook")]
+pub async fn test_webhook(index: usize) -> Result<(), ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend.0.test_webhook(index).await.map_err(invalid)
+}
+
+#[server(prefix = "/admin-next/api", endpoint = "records")]
+pub async fn get_records(query: RecordQuery) -> Result<RecordPage, ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend.0.records(query).await.map_err(ServerFnError::new)
 }
 
 #[server(prefix = "/admin-next/api", endpoint = "settings")]

@@ -215,6 +215,21 @@ test('dashboard charts show the day and the models used', async ({ page, request
   await signIn(page);
   await expect(page.locator('#model-chart .model-bar', { hasText: 'claude-haiku-4-5-20251001' })).toHaveCount(1);
   await expect(page.locator('#card-requests')).not.toContainText(/^0$/);
+
+  // The request log filters on the server and exports the same selection as CSV.
+  await page.goto('/admin-next/requests');
+  await page.fill('#filter-model', 'claude-haiku*');
+  await page.fill('#filter-key', 'chart key');
+  await page.click('#record-filter-submit');
+  await expect(page).toHaveURL(/model=claude-haiku/);
+  await expect(page.locator('tr.record-row')).toHaveCount(1);
+  await expect(page.locator('tr.record-row').first()).toContainText('claude-haiku-4-5-20251001');
+  const csvHref = await page.locator('#record-csv').getAttribute('href');
+  const csv = await page.request.get(csvHref!);
+  expect(csv.status()).toBe(200);
+  const lines = (await csv.text()).trim().split('\n');
+  expect(lines).toHaveLength(2);
+  expect(lines[1]).toContain('chart key');
 });
 
 async function noScript(browser: Browser) {
@@ -238,6 +253,7 @@ test('without WASM: login by plain form, and every admin page renders on the ser
     ['/admin-next/accounts/new?platform=bedrock', '#form-region'],
     ['/admin-next/users', '#create-user-form'],
     ['/admin-next/settings', '#settings-form'],
+    ['/admin-next/requests', '#records-table'],
     ['/admin-next/api-stats', '#stats-key'],
   ]) {
     await page.goto(path);

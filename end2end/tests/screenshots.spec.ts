@@ -14,6 +14,7 @@ const pages = [
   ['account-new', '/admin-next/accounts/new', true],
   ['users', '/admin-next/users', true],
   ['settings', '/admin-next/settings', true],
+  ['requests', '/admin-next/requests', true],
 ] as const;
 
 test('screenshots of every page, light and dark, 1280 and 390 px, without overflow', async ({ page, request }) => {

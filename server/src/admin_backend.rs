@@ -10,7 +10,8 @@ use app::{
     domain::{
         AccountDetail, AccountForm, AccountGroup, AccountRow, AccountTest, ApiKey,
         DashboardSummary, KeyForm, KeyPage, KeyQuery, KeyRow, KeyStats, OAuthStart, Platform,
-        SessionInfo, Settings, SettingsForm, UserRole, UserRow, WebhookChannel, KEYS_PER_PAGE,
+        RecordPage, RecordQuery, SessionInfo, Settings, SettingsForm, UserRole, UserRow,
+        WebhookChannel, KEYS_PER_PAGE,
     },
 };
 use axum::{extract::State, Json};
@@ -862,6 +863,12 @@ impl AdminBackend for AdminPages {
         })
     }
 
+    async fn records(&self, query: RecordQuery) -> Result<RecordPage, String> {
+        crate::routes::admin::records::page(&self.0, &query)
+            .await
+            .map_err(admin_error)
+    }
+
     async fn settings(&self) -> Settings {
         (*self.0.settings.get()).clone()
     }
@@ -885,6 +892,7 @@ impl AdminBackend for AdminPages {
                 .map_err(|_| format!("serviceRates: the {service} rate must be a number"))?;
             s.service_rates.insert(service.into(), rate);
         }
+        let previous = s.webhooks.clone();
         let mut hooks = Vec::new();
         for (n, line) in form.webhooks.lines().enumerate() {
             let line = line.trim();
@@ -895,18 +903,45 @@ impl AdminBackend for AdminPages {
                 Some(rest) => (rest.trim(), false),
                 None => (line, true),
             };
-            let mut parts = line.splitn(3, char::is_whitespace);
-            let (Some(kind), Some(url)) = (parts.next(), parts.next()) else {
+            // `secret=…` anywhere on the line; `secret=***` keeps the stored one.
+            let mut secret = None;
+            let words: Vec<&str> = line
+                .split_whitespace()
+                .filter(|w| match w.strip_prefix("secret=") {
+                    Some(v) => {
+                        secret = Some(v.to_string());
+                        false
+                    }
+                    None => true,
+                })
+                .collect();
+            let (Some(kind), Some(url)) = (words.first(), words.get(1)) else {
                 return Err(format!(
-                    "webhooks: line {} should be `type url [name]`",
+                    "webhooks: line {} should be `type url [name] [secret=…]`",
                     n + 1
                 ));
             };
+            let kind = kind.to_lowercase();
+            let secret = match secret.as_deref() {
+                Some("***") => previous
+                    .iter()
+                    .find(|w| w.kind == kind && w.url == *url)
+                    .map(|w| w.secret.clone())
+                    .unwrap_or_default(),
+                Some(v) => v.to_string(),
+                None => String::new(),
+            };
+            let name = if words.len() > 2 {
+                words[2..].join(" ")
+            } else {
+                kind.clone()
+            };
             hooks.push(WebhookChannel {
                 id: format!("wh{}", n + 1),
-                kind: kind.to_lowercase(),
+                kind,
                 url: url.to_string(),
-                name: parts.next().unwrap_or(kind).trim().to_string(),
+                name,
+                secret,
                 enabled,
             });
         }
@@ -921,7 +956,7 @@ impl AdminBackend for AdminPages {
         };
         self.0
             .settings
-            .save(&self.0.store, s)
+            .save(&self.0.store, &self.0.crypto, s)
             .await
             .map_err(|e| match e {
                 crate::settings::SettingsError::Store(e) => unavailable(e),
@@ -929,6 +964,15 @@ impl AdminBackend for AdminPages {
             })?;
         tracing::info!("settings saved from the admin pages");
         Ok(())
+    }
+
+    async fn test_webhook(&self, index: usize) -> Result<(), String> {
+        let settings = self.0.settings.get();
+        let channel = settings
+            .webhooks
+            .get(index)
+            .ok_or("webhooks: no saved channel there; save the settings first")?;
+        self.0.notifier.test(channel).await
     }
 
     async fn key_stats(&self, key: &str) -> Result<KeyStats, String> {

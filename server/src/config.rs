@@ -13,6 +13,8 @@ pub struct Config {
     /// `None` only with the embedded store, which then keeps a generated key in `data_dir`.
     pub encryption_key: Option<String>,
     pub admin_username: String,
+    /// When set, `GET /metrics` wants `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
     pub admin_password: Option<String>,
     pub log_level: String,
     pub log_json: bool,
@@ -27,6 +29,8 @@ pub struct Config {
     /// Hours east of UTC for day/month/hour buckets (the original's `TIMEZONE_OFFSET`).
     pub timezone_offset_hours: i32,
     pub usage_records_per_key: usize,
+    /// The newest request records of all keys together, browsable in the admin.
+    pub request_records_kept: usize,
     pub request_max_bytes: usize,
     pub admin_session_ttl: Duration,
     pub api_key_prefix: String,
@@ -165,6 +169,7 @@ impl Config {
             data_dir: var("DATA_DIR").unwrap_or_else(|| "./data".into()).into(),
             encryption_key,
             admin_username: var("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
+            metrics_token: var("METRICS_TOKEN").filter(|t| !t.is_empty()),
             admin_password,
             log_level: var("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             log_json,
@@ -182,6 +187,7 @@ impl Config {
                 .into(),
             timezone_offset_hours: tz,
             usage_records_per_key: parse(&var, "USAGE_RECORDS_PER_KEY", 200)?,
+            request_records_kept: parse(&var, "REQUEST_RECORDS_KEPT", 10_000)?,
             request_max_bytes: max_mb.saturating_mul(1024 * 1024),
             admin_session_ttl: Duration::from_secs(parse(&var, "ADMIN_SESSION_TTL_SECS", 86_400)?),
             api_key_prefix: var("API_KEY_PREFIX").unwrap_or_else(|| "cr_".into()),

@@ -11,12 +11,14 @@ pub mod config;
 pub mod crypto;
 pub mod limits;
 pub mod mock_upstream;
+pub mod notify;
 pub mod relay;
 pub mod routes;
 pub mod scheduler;
 pub mod settings;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod testing;
 pub mod upstream;
 pub mod users;
@@ -52,11 +54,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             config.admin_username
         );
     }
+    crate::telemetry::install();
     let pricing = Pricing::load(&config.pricing_file)?;
     let state = AppState::new(config, store, Crypto::new(&encryption_key), pricing)?;
     state
         .settings
-        .reload(&state.store)
+        .reload(&state.store, &state.crypto)
         .await
         .context("cannot read the settings")?;
     Ok(state)

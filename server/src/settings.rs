@@ -8,7 +8,10 @@ use std::{sync::Arc, time::Duration};
 use app::domain::{Settings, WEBHOOK_KINDS};
 use arc_swap::ArcSwap;
 
-use crate::store::{from_json, to_json, DynStore, StoreError};
+use crate::{
+    crypto::Crypto,
+    store::{from_json, to_json, DynStore, StoreError},
+};
 
 const KIND: &str = "settings";
 const ID: &str = "global";
@@ -33,24 +36,41 @@ impl SettingsCache {
         self.current.load_full()
     }
 
-    pub async fn reload(&self, store: &DynStore) -> Result<(), StoreError> {
-        let loaded = match store.get_doc(KIND, ID).await? {
+    pub async fn reload(&self, store: &DynStore, crypto: &Crypto) -> Result<(), StoreError> {
+        let mut loaded: Settings = match store.get_doc(KIND, ID).await? {
             Some(json) => from_json(json.as_bytes())?,
             None => Settings::default(),
         };
+        // Channel secrets are stored encrypted; in memory they are clear for the sender.
+        for w in &mut loaded.webhooks {
+            if !w.secret.is_empty() {
+                w.secret = crypto.decrypt(&w.secret).unwrap_or_default();
+            }
+        }
         self.current.store(Arc::new(loaded));
         Ok(())
     }
 
     /// Validates and saves; the snapshot changes at once.
-    pub async fn save(&self, store: &DynStore, settings: Settings) -> Result<(), SettingsError> {
+    pub async fn save(
+        &self,
+        store: &DynStore,
+        crypto: &Crypto,
+        settings: Settings,
+    ) -> Result<(), SettingsError> {
         validate(&settings)?;
-        store.put_doc(KIND, ID, &to_json(&settings)?).await?;
+        let mut sealed = settings.clone();
+        for w in &mut sealed.webhooks {
+            if !w.secret.is_empty() {
+                w.secret = crypto.encrypt(&w.secret);
+            }
+        }
+        store.put_doc(KIND, ID, &to_json(&sealed)?).await?;
         self.current.store(Arc::new(settings));
         Ok(())
     }
 
-    pub fn spawn_refresher(self: &Arc<Self>, store: DynStore) {
+    pub fn spawn_refresher(self: &Arc<Self>, store: DynStore, crypto: Crypto) {
         // Weak references: the refresher must not keep a stopped relay's store open.
         let this = Arc::downgrade(self);
         let store = Arc::downgrade(&store);
@@ -60,7 +80,7 @@ impl SettingsCache {
                 let (Some(cache), Some(store)) = (this.upgrade(), store.upgrade()) else {
                     return;
                 };
-                if let Err(e) = cache.reload(&store).await {
+                if let Err(e) = cache.reload(&store, &crypto).await {
                     tracing::warn!(error = %e, "settings refresh failed; keeping the last ones");
                 }
             }
@@ -158,15 +178,27 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: DynStore =
             Arc::new(crate::store::embedded::EmbeddedStore::open(dir.path(), 10).expect("open"));
+        let crypto = Crypto::new("test-encryption-key-0123456789abcdef");
         let (a, b) = (SettingsCache::default(), SettingsCache::default());
         let s = Settings {
             site_name: "Team relay".into(),
+            webhooks: vec![WebhookChannel {
+                kind: "dingtalk".into(),
+                url: "https://oapi.dingtalk.example/robot/send?access_token=t".into(),
+                secret: "SEC-signing-secret".into(),
+                enabled: true,
+                ..Default::default()
+            }],
             ..Default::default()
         };
-        a.save(&store, s).await.expect("save");
+        a.save(&store, &crypto, s).await.expect("save");
         assert_eq!(a.get().site_name, "Team relay");
         assert_eq!(b.get().site_name, "Claude Relay Service");
-        b.reload(&store).await.expect("reload");
+        // At rest the secret is sealed; after a reload it is usable again.
+        let raw = store.get_doc(KIND, ID).await.expect("doc").expect("saved");
+        assert!(!raw.contains("SEC-signing-secret"));
+        b.reload(&store, &crypto).await.expect("reload");
         assert_eq!(b.get().site_name, "Team relay");
+        assert_eq!(b.get().webhooks[0].secret, "SEC-signing-secret");
     }
 }

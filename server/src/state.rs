@@ -29,6 +29,8 @@ pub struct Inner {
     pub admin: AdminAuth,
     /// Service-wide settings, read from memory.
     pub settings: Arc<crate::settings::SettingsCache>,
+    /// Webhook notifications, sent off the request path.
+    pub notifier: crate::notify::Notifier,
     /// Accounting writes spawned off the response path; drained on shutdown.
     pub background: TaskTracker,
     pub started: Instant,
@@ -80,7 +82,12 @@ impl AppState {
         leases.spawn_refresher(store.clone(), config.lease_ttl);
         let admin = AdminAuth::new(store.clone(), config.admin_session_ttl);
         let settings = Arc::new(crate::settings::SettingsCache::default());
-        settings.spawn_refresher(store.clone());
+        settings.spawn_refresher(store.clone(), crypto.clone());
+        let source = settings.clone();
+        let notifier = crate::notify::Notifier::start(
+            Arc::new(move || source.get()),
+            crate::notify::NotifyConfig::default(),
+        );
         Ok(AppState(Arc::new(Inner {
             config,
             store,
@@ -91,6 +98,7 @@ impl AppState {
             leases,
             admin,
             settings,
+            notifier,
             background: TaskTracker::new(),
             started: Instant::now(),
             key_cache: parking_lot::Mutex::new(None),

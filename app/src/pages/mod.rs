@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod key_edit;
 pub mod keys;
 pub mod login;
+pub mod requests;
 pub mod settings;
 pub mod users;
 
@@ -51,6 +52,7 @@ pub fn Header() -> impl IntoView {
                                     <a href="/admin-next/dashboard" class=link>"Dashboard"</a>
                                     <a href="/admin-next/keys" class=link>"API keys"</a>
                                     <a href="/admin-next/accounts" class=link>"Accounts"</a>
+                                    <a href="/admin-next/requests" class=link>"Requests"</a>
                                     <a href="/admin-next/users" class=link>"Users"</a>
                                     <a href="/admin-next/settings" class=link>"Settings"</a>
                                     <ActionForm action=logout attr:class="inline">

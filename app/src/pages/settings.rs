@@ -6,12 +6,13 @@ use leptos::prelude::*;
 use super::{load_error, Check, Field, BUTTON, CARD, INPUT};
 use crate::{
     domain::WEBHOOK_KINDS,
-    server_fns::{error_text_of, get_settings, SaveSettings},
+    server_fns::{error_text_of, get_settings, SaveSettings, TestWebhook},
 };
 
 #[component]
 pub fn SettingsPage() -> impl IntoView {
     let save = ServerAction::<SaveSettings>::new();
+    let test = ServerAction::<TestWebhook>::new();
     let settings = Resource::new(|| (), |_| get_settings());
     let error = Signal::derive(move || {
         save.value()
@@ -46,9 +47,24 @@ pub fn SettingsPage() -> impl IntoView {
                             <legend class="px-1 font-semibold">"Webhooks"</legend>
                             <div class="mb-2"><Check label="Send notifications" name="form[webhooks_enabled]" checked=f.webhooks_enabled.is_some() /></div>
                             <label class="block text-sm">
-                                <span class="text-slate-600 dark:text-slate-300">{format!("One channel per line: `type url [name]`, add (off) to pause one. Types: {}", WEBHOOK_KINDS.join(", "))}</span>
+                                <span class="text-slate-600 dark:text-slate-300">{format!("One channel per line: `type url [name] [secret=…]`, add (off) to pause one. Types: {}", WEBHOOK_KINDS.join(", "))}</span>
                                 <textarea id="form-webhooks" name="form[webhooks]" rows="4" class=format!("{INPUT} font-mono")>{f.webhooks.clone()}</textarea>
                             </label>
+                            <div id="webhook-tests" class="mt-2 flex flex-wrap gap-2">
+                                {f.webhooks.lines().filter(|l| !l.trim().is_empty()).enumerate().map(|(i, line)| {
+                                    let label = line.split_whitespace().next().unwrap_or("channel").to_string();
+                                    view! {
+                                        <button type="button" data-webhook=i class="rounded-md border border-slate-300 px-2 py-0.5 text-xs hover:bg-slate-100 dark:border-slate-700 dark:hover:bg-slate-800"
+                                            on:click=move |_| { test.dispatch(TestWebhook { index: i }); }>
+                                            {format!("Test {} #{}", label, i + 1)}
+                                        </button>
+                                    }
+                                }).collect_view()}
+                            </div>
+                            {move || test.value().get().map(|r| match r {
+                                Ok(()) => view! { <p id="webhook-test-result" class="mt-1 text-sm text-emerald-700 dark:text-emerald-400">"Test notification delivered."</p> }.into_any(),
+                                Err(e) => view! { <p id="webhook-test-result" role="alert" class="mt-1 text-sm text-red-600">{error_text_of(&e)}</p> }.into_any(),
+                            })}
                         </fieldset>
                         <fieldset class=format!("{CARD} mb-4")>
                             <legend class="px-1 font-semibold">"Users"</legend>

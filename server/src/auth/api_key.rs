@@ -73,11 +73,10 @@ pub async fn authenticate(
         return Err(RelayError::MalformedKey);
     }
     let hash = state.crypto.hash_api_key(&raw);
-    let mut stored = state
-        .store
-        .key_by_hash(&hash)
-        .await?
-        .ok_or(RelayError::KeyNotFound)?;
+    let t = std::time::Instant::now();
+    let found = state.store.key_by_hash(&hash).await?;
+    crate::telemetry::store_round_trip(state.store.engine(), "authenticate", t.elapsed());
+    let mut stored = found.ok_or(RelayError::KeyNotFound)?;
     let key = &stored.key;
     if key.is_deleted {
         return Err(RelayError::KeyNotFound);

@@ -536,11 +536,13 @@ pub async fn admit_request(
     let deadline = tokio::time::Instant::now() + state.config.concurrency_queue_timeout;
     let mut wait = Duration::from_millis(50);
     loop {
-        match state
+        let t = std::time::Instant::now();
+        let admitted = state
             .store
             .admit(&plan, &lease_id, state.config.lease_ttl)
-            .await?
-        {
+            .await?;
+        crate::telemetry::store_round_trip(state.store.engine(), "admit", t.elapsed());
+        match admitted {
             Ok(reservation) => {
                 if let Some(l) = &reservation.lease {
                     state.leases.hold(l.clone());
@@ -551,7 +553,25 @@ pub async fn admit_request(
                 tokio::time::sleep(wait).await;
                 wait = (wait * 3 / 2).min(Duration::from_secs(1));
             }
-            Err(refusal) => return Err(RelayError::Limited(refusal)),
+            Err(refusal) => {
+                if let Refusal::Cost { kind, .. } = &refusal {
+                    state.notifier.notify(crate::notify::Event::new(
+                        crate::notify::EventKind::QuotaExceeded,
+                        key.id.clone(),
+                        key.name.clone(),
+                        r.service,
+                        format!("{} ({})", refusal_message(&refusal), kind.code()),
+                    ));
+                }
+                crate::telemetry::limit_rejected(match &refusal {
+                    Refusal::Concurrency { .. } => "concurrency",
+                    Refusal::WindowRequests { .. } => "window_requests",
+                    Refusal::WindowTokens { .. } => "window_tokens",
+                    Refusal::WindowCost { .. } => "window_cost",
+                    Refusal::Cost { kind, .. } => kind.code(),
+                });
+                return Err(RelayError::Limited(refusal));
+            }
         }
     }
 }

@@ -120,22 +120,41 @@ pub fn release(state: &AppState, lease: Option<Lease>, reservation: Option<Reser
     });
 }
 
+/// The relay's own time in a response, in ms (as LiteLLM's and TensorZero's overhead headers).
+pub const OVERHEAD_HEADER: &str = "x-crs-overhead-ms";
+
+/// When the upstream call started and answered, for latency metrics and the overhead header.
+#[derive(Clone, Copy)]
+struct Timing {
+    sent: Instant,
+    first_byte: Option<Instant>,
+}
+
 pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchange) -> Attempt {
+    let in_flight = crate::telemetry::InFlight::start(&ex.account_id);
+    let sent_at = Instant::now();
     let sent = tokio::time::timeout(state.config.upstream_first_byte_timeout, request.send()).await;
+    let headers_at = Instant::now();
+    let timing = Timing {
+        sent: sent_at,
+        first_byte: Some(headers_at),
+    };
     let upstream = match sent {
         Err(_) => {
             return upstream_failure(
                 &ex,
+                timing,
                 RelayError::UpstreamTimeout,
                 "no response before the timeout",
             )
         }
         Ok(Err(e)) if e.is_timeout() => {
-            return upstream_failure(&ex, RelayError::UpstreamTimeout, &e.to_string())
+            return upstream_failure(&ex, timing, RelayError::UpstreamTimeout, &e.to_string())
         }
         Ok(Err(e)) => {
             return upstream_failure(
                 &ex,
+                timing,
                 RelayError::UpstreamUnreachable,
                 &e.without_url().to_string(),
             )
@@ -156,12 +175,24 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
         // The account's proxy refused us: our misconfiguration, not the client's to solve.
         return upstream_failure(
             &ex,
+            timing,
             RelayError::UpstreamUnreachable,
             "the account's proxy refused its credentials",
         );
     }
+    if status.is_success() && five_hour_warning(upstream.headers()) {
+        state.notifier.notify(crate::notify::Event::new(
+            crate::notify::EventKind::FiveHourWarning,
+            ex.account_id.clone(),
+            ex.account_id.clone(),
+            ex.service,
+            "the subscription's 5-hour window is nearly used up",
+        ));
+    }
     if !status.is_success() {
-        return Attempt::Failed(upstream_error(state, upstream, &ex).await);
+        let failed = upstream_error(state, upstream, &ex).await;
+        failed_metrics(&ex, timing, failed.status);
+        return Attempt::Failed(failed);
     }
     if is_sse {
         let idle = state.config.upstream_idle_timeout;
@@ -189,10 +220,17 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
                 state: state.clone(),
                 ex: ex.clone(),
                 status: status.as_u16(),
+                // The first byte of a stream is its first chunk, set when it arrives.
+                timing: Timing {
+                    sent: sent_at,
+                    first_byte: None,
+                },
+                _in_flight: in_flight,
             }),
         };
         let mut resp = Response::new(Body::from_stream(stream));
         let h = resp.headers_mut();
+        h.insert(OVERHEAD_HEADER, overhead_ms(&ex, sent_at, headers_at));
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/event-stream"),
@@ -205,8 +243,9 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
     let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
     let body = match read_body(upstream, state.config.upstream_idle_timeout).await {
         Ok(b) => b,
-        Err(e) => return upstream_failure(&ex, e, "reading the answer failed"),
+        Err(e) => return upstream_failure(&ex, timing, e, "reading the answer failed"),
     };
+    let body_at = Instant::now();
     // Accounted even without usage, so the concurrency slot is always released.
     let (usage, model) = match ex.protocol {
         Protocol::Anthropic => super::usage::from_json_body(&body),
@@ -226,10 +265,14 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
         state: state.clone(),
         ex: ex.clone(),
         status: status.as_u16(),
+        timing,
+        _in_flight: in_flight,
     };
     finisher.account(usage, model, "completed");
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(OVERHEAD_HEADER, overhead_ms(&ex, sent_at, body_at));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         content_type.unwrap_or(HeaderValue::from_static("application/json")),
@@ -237,7 +280,46 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
     Attempt::Delivered(resp)
 }
 
-fn upstream_failure(ex: &Exchange, err: RelayError, detail: &str) -> Attempt {
+/// The relay's own share of the time until the response leaves: before the upstream call,
+/// and after its answer (`upstream_done`) arrived.
+fn overhead_ms(ex: &Exchange, sent_at: Instant, upstream_done: Instant) -> HeaderValue {
+    let before = sent_at.saturating_duration_since(ex.started);
+    let after = upstream_done.elapsed();
+    let ms = (before + after).as_secs_f64() * 1000.0;
+    HeaderValue::from_str(&format!("{ms:.3}")).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Anthropic's unified rate-limit headers say the 5-hour window is close to its end.
+fn five_hour_warning(headers: &reqwest::header::HeaderMap) -> bool {
+    [
+        "anthropic-ratelimit-unified-5h-status",
+        "anthropic-ratelimit-unified-status",
+    ]
+    .iter()
+    .any(|h| {
+        headers
+            .get(*h)
+            .is_some_and(|v| v.as_bytes() == b"allowed_warning")
+    })
+}
+
+fn failed_metrics(ex: &Exchange, timing: Timing, status: u16) {
+    crate::telemetry::relayed(crate::telemetry::Finished {
+        route: ex.endpoint,
+        platform: ex.service,
+        model: &ex.model,
+        status,
+        stream: ex.stream,
+        usage: &TokenUsage::default(),
+        cost_nanos: 0,
+        upstream: timing.sent.elapsed(),
+        first_byte: None,
+        total: ex.started.elapsed(),
+    });
+}
+
+fn upstream_failure(ex: &Exchange, timing: Timing, err: RelayError, detail: &str) -> Attempt {
+    failed_metrics(ex, timing, err.status().as_u16());
     tracing::warn!(
         request_id = %ex.request_id, account = %ex.account_id, error = %detail,
         "upstream request failed"
@@ -327,12 +409,25 @@ struct Finisher {
     state: AppState,
     ex: Exchange,
     status: u16,
+    timing: Timing,
+    /// Counts the account's in-flight request until the answer ends.
+    _in_flight: crate::telemetry::InFlight,
 }
 
 impl Finisher {
     fn account(self, usage: TokenUsage, answered_model: Option<String>, outcome: &'static str) {
-        let Finisher { state, ex, status } = self;
+        let Finisher {
+            state,
+            ex,
+            status,
+            timing,
+            _in_flight,
+        } = self;
         let duration_ms = ex.started.elapsed().as_millis() as u64;
+        let upstream = timing.sent.elapsed();
+        let first_byte = timing
+            .first_byte
+            .map(|t| t.saturating_duration_since(timing.sent));
         // Bill the model that answered when the upstream says which; else the one asked for.
         let model = answered_model.filter(|m| !m.is_empty()).unwrap_or(ex.model);
         let (cost_nanos, fallback) = accounting::cost_nanos(&state.pricing, &model, &usage);
@@ -348,8 +443,22 @@ impl Finisher {
             model = %model, status, stream = ex.stream, outcome,
             input = usage.input_tokens, output = usage.output_tokens,
             cache_create = usage.cache_create_tokens(), cache_read = usage.cache_read_tokens,
-            cost_nanos, duration_ms, "request finished"
+            cost_nanos, upstream_ms = upstream.as_millis() as u64,
+            first_byte_ms = first_byte.map(|d| d.as_millis() as u64),
+            duration_ms, "request finished"
         );
+        crate::telemetry::relayed(crate::telemetry::Finished {
+            route: ex.endpoint,
+            platform: ex.service,
+            model: &model,
+            status,
+            stream: ex.stream,
+            usage: &usage,
+            cost_nanos,
+            upstream,
+            first_byte,
+            total: ex.started.elapsed(),
+        });
         if usage.is_empty() {
             release(&state, lease, ex.reservation);
             return;
@@ -389,7 +498,10 @@ impl Finisher {
                 actual_nanos: rated_cost_nanos,
                 tokens: usage.total_tokens(),
             };
-            if let Err(e) = store.record_usage(&event, offset, &settlement).await {
+            let t = Instant::now();
+            let recorded = store.record_usage(&event, offset, &settlement).await;
+            crate::telemetry::store_round_trip(store.engine(), "account", t.elapsed());
+            if let Err(e) = recorded {
                 tracing::error!(request_id = %event.record.request_id, error = %e, "usage could not be recorded");
             }
         });
@@ -469,6 +581,9 @@ impl Stream for TappedStream {
         }
         match self.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(f) = self.finisher.as_mut() {
+                    f.timing.first_byte.get_or_insert_with(Instant::now);
+                }
                 self.tap.feed(&chunk);
                 let deadline = tokio::time::Instant::now() + self.idle;
                 self.sleep.as_mut().reset(deadline);
@@ -509,5 +624,26 @@ impl Drop for TappedStream {
         if !self.ended {
             self.finish("client_disconnected");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn five_hour_warning_from_unified_headers() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert!(!five_hour_warning(&h));
+        h.insert(
+            "anthropic-ratelimit-unified-5h-status",
+            "allowed".parse().unwrap(),
+        );
+        assert!(!five_hour_warning(&h));
+        h.insert(
+            "anthropic-ratelimit-unified-5h-status",
+            "allowed_warning".parse().unwrap(),
+        );
+        assert!(five_hour_warning(&h));
     }
 }

@@ -7,7 +7,12 @@ use app::domain::{AccountError, Cooldown};
 use chrono::Utc;
 
 use super::cooldown::Verdict;
-use crate::{auth::api_key::format_time, state::AppState, store::StoredAccount};
+use crate::{
+    auth::api_key::format_time,
+    notify::{Event, EventKind},
+    state::AppState,
+    store::StoredAccount,
+};
 
 /// Records a failed attempt on `account`, off the request path.
 pub fn report(
@@ -49,6 +54,24 @@ pub fn report(
         if let Err(e) = state.store.mark_account(id, cooldown.as_ref().map(|(c, r)| (c, *r)), &entry).await {
             tracing::error!(account = %id, error = %e, "account mark could not be stored");
         }
+        let event = if verdict.block && protect {
+            Some(EventKind::Blocked)
+        } else {
+            match class {
+                "rate_limit" => Some(EventKind::RateLimited),
+                "auth_error" => Some(EventKind::AuthError),
+                _ => None,
+            }
+        };
+        if let Some(kind) = event {
+            state.notifier.notify(Event::new(
+                kind,
+                id.clone(),
+                account.account.name.clone(),
+                account.account.platform.as_str(),
+                format!("HTTP {status}: {message}"),
+            ));
+        }
         if verdict.block && protect {
             block(&state, id, &message).await;
         }
@@ -81,6 +104,13 @@ pub async fn refresh_failed(state: &AppState, account: &mut StoredAccount, messa
     };
     let id = account.account.id.clone();
     let _ = state.store.mark_account(&id, None, &entry).await;
+    state.notifier.notify(Event::new(
+        EventKind::RefreshFailed,
+        id.clone(),
+        account.account.name.clone(),
+        account.account.platform.as_str(),
+        message,
+    ));
     if !account.account.disable_auto_protection {
         account.account.status = "error".into();
         account.account.error_message = format!("token refresh failed: {message}");
@@ -93,10 +123,26 @@ pub async fn reset(
     state: &AppState,
     account: &mut StoredAccount,
 ) -> Result<(), crate::store::StoreError> {
+    let was_resting = account.account.status != "active"
+        || !state
+            .store
+            .cooldowns(std::slice::from_ref(&account.account.id))
+            .await?
+            .is_empty();
     account.account.status = "active".into();
     account.account.error_message.clear();
     state.store.clear_cooldowns(&account.account.id).await?;
-    state.store.put_account(account).await
+    state.store.put_account(account).await?;
+    if was_resting {
+        state.notifier.notify(Event::new(
+            EventKind::Recovered,
+            account.account.id.clone(),
+            account.account.name.clone(),
+            account.account.platform.as_str(),
+            "reset by an administrator",
+        ));
+    }
+    Ok(())
 }
 
 /// How long until a rest ends, for messages.

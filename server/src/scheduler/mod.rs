@@ -295,7 +295,10 @@ impl Scheduler {
             lease_id: ask.lease_id.to_string(),
             lease_ttl: settings.lease_ttl,
         };
-        match store.pick_account(&req).await? {
+        let t = std::time::Instant::now();
+        let picked = store.pick_account(&req).await?;
+        crate::telemetry::store_round_trip(store.engine(), "pick", t.elapsed());
+        match picked {
             Pick::Stale => Ok(None),
             Pick::Chosen { account_id, sticky } => {
                 let Some(account) = snap.accounts.iter().find(|a| a.account.id == account_id)

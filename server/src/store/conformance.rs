@@ -619,6 +619,15 @@ async fn a_batch_equals_the_same_events_one_by_one(f: Fixture) {
         .collect();
     assert_eq!(ids, vec!["batch-req-7", "batch-req-5", "batch-req-3"]);
     assert!(s.keys_last_used().await.unwrap().contains_key("batch-b1"));
+    // Every key's records together, newest first.
+    let all: Vec<String> = s
+        .all_records(3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.request_id)
+        .collect();
+    assert_eq!(all, vec!["batch-req-7", "batch-req-6", "batch-req-5"]);
     assert_eq!(s.key_models("batch-b1").await.unwrap(), vec!["claude-x"]);
 }
 

@@ -39,6 +39,8 @@ const FAMILIES: [&str; 4] = ["opus", "sonnet", "haiku", "fable"];
 pub struct EmbeddedStore {
     db: Arc<Database>,
     records_per_key: usize,
+    /// Records kept in the list of every key's requests.
+    records_kept: usize,
     /// State of live traffic, one lock so that scheduling steps are atomic.
     live: Mutex<Live>,
     /// Serialises admissions with settlements, so an admission never sees a reservation
@@ -294,10 +296,17 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             db: Arc::new(db),
             records_per_key: records_per_key.max(1),
+            records_kept: 10_000,
             live: Mutex::new(Live::default()),
             admission: tokio::sync::Mutex::new(()),
             keys_version: std::sync::atomic::AtomicU64::new(1),
         })
+    }
+
+    /// How many of the newest records of all keys together are kept.
+    pub fn keep_records(mut self, n: usize) -> Self {
+        self.records_kept = n.max(1);
+        self
     }
 
     /// Runs blocking database work off the async runtime.
@@ -717,6 +726,7 @@ impl Store for EmbeddedStore {
         // Like Redis EXPIRE: a bucket lives `ttl` from its last write.
         let now_secs = Utc::now().timestamp().max(0) as u64;
         let keep = self.records_per_key as u64;
+        let keep_all = self.records_kept as u64;
         self.run(move |db| {
             let w = db.begin_write().map_err(e)?;
             {
@@ -742,6 +752,14 @@ impl Store for EmbeddedStore {
                         .map_err(e)?;
                 }
                 append_bounded(&w, RECORDS, "records_seq", &key_id, record.as_bytes(), keep)?;
+                append_bounded(
+                    &w,
+                    RECORDS,
+                    "records_seq",
+                    ALL_RECORDS,
+                    record.as_bytes(),
+                    keep_all,
+                )?;
                 add_spent(&w, &spent_rows, actual, now_secs)?;
                 let mut lu = w.open_table(LASTUSED).map_err(e)?;
                 lu.insert(format!("k:{key_id}").as_str(), at_ms)
@@ -767,6 +785,7 @@ impl Store for EmbeddedStore {
         let batch = UsageBatch::of(events, offset_hours)?;
         let now_secs = Utc::now().timestamp().max(0) as u64;
         let keep = self.records_per_key as u64;
+        let keep_all = self.records_kept as u64;
         self.run(move |db| {
             let w = db.begin_write().map_err(e)?;
             {
@@ -798,6 +817,17 @@ impl Store for EmbeddedStore {
                 for r in &records[skip..] {
                     append_bounded(&w, RECORDS, "records_seq", key_id, r.as_bytes(), keep)?;
                 }
+            }
+            let skip = batch.all_records.len().saturating_sub(keep_all as usize);
+            for r in &batch.all_records[skip..] {
+                append_bounded(
+                    &w,
+                    RECORDS,
+                    "records_seq",
+                    ALL_RECORDS,
+                    r.as_bytes(),
+                    keep_all,
+                )?;
             }
             {
                 let mut lu = w.open_table(LASTUSED).map_err(e)?;
@@ -849,6 +879,11 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<RequestRecord>, StoreError> {
         let owner = key_id.to_string();
         self.run(move |db| newest(db, RECORDS, &owner, limit)).await
+    }
+
+    async fn all_records(&self, limit: usize) -> Result<Vec<RequestRecord>, StoreError> {
+        self.run(move |db| newest(db, RECORDS, ALL_RECORDS, limit))
+            .await
     }
 
     async fn keys_last_used(&self) -> Result<HashMap<String, i64>, StoreError> {

@@ -345,6 +345,9 @@ impl UsageEvent {
     }
 }
 
+/// The owner of the list of every key's newest records (key ids are UUIDs: no clash).
+pub const ALL_RECORDS: &str = "~all";
+
 /// A batch of usage events folded together: each bucket once, records per key in order.
 #[derive(Default)]
 pub struct UsageBatch {
@@ -352,6 +355,8 @@ pub struct UsageBatch {
     pub buckets: HashMap<String, (UsageCounters, Option<Duration>)>,
     /// Key id → record JSON, oldest first.
     pub records: HashMap<String, Vec<String>>,
+    /// Every record in event order, for the list of all keys' requests.
+    pub all_records: Vec<String>,
     pub key_last_used: HashMap<String, i64>,
     pub account_last_used: HashMap<String, i64>,
     /// Day → models used that day.
@@ -372,10 +377,9 @@ impl UsageBatch {
                     .0
                     .add(&delta);
             }
-            b.records
-                .entry(ev.key_id.clone())
-                .or_default()
-                .push(to_json(&ev.record)?);
+            let record = to_json(&ev.record)?;
+            b.all_records.push(record.clone());
+            b.records.entry(ev.key_id.clone()).or_default().push(record);
             let ms = ev.at.timestamp_millis();
             let newer = |m: &mut HashMap<String, i64>, id: &str| {
                 let e = m.entry(id.to_string()).or_insert(ms);
@@ -533,6 +537,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<RequestRecord>, StoreError>;
     /// Last use of keys, in ms since the epoch.
     async fn keys_last_used(&self) -> Result<HashMap<String, i64>, StoreError>;
+    /// The newest request records of every key together (bounded by `REQUEST_RECORDS_KEPT`).
+    async fn all_records(&self, limit: usize) -> Result<Vec<RequestRecord>, StoreError>;
 
     // Sticky sessions.
     async fn get_sticky(&self, session: &str) -> Result<Option<String>, StoreError>;
@@ -567,12 +573,14 @@ pub trait Store: Send + Sync + 'static {
 pub async fn open(config: &crate::config::Config) -> Result<DynStore, StoreError> {
     match &config.redis_url {
         Some(url) => Ok(Arc::new(
-            redis::RedisStore::connect(url, config.usage_records_per_key).await?,
+            redis::RedisStore::connect(url, config.usage_records_per_key)
+                .await?
+                .keep_records(config.request_records_kept),
         )),
-        None => Ok(Arc::new(embedded::EmbeddedStore::open(
-            &config.data_dir,
-            config.usage_records_per_key,
-        )?)),
+        None => Ok(Arc::new(
+            embedded::EmbeddedStore::open(&config.data_dir, config.usage_records_per_key)?
+                .keep_records(config.request_records_kept),
+        )),
     }
 }
 

@@ -15,6 +15,8 @@ const ERROR_HISTORY: usize = 100;
 pub struct RedisStore {
     conn: ConnectionManager,
     records_per_key: usize,
+    /// Records kept in the list of every key's requests.
+    records_kept: usize,
     scripts: Scripts,
 }
 
@@ -316,6 +318,7 @@ impl RedisStore {
         let store = RedisStore {
             conn,
             records_per_key: records_per_key.max(1),
+            records_kept: 10_000,
             scripts: Scripts::new(),
         };
         // Scripts that ride inside pipelines must be cached before their first use.
@@ -362,6 +365,12 @@ impl RedisStore {
     async fn del(&self, key: String) -> Result<(), StoreError> {
         let _: () = self.conn().del(key).await.map_err(err)?;
         Ok(())
+    }
+
+    /// How many of the newest records of all keys together are kept.
+    pub fn keep_records(mut self, n: usize) -> Self {
+        self.records_kept = n.max(1);
+        self
     }
 
     async fn bump_keys_version(&self) -> Result<(), StoreError> {
@@ -661,6 +670,9 @@ impl Store for RedisStore {
         pipe.lpush(&records, to_json(&ev.record)?).ignore();
         pipe.ltrim(&records, 0, self.records_per_key as isize - 1)
             .ignore();
+        let all = format!("{P}records:{ALL_RECORDS}");
+        pipe.lpush(&all, to_json(&ev.record)?).ignore();
+        pipe.ltrim(&all, 0, self.records_kept as isize - 1).ignore();
         let ms = ev.at.timestamp_millis();
         pipe.hset(format!("{P}lastused:keys"), &ev.key_id, ms)
             .ignore();
@@ -743,6 +755,14 @@ impl Store for RedisStore {
                 flush(&mut conn, &mut pipe, &mut queued).await?;
             }
         }
+        let all = format!("{P}records:{ALL_RECORDS}");
+        let skip = batch.all_records.len().saturating_sub(self.records_kept);
+        for chunk in batch.all_records[skip..].chunks(1_000) {
+            pipe.lpush(&all, chunk).ignore();
+            queued += 1;
+        }
+        pipe.ltrim(&all, 0, self.records_kept as isize - 1).ignore();
+        queued += 1;
         for (hash, map) in [
             ("keys", &batch.key_last_used),
             ("accounts", &batch.account_last_used),
@@ -907,6 +927,11 @@ impl Store for RedisStore {
         limit: usize,
     ) -> Result<Vec<RequestRecord>, StoreError> {
         self.newest(format!("{P}records:{key_id}"), limit).await
+    }
+
+    async fn all_records(&self, limit: usize) -> Result<Vec<RequestRecord>, StoreError> {
+        self.newest(format!("{P}records:{ALL_RECORDS}"), limit)
+            .await
     }
 
     async fn keys_last_used(&self) -> Result<HashMap<String, i64>, StoreError> {
