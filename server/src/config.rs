@@ -15,6 +15,8 @@ pub struct Config {
     pub admin_username: String,
     /// When set, `GET /metrics` wants `Authorization: Bearer <token>`.
     pub metrics_token: Option<String>,
+    /// OpenTelemetry collector (OTLP over HTTP) for traces; none = tracing stays local.
+    pub otel_endpoint: Option<String>,
     pub admin_password: Option<String>,
     pub log_level: String,
     pub log_json: bool,
@@ -170,6 +172,7 @@ impl Config {
             encryption_key,
             admin_username: var("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
             metrics_token: var("METRICS_TOKEN").filter(|t| !t.is_empty()),
+            otel_endpoint: var("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|t| !t.is_empty()),
             admin_password,
             log_level: var("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             log_json,

@@ -23,18 +23,37 @@ enum Command {
     Serve,
 }
 
-fn init_logging(config: &Config) {
-    use tracing_subscriber::{fmt, EnvFilter};
+/// Logs to stdout (text or JSON) and, when a collector is configured, traces over OTLP. The
+/// trace provider is returned so that it can be flushed on shutdown.
+fn init_logging(config: &Config) -> Option<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use tracing_subscriber::{
+        fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer,
+    };
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    if config.log_json {
-        fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_target(false)
-            .init();
+    let logs = if config.log_json {
+        fmt::layer().json().with_target(false).boxed()
     } else {
-        fmt().with_env_filter(filter).with_target(false).init();
-    }
+        fmt::layer().with_target(false).boxed()
+    };
+    let provider = match config
+        .otel_endpoint
+        .as_deref()
+        .map(crs::telemetry::otlp_tracer_provider)
+    {
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            eprintln!("crs: {e}");
+            std::process::exit(2);
+        }
+        None => None,
+    };
+    let otel = provider.as_ref().map(crs::telemetry::otel_layer);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(otel)
+        .init();
+    provider
 }
 
 fn main() {
@@ -62,7 +81,7 @@ async fn run() {
             std::process::exit(2);
         }
     };
-    init_logging(&config);
+    let traces = init_logging(&config);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let running = match crs::start(config).await {
@@ -76,6 +95,10 @@ async fn run() {
             shutdown_signal().await;
             tracing::info!("shutting down: draining in-flight requests");
             running.stop().await;
+            if let Some(p) = traces {
+                // Spans still in the batch are sent before the process ends.
+                let _ = p.shutdown();
+            }
         }
     }
 }

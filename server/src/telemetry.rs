@@ -136,3 +136,37 @@ pub fn accounts_by_state(counts: &[(String, u64)]) {
         gauge!("crs_accounts", "state" => state.clone()).set(*n as f64);
     }
 }
+
+/// An OTLP/HTTP trace pipeline to `endpoint` (the collector's base URL; spans go to
+/// `<endpoint>/v1/traces`), batched off the request path. Keep the provider to flush it on
+/// shutdown.
+pub fn otlp_tracer_provider(
+    endpoint: &str,
+) -> Result<opentelemetry_sdk::trace::SdkTracerProvider, String> {
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+        .with_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| format!("OTEL_EXPORTER_OTLP_ENDPOINT: {e}"))?;
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("crs")
+                .build(),
+        )
+        .build())
+}
+
+/// The `tracing` layer that turns spans into OpenTelemetry spans of `provider`.
+pub fn otel_layer<S>(
+    provider: &opentelemetry_sdk::trace::SdkTracerProvider,
+) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use opentelemetry::trace::TracerProvider;
+    tracing_opentelemetry::layer().with_tracer(provider.tracer("crs"))
+}

@@ -5,6 +5,7 @@
 use app::domain::Platform;
 use axum::{http::HeaderMap, response::Response};
 use bytes::Bytes;
+use tracing::Instrument;
 
 use super::{
     passthrough::{self, Attempt, Exchange},
@@ -44,7 +45,17 @@ pub async fn run(
     call: &Call<'_>,
     reservation: Option<Reservation>,
 ) -> Response {
-    match attempts(state, key, call, reservation.clone()).await {
+    let span = tracing::info_span!(
+        "relay",
+        route = call.endpoint,
+        model = call.model,
+        key = %key.key.id,
+        request_id = call.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default(),
+    );
+    match attempts(state, key, call, reservation.clone())
+        .instrument(span)
+        .await
+    {
         Ok(resp) => resp,
         Err(resp) => {
             passthrough::release(state, None, reservation);
@@ -87,7 +98,12 @@ async fn attempts(
             exclude: &tried,
             lease_id: &lease_id,
         };
-        let selected = match state.scheduler.select(&state.store, &settings, &ask).await {
+        let selected = match state
+            .scheduler
+            .select(&state.store, &settings, &ask)
+            .instrument(tracing::info_span!("schedule", attempt))
+            .await
+        {
             Ok(s) => s,
             Err(e) => return Err(last.unwrap_or_else(|| e.respond(call.protocol))),
         };
@@ -117,8 +133,12 @@ async fn attempts(
             rate: key.key.service_rate(service) * state.settings.get().service_rate(service),
             reservation: reservation.clone(),
             protocol: call.protocol,
+            span: tracing::Span::current(),
         };
-        match passthrough::send(state, request, ex).await {
+        match passthrough::send(state, request, ex)
+            .instrument(tracing::info_span!("upstream", account = %account_id))
+            .await
+        {
             Attempt::Delivered(resp) => return Ok(resp),
             Attempt::Failed(failed) => {
                 passthrough::release(state, selected.lease, None);

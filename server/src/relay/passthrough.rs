@@ -56,6 +56,8 @@ pub struct Exchange {
     pub reservation: Option<Reservation>,
     /// The protocol spoken: how usage is read and errors are shaped.
     pub protocol: Protocol,
+    /// The request's trace span: accounting, which ends after the response, is its child.
+    pub span: tracing::Span,
 }
 
 /// How one upstream attempt went.
@@ -491,7 +493,8 @@ impl Finisher {
         };
         let offset = state.config.timezone_offset_hours;
         let store = state.store.clone();
-        state.background.spawn(async move {
+        let span = tracing::info_span!(parent: &ex.span, "account");
+        state.background.spawn(tracing::Instrument::instrument(async move {
             let settlement = Settlement {
                 leases: lease.into_iter().collect(),
                 reservation: ex.reservation,
@@ -504,7 +507,7 @@ impl Finisher {
             if let Err(e) = recorded {
                 tracing::error!(request_id = %event.record.request_id, error = %e, "usage could not be recorded");
             }
-        });
+        }, span));
     }
 }
 

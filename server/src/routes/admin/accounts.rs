@@ -623,6 +623,7 @@ pub async fn test_account(
         rate: 1.0,
         reservation: None,
         protocol,
+        span: tracing::Span::current(),
     };
     let (status, answer) = match passthrough::send(&state, request, ex).await {
         Attempt::Delivered(resp) => (resp.status().as_u16(), body_text(resp).await),
