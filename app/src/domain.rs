@@ -410,6 +410,9 @@ pub struct RequestRecord {
     /// The model was missing from the pricing table and a fallback price was used.
     pub used_fallback_pricing: bool,
     pub duration_ms: u64,
+    /// A redacted preview of the request (only with `RECORD_BODY_PREVIEW_CHARS` > 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_preview: Option<String>,
 }
 
 /// The dashboard: counts, today's usage, realtime rates and the two charts.

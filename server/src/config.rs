@@ -33,6 +33,8 @@ pub struct Config {
     pub usage_records_per_key: usize,
     /// The newest request records of all keys together, browsable in the admin.
     pub request_records_kept: usize,
+    /// Characters of a redacted request preview kept with each record; 0 = none.
+    pub record_body_preview_chars: usize,
     pub request_max_bytes: usize,
     pub admin_session_ttl: Duration,
     pub api_key_prefix: String,
@@ -191,6 +193,7 @@ impl Config {
             timezone_offset_hours: tz,
             usage_records_per_key: parse(&var, "USAGE_RECORDS_PER_KEY", 200)?,
             request_records_kept: parse(&var, "REQUEST_RECORDS_KEPT", 10_000)?,
+            record_body_preview_chars: parse(&var, "RECORD_BODY_PREVIEW_CHARS", 0)?,
             request_max_bytes: max_mb.saturating_mul(1024 * 1024),
             admin_session_ttl: Duration::from_secs(parse(&var, "ADMIN_SESSION_TTL_SECS", 86_400)?),
             api_key_prefix: var("API_KEY_PREFIX").unwrap_or_else(|| "cr_".into()),

@@ -9,7 +9,11 @@ use serde_json::json;
 both_engines!(request_log_filters_and_exports);
 
 async fn request_log_filters_and_exports(engine: Engine) {
-    let h = Harness::with_config(engine, |c| c.request_records_kept = 3).await;
+    let h = Harness::with_config(engine, |c| {
+        c.request_records_kept = 3;
+        c.record_body_preview_chars = 40;
+    })
+    .await;
     h.account("log account", None, 10).await;
     let (id_a, key_a) = h.key(json!({"name": "alpha key"})).await;
     let (_, key_b) = h.key(json!({"name": "beta key"})).await;
@@ -51,6 +55,8 @@ async fn request_log_filters_and_exports(engine: Engine) {
     assert_eq!(rows[0]["keyName"], "alpha key");
     assert_eq!(rows[0]["accountName"], "log account");
     assert_eq!(all["total"]["requests"], 3);
+    // The redacted preview, when configured (off by default).
+    assert_eq!(rows[0]["record"]["bodyPreview"], "Say hello");
 
     assert_eq!(get("?key=alpha%20key".into()).await["matching"], 2);
     assert_eq!(get(format!("?key={id_a}")).await["matching"], 2);

@@ -108,7 +108,7 @@ fn RecordTable(page: RecordPage, query: RecordQuery) -> impl IntoView {
                                 <td class=format!("{TD} whitespace-nowrap text-xs")>{r.timestamp.clone()}</td>
                                 <td class=TD>{if row.key_name.is_empty() { r.key_id.clone() } else { row.key_name.clone() }}</td>
                                 <td class=TD>{if row.account_name.is_empty() { r.account_id.clone() } else { row.account_name.clone() }}</td>
-                                <td class=format!("{TD} font-mono text-xs")>{r.model.clone()}{r.stream.then_some(" · stream")}</td>
+                                <td class=format!("{TD} font-mono text-xs") title=r.body_preview.clone().unwrap_or_default()>{r.model.clone()}{r.stream.then_some(" · stream")}</td>
                                 <td class=TD>{r.status}</td>
                                 <td class=TD>{format!("{} / {}", r.usage.input_tokens, r.usage.output_tokens)}</td>
                                 <td class=TD>{format_usd(r.cost_nanos)}</td>

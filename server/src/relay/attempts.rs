@@ -86,6 +86,7 @@ async fn attempts(
         .first()
         .map(|p| p.service())
         .unwrap_or("claude");
+    let preview = super::preview::of(&call.body, state.config.record_body_preview_chars);
     let mut tried: Vec<String> = Vec::new();
     let mut last: Option<Response> = None;
     for attempt in 0..max_attempts {
@@ -134,6 +135,7 @@ async fn attempts(
             reservation: reservation.clone(),
             protocol: call.protocol,
             span: tracing::Span::current(),
+            preview: preview.clone(),
         };
         match passthrough::send(state, request, ex)
             .instrument(tracing::info_span!("upstream", account = %account_id))

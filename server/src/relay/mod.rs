@@ -12,6 +12,7 @@ pub mod attempts;
 pub mod convert;
 pub mod error;
 pub mod passthrough;
+pub mod preview;
 pub mod protocol;
 pub mod sse;
 pub mod usage;

@@ -58,6 +58,8 @@ pub struct Exchange {
     pub protocol: Protocol,
     /// The request's trace span: accounting, which ends after the response, is its child.
     pub span: tracing::Span,
+    /// A redacted preview of the request for its record (off by default).
+    pub preview: Option<String>,
 }
 
 /// How one upstream attempt went.
@@ -482,6 +484,7 @@ impl Finisher {
                 rated_cost_nanos,
                 used_fallback_pricing: fallback,
                 duration_ms,
+                body_preview: ex.preview,
             },
             key_id: ex.key_id,
             account_id: ex.account_id,

@@ -624,6 +624,7 @@ pub async fn test_account(
         reservation: None,
         protocol,
         span: tracing::Span::current(),
+        preview: None,
     };
     let (status, answer) = match passthrough::send(&state, request, ex).await {
         Attempt::Delivered(resp) => (resp.status().as_u16(), body_text(resp).await),
