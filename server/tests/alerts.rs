@@ -109,6 +109,26 @@ async fn account_and_quota_events_are_notified(engine: Engine) {
     assert_eq!(status, 200);
     assert_eq!(wait_for(&got, "recovered").await["subject"], limited);
 
+    // A key at 80–100% of its daily limit (one mock request costs about $0.00042): a warning.
+    let (_, near) = h
+        .key(json!({"name": "near key", "dailyCostLimit": 0.0005}))
+        .await;
+    let first = h.messages(&near, body(false)).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    first.bytes().await.unwrap();
+    h.wait_requests(&crs::store::buckets::global_total(), 2)
+        .await;
+    // Checks of one key are at most every 2 s.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let second = h.messages(&near, body(false)).send().await.unwrap();
+    assert_eq!(second.status(), 200);
+    let warning = wait_for(&got, "quota_warning").await;
+    assert_eq!(warning["name"], "near key");
+    assert!(
+        warning["message"].as_str().unwrap().contains("84% used"),
+        "{warning}"
+    );
+
     // The same event within the cooldown is not sent twice.
     let again = h.messages(&key, body(false)).send().await.unwrap();
     assert_eq!(again.status(), 402);

@@ -547,6 +547,7 @@ pub async fn admit_request(
                 if let Some(l) = &reservation.lease {
                     state.leases.hold(l.clone());
                 }
+                warn_if_near(state, key, r.service, &plan);
                 return Ok(Some(reservation));
             }
             Err(Refusal::Concurrency { .. }) if tokio::time::Instant::now() + wait < deadline => {
@@ -574,6 +575,59 @@ pub async fn admit_request(
             }
         }
     }
+}
+
+/// Share of a cost limit that raises a quota warning.
+const WARN_AT: f64 = 0.8;
+/// A key's cost limits are checked for a warning at most this often (per relay instance).
+const WARN_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Off the request path: a quota warning when a cost limit of the key is 80% used.
+fn warn_if_near(state: &crate::state::AppState, key: &ApiKey, service: &str, plan: &Plan) {
+    use std::{collections::HashMap, sync::OnceLock, time::Instant};
+    static CHECKED: OnceLock<parking_lot::Mutex<HashMap<String, Instant>>> = OnceLock::new();
+    if plan.counters.is_empty() {
+        return;
+    }
+    {
+        let mut checked = CHECKED.get_or_init(Default::default).lock();
+        if checked.len() > 100_000 {
+            checked.retain(|_, t| t.elapsed() < WARN_CHECK_EVERY);
+        }
+        match checked.get(&key.id) {
+            Some(t) if t.elapsed() < WARN_CHECK_EVERY => return,
+            _ => {
+                checked.insert(key.id.clone(), Instant::now());
+            }
+        }
+    }
+    let (state, plan) = (state.clone(), plan.clone());
+    let (key_id, key_name, service) = (key.id.clone(), key.name.clone(), service.to_string());
+    state.background.clone().spawn(async move {
+        let ids: Vec<String> = plan.counters.iter().map(|c| c.id.clone()).collect();
+        let Ok((spent, _)) = state.store.limit_usage(&key_id, &ids).await else {
+            return;
+        };
+        for (c, spent) in plan.counters.iter().zip(spent) {
+            let share = spent as f64 / c.limit_nanos.max(1) as f64;
+            if (WARN_AT..1.0).contains(&share) {
+                state.notifier.notify(crate::notify::Event::new(
+                    crate::notify::EventKind::QuotaWarning,
+                    key_id.clone(),
+                    key_name.clone(),
+                    service.clone(),
+                    format!(
+                        "{} is {:.0}% used (${:.2} of ${:.2})",
+                        capitalise(&c.kind.describe()),
+                        share * 100.0,
+                        usd(spent),
+                        usd(c.limit_nanos)
+                    ),
+                ));
+                return;
+            }
+        }
+    });
 }
 
 #[cfg(test)]
