@@ -46,13 +46,28 @@ mod session {
     }
 
     /// Server-function failures default to 500; a refused login is the caller's problem.
+    /// A plain form post (no WASM) keeps Leptos' redirect back to the page, which then shows
+    /// the error: a status here would replace that redirect with a bare error body.
     pub fn set_status(code: u16) {
+        if is_plain_form_post() {
+            return;
+        }
         if let (Some(resp), Ok(status)) = (
             use_context::<leptos_axum::ResponseOptions>(),
             http::StatusCode::from_u16(code),
         ) {
             resp.set_status(status);
         }
+    }
+
+    fn is_plain_form_post() -> bool {
+        use_context::<http::request::Parts>().is_some_and(|parts| {
+            parts
+                .headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/html"))
+        })
     }
 
     pub async fn client_ip() -> Option<std::net::IpAddr> {

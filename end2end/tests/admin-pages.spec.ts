@@ -9,8 +9,10 @@ async function relay(request: import('@playwright/test').APIRequestContext, key:
   });
 }
 
-/** Submits a hydrated form until the WASM has taken it over (the result shows inline). */
-async function whenHydrated(action: () => Promise<void>) {
+/** Acts once the WASM has taken the page over (a form submitted before would be a plain
+ * POST), retrying until the result shows inline. */
+async function whenHydrated(page: Page, action: () => Promise<void>) {
+  await page.locator('html[data-hydrated]').waitFor({ state: 'attached', timeout: 30_000 });
   await expect(action).toPass({ timeout: 15_000 });
 }
 
@@ -18,7 +20,7 @@ test('keys page: create, limits as progress blocks, edit every kind of limit, se
   await mockAccounts(request, await admin(request));
   await signIn(page);
   await page.goto('/admin-next/keys');
-  await whenHydrated(async () => {
+  await whenHydrated(page, async () => {
     await page.fill('#form-name', 'ui created key');
     await page.fill('#form-daily_cost_limit', '2.5');
     await page.click('#new-key-submit');
@@ -39,7 +41,7 @@ test('keys page: create, limits as progress blocks, edit every kind of limit, se
   await row().locator('a[data-action="edit"]').click();
   await expect(page).toHaveURL(/\/admin-next\/keys\/[0-9a-f-]+$/);
   await expect(page.locator('#form-daily_cost_limit')).toHaveValue('2.5');
-  await whenHydrated(async () => {
+  await whenHydrated(page, async () => {
     await page.fill('#form-total_cost_limit', '-1');
     await page.click('#edit-key-submit');
     await expect(page.locator('.field-error')).toContainText('totalCostLimit', { timeout: 1000 });
@@ -65,7 +67,7 @@ test('keys page: create, limits as progress blocks, edit every kind of limit, se
 
   // Disabled in the UI: the key stops working.
   await page.goto('/admin-next/keys?search=ui+created');
-  await whenHydrated(async () => {
+  await whenHydrated(page, async () => {
     await row().locator('button[data-action="disable"]').click();
     await expect(row().locator('.key-status')).toHaveText('disabled', { timeout: 1000 });
   });
@@ -75,7 +77,7 @@ test('keys page: create, limits as progress blocks, edit every kind of limit, se
   await row().locator('button[data-action="delete"]').click();
   await expect(page.locator('tr.key-row', { hasText: 'ui created key' })).toHaveCount(0);
   await page.goto('/admin-next/keys?state=deleted');
-  await whenHydrated(async () => {
+  await whenHydrated(page, async () => {
     await row().locator('button[data-action="restore"]').click();
     await expect(page.locator('tr.key-row', { hasText: 'ui created key' })).toHaveCount(0, { timeout: 1000 });
   });
@@ -85,7 +87,7 @@ test('keys page: create, limits as progress blocks, edit every kind of limit, se
 test('batch creation shows every new key once', async ({ page }) => {
   await signIn(page);
   await page.goto('/admin-next/keys');
-  await whenHydrated(async () => {
+  await whenHydrated(page, async () => {
     await page.fill('#form-name', 'batch');
     await page.fill('#form-count', '3');
     await page.click('#new-key-submit');
@@ -100,7 +102,7 @@ test('accounts: create a Console account in the UI, it serves, test it, see the 
   await page.goto('/admin-next/accounts');
   await page.click('#add-account');
   await expect(page).toHaveURL(/\/admin-next\/accounts\/new$/);
-  await whenHydrated(async () => {
+  await whenHydrated(page, async () => {
     await page.fill('#form-name', 'ui console');
     await page.fill('#form-api_url', `http://127.0.0.1:${mockPort}`);
     await page.fill('#form-api_key', 'sk-ant-from-the-ui');
@@ -123,13 +125,13 @@ test('accounts: create a Console account in the UI, it serves, test it, see the 
   await page.locator('tr.account-row', { hasText: 'ui console' }).first().locator('a', { hasText: 'ui console' }).click();
   await expect(page.locator('#form-name')).toHaveValue('ui console');
   await expect(page.locator('#error-history-empty')).toBeVisible();
-  await whenHydrated(async () => {
+  await whenHydrated(page, async () => {
     await page.click('#account-test');
     await expect(page.locator('#account-test-result')).toContainText('HTTP 200', { timeout: 2000 });
   });
 
   await page.goto('/admin-next/accounts/new?platform=claude-official');
-  await whenHydrated(async () => {
+  await whenHydrated(page, async () => {
     await page.click('#oauth-start');
     await expect(page.locator('#oauth-url')).toHaveAttribute('href', /code_challenge=.*code_challenge_method=S256/, { timeout: 1000 });
   });
@@ -137,7 +139,7 @@ test('accounts: create a Console account in the UI, it serves, test it, see the 
   await page.goto('/admin-next/accounts');
   await page.locator('tr.account-row', { hasText: 'ui console' }).first().locator('a', { hasText: 'ui console' }).click();
   page.once('dialog', (d) => d.accept());
-  await whenHydrated(async () => {
+  await whenHydrated(page, async () => {
     await page.click('#account-delete');
     await expect(page).toHaveURL(/\/admin-next\/accounts$/, { timeout: 2000 });
   });
@@ -148,7 +150,7 @@ test('users: a user signs in to their own keys; disabled in the UI, their key st
   await mockAccounts(request, await admin(request));
   await signIn(page);
   await page.goto('/admin-next/users');
-  await whenHydrated(async () => {
+  await whenHydrated(page, async () => {
     await page.fill('#username', 'alice');
     await page.fill('#password', 'short');
     await page.click('#create-user');
@@ -161,7 +163,7 @@ test('users: a user signs in to their own keys; disabled in the UI, their key st
   await expect(page).toHaveURL(/\/admin-next\/login$/);
 
   await signIn(page, 'alice', 'alice-password-1', /\/admin-next\/my-keys$/);
-  await whenHydrated(async () => {
+  await whenHydrated(page, async () => {
     await page.fill('#form-name', 'alice laptop');
     await page.click('#new-key-submit');
     await expect(page.locator('.new-key-value').first()).toHaveText(/^cr_/, { timeout: 1000 });
@@ -179,7 +181,7 @@ test('users: a user signs in to their own keys; disabled in the UI, their key st
   await page.goto('/admin-next/users');
   const alice = page.locator('tr.user-row[data-username="alice"]');
   await expect(alice).toContainText('1');
-  await whenHydrated(async () => {
+  await whenHydrated(page, async () => {
     await alice.locator('button[data-action="disable"]').click();
     await expect(alice.locator('.user-status')).toHaveText('disabled', { timeout: 1000 });
   });
@@ -192,7 +194,7 @@ test('users: a user signs in to their own keys; disabled in the UI, their key st
 test('settings: site name shows in the header; a bad rate is refused with its field', async ({ page }) => {
   await signIn(page);
   await page.goto('/admin-next/settings');
-  await whenHydrated(async () => {
+  await whenHydrated(page, async () => {
     await page.fill('#form-rate_claude', 'abc');
     await page.click('#settings-submit');
     await expect(page.locator('#settings-error')).toContainText('serviceRates', { timeout: 1000 });
@@ -273,5 +275,12 @@ test('without WASM: login by plain form, and every admin page renders on the ser
   // The edit page, filled from the key.
   await page.locator('tr.key-row a[data-action="edit"]').click();
   await expect(page.locator('#form-name')).toHaveValue('made without wasm');
+  // A refused form comes back to its page with the message.
+  await page.goto('/admin-next/users');
+  await page.fill('#username', 'nojs-user');
+  await page.fill('#password', 'short');
+  await page.click('#create-user');
+  await expect(page).toHaveURL(/\/admin-next\/users/);
+  await expect(page.locator('body')).toContainText('at least 8 characters');
   await page.context().close();
 });

@@ -28,6 +28,8 @@ test('a key holder sees usage and limit progress for their key', async ({ page, 
   const requests: string[] = [];
   page.on('request', (r) => requests.push(r.url()));
   await page.goto('/admin-next/api-stats');
+  // Submitted before the WASM took over, the form would be a plain POST.
+  await page.locator('html[data-hydrated]').waitFor({ state: 'attached', timeout: 30_000 });
   await expect(async () => {
     await page.fill('#stats-key', key);
     await page.click('#stats-submit');
