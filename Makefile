@@ -1,5 +1,5 @@
 # Everyday targets. The README's two commands are `make run` and `make test`.
-.PHONY: run test test-rust test-e2e site site-release watch lint fmt tools
+.PHONY: run test test-rust test-e2e bench bench-smoke site site-release watch lint fmt tools
 
 # Build everything (release) and run the relay with its admin on the embedded store.
 run: tools site-release
@@ -9,7 +9,7 @@ run: tools site-release
 # then the browser and Claude Code end-to-end tests.
 test: tools
 	./scripts/setup-tools.sh --e2e
-	$(MAKE) test-rust test-e2e
+	$(MAKE) test-rust test-e2e bench-smoke
 
 test-rust:
 	cargo test -p app -p server
@@ -19,6 +19,17 @@ test-e2e: site
 
 site:
 	./scripts/build-site.sh
+
+# Benchmarks (release builds; figures in the README): relay overhead under load against the
+# mock upstream, and the admin pages with 10,000 keys and 1,000,000 recorded requests.
+bench:
+	cargo bench -p server --bench relay_load
+	cargo bench -p server --bench admin_pages
+
+# The benchmarks still run end to end (debug build, seconds, figures meaningless).
+bench-smoke:
+	cargo bench -p server --profile dev --bench relay_load -- --quick --seconds 1 --concurrency 1,4
+	cargo bench -p server --profile dev --bench admin_pages -- --keys 200 --requests 5000 --samples 2
 
 site-release:
 	./scripts/build-site.sh --release

@@ -57,9 +57,15 @@ pub struct Received {
     pub body: Bytes,
 }
 
+/// Requests kept for inspection: a benchmark's millions must not fill the memory.
+const KEPT: usize = 1_000;
+
 #[derive(Default)]
 pub struct MockLog {
-    pub requests: Mutex<Vec<Received>>,
+    /// The newest `KEPT` requests, oldest first.
+    pub requests: Mutex<std::collections::VecDeque<Received>>,
+    /// Every request ever received.
+    pub total: AtomicU64,
     pub streams_started: AtomicU64,
     pub streams_completed: AtomicU64,
     /// Streams whose client (the relay) went away before the end.
@@ -74,10 +80,10 @@ pub struct MockLog {
 
 impl MockLog {
     pub fn count(&self) -> usize {
-        self.requests.lock().len()
+        self.total.load(Ordering::Relaxed) as usize
     }
     pub fn last(&self) -> Option<Received> {
-        self.requests.lock().last().cloned()
+        self.requests.lock().back().cloned()
     }
 }
 
@@ -223,7 +229,12 @@ fn input_tokens(s: Scenario, path: &str) -> u64 {
 type Shared = (Arc<MockLog>, Scenario);
 
 fn remember(log: &MockLog, uri: &axum::http::Uri, headers: &HeaderMap, body: &Bytes) {
-    log.requests.lock().push(Received {
+    log.total.fetch_add(1, Ordering::Relaxed);
+    let mut kept = log.requests.lock();
+    if kept.len() >= KEPT {
+        kept.pop_front();
+    }
+    kept.push_back(Received {
         path: uri.path().to_string(),
         headers: headers.clone(),
         body: body.clone(),
