@@ -40,12 +40,27 @@ watch: tools
 	cargo leptos watch
 
 lint: tools
+	./scripts/setup-tools.sh --lint
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+	# Licenses, banned and unknown sources (the advisory database is on GitHub, out of reach
+	# here: run `cargo deny check advisories` where it is reachable).
+	cargo deny --offline check licenses bans sources
 
 fmt:
 	cargo fmt --all
 
 tools:
 	./scripts/setup-tools.sh
+
+# The container image (multi-stage Dockerfile: site + release binary, run as user crs), and the
+# relay with Redis under Docker Compose (configuration from .env; ENCRYPTION_KEY required).
+.PHONY: docker docker-up
+DOCKER_IMAGE ?= crs:latest
+
+docker:
+	docker build -t $(DOCKER_IMAGE) .
+
+docker-up:
+	docker compose up -d --build

@@ -4,15 +4,18 @@
 #   scripts/setup-tools.sh          the build: wasm32 target, wasm-bindgen CLI, npm tools
 #   scripts/setup-tools.sh --e2e    also Chromium (Debian) and the end-to-end test packages
 #   scripts/setup-tools.sh --watch  also cargo-leptos 0.3.10 for `cargo leptos watch` (~15 min)
+#   scripts/setup-tools.sh --lint   also cargo-deny (licenses, bans, sources)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 e2e=false
 watch=false
+lint=false
 for arg in "$@"; do
   case "$arg" in
     --e2e) e2e=true ;;
     --watch) watch=true ;;
+    --lint) lint=true ;;
     *) echo "setup-tools: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -50,4 +53,8 @@ if $watch && [ "$(cargo leptos --version 2>/dev/null | awk '{print $2}')" != "0.
   # 0.3.11 needs a newer rustc; no_downloads: never fetch tools from outside the registries.
   CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
     cargo install cargo-leptos --version 0.3.10 --locked --features no_downloads
+fi
+
+if $lint && ! cargo deny --version >/dev/null 2>&1; then
+  cargo install cargo-deny --version 0.20.2 --locked
 fi

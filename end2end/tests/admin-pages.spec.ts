@@ -119,8 +119,11 @@ test('accounts: create a Console account in the UI, it serves, test it, see the 
   // Priority 1 goes first: the request is served by the new account.
   const key = await newKey(request, await admin(request), 'account ui key');
   expect((await relay(request, key)).status()).toBe(200);
-  await page.reload();
-  await expect(page.locator('tr.account-row', { hasText: 'ui console' }).first()).toContainText('1 req');
+  // Usage is written in coalesced batches (ACCOUNTING_FLUSH_MS): reload until it shows.
+  await expect(async () => {
+    await page.reload();
+    await expect(page.locator('tr.account-row', { hasText: 'ui console' }).first()).toContainText('1 req', { timeout: 500 });
+  }).toPass({ timeout: 10_000 });
 
   await page.locator('tr.account-row', { hasText: 'ui console' }).first().locator('a', { hasText: 'ui console' }).click();
   await expect(page.locator('#form-name')).toHaveValue('ui console');

@@ -34,8 +34,9 @@ test('a key holder sees usage and limit progress for their key', async ({ page, 
     await page.fill('#stats-key', key);
     await page.click('#stats-submit');
     await expect(page.locator('#stats-name')).toHaveText('stats page key', { timeout: 1000 });
+    // Usage lands with the next coalesced write (ACCOUNTING_FLUSH_MS).
+    await expect(page.locator('#stats-total')).toContainText('1 requests', { timeout: 1000 });
   }).toPass({ timeout: 15_000 });
-  await expect(page.locator('#stats-total')).toContainText('1 requests');
   await expect(page.locator('#stats-models tr.model-row')).toHaveCount(1);
   await expect(page.locator('#stats-models tr.model-row').first()).toContainText('claude-sonnet-4-5-20250929');
   const labels = await page.locator('.limit-label').allTextContents();

@@ -28,11 +28,20 @@ pub struct Config {
     /// Where the built site (pkg/, favicon, …) is served from.
     pub site_root: PathBuf,
     pub pricing_file: PathBuf,
+    /// A pricing table downloaded at start and every `pricing_refresh` (see `accounting::pricing`).
+    pub pricing_url: Option<String>,
+    /// Where the download's SHA-256 is published; `None` = `<pricing_url>.sha256`.
+    pub pricing_sha256_url: Option<String>,
+    pub pricing_refresh: Duration,
+    /// How often `pricing_file` is checked for a change (zero = never).
+    pub pricing_watch_interval: Duration,
     /// Hours east of UTC for day/month/hour buckets (the original's `TIMEZONE_OFFSET`).
     pub timezone_offset_hours: i32,
     pub usage_records_per_key: usize,
     /// The newest request records of all keys together, browsable in the admin.
     pub request_records_kept: usize,
+    /// How long finished requests' usage is gathered before one aggregated write (0 = at once).
+    pub accounting_flush: Duration,
     /// Characters of a redacted request preview kept with each record; 0 = none.
     pub record_body_preview_chars: usize,
     pub request_max_bytes: usize,
@@ -166,6 +175,23 @@ impl Config {
                 "CONCURRENCY_LEASE_TTL_SECONDS must be at least 3".into(),
             ));
         }
+        let http_url = |name: &str| -> Result<Option<String>, ConfigError> {
+            match var(name) {
+                None => Ok(None),
+                Some(v) => match reqwest::Url::parse(&v) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(Some(v)),
+                    _ => Err(ConfigError(format!("{name}={v:?} is not an http(s) URL"))),
+                },
+            }
+        };
+        let pricing_url = http_url("PRICING_URL")?;
+        let pricing_sha256_url = http_url("PRICING_SHA256_URL")?;
+        let pricing_refresh_hours: u64 = parse(&var, "PRICING_REFRESH_HOURS", 24)?;
+        if pricing_refresh_hours == 0 {
+            return Err(ConfigError(
+                "PRICING_REFRESH_HOURS must be at least 1".into(),
+            ));
+        }
         Ok(Config {
             host: parse(&var, "HOST", IpAddr::from([0, 0, 0, 0]))?,
             port: parse(&var, "PORT", 3000)?,
@@ -190,10 +216,15 @@ impl Config {
                     "resources/model-pricing/model_prices_and_context_window.json".into()
                 })
                 .into(),
+            pricing_url,
+            pricing_sha256_url,
+            pricing_refresh: Duration::from_secs(pricing_refresh_hours.saturating_mul(3600)),
+            pricing_watch_interval: secs("PRICING_WATCH_SECONDS", 3)?,
             timezone_offset_hours: tz,
             usage_records_per_key: parse(&var, "USAGE_RECORDS_PER_KEY", 200)?,
             request_records_kept: parse(&var, "REQUEST_RECORDS_KEPT", 10_000)?,
             record_body_preview_chars: parse(&var, "RECORD_BODY_PREVIEW_CHARS", 0)?,
+            accounting_flush: Duration::from_millis(parse(&var, "ACCOUNTING_FLUSH_MS", 25)?),
             request_max_bytes: max_mb.saturating_mul(1024 * 1024),
             admin_session_ttl: Duration::from_secs(parse(&var, "ADMIN_SESSION_TTL_SECS", 86_400)?),
             api_key_prefix: var("API_KEY_PREFIX").unwrap_or_else(|| "cr_".into()),

@@ -7,8 +7,10 @@
 pub mod accounting;
 pub mod admin_backend;
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod crypto;
+pub mod import_crs;
 pub mod limits;
 pub mod mock_upstream;
 pub mod notify;
@@ -39,7 +41,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     };
     let store = store::open(&config)
         .await
-        .context("cannot open the store")?;
+        .with_context(|| match &config.redis_url {
+            Some(url) => format!("cannot connect to Redis at {}", redis_address(url)),
+            None => format!(
+                "cannot open the embedded store in {}",
+                config.data_dir.display()
+            ),
+        })?;
     store.ping().await.context("the store does not answer")?;
     if let Some(password) = auth::admin::ensure_admin(
         &store,
@@ -63,6 +71,16 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .await
         .context("cannot read the settings")?;
     Ok(state)
+}
+
+/// The host and port (or socket path) of a Redis URL, without its credentials, for messages.
+fn redis_address(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    if url.starts_with("unix://") {
+        return rest.split('?').next().unwrap_or(rest);
+    }
+    rest.split(['/', '?']).next().unwrap_or(rest)
 }
 
 /// With the embedded store and no `ENCRYPTION_KEY`, a key is generated once and kept next to
@@ -133,6 +151,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
+/// An error and its causes on one line (reqwest and hyper hide the useful part in `source()`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 /// How long in-flight requests (long streams included) may run after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(30);
 
@@ -165,8 +195,13 @@ pub async fn serve(
             tracing::warn!("drain timeout: closing remaining connections");
         }
     }
+    // Settlements first (they may still queue usage), then the usage they queued.
     state.background.close();
-    if tokio::time::timeout(Duration::from_secs(10), state.background.wait())
+    let drained = async {
+        state.background.wait().await;
+        state.recorder.close().await;
+    };
+    if tokio::time::timeout(Duration::from_secs(10), drained)
         .await
         .is_err()
     {

@@ -21,7 +21,8 @@ pub struct Inner {
     pub config: Config,
     pub store: DynStore,
     pub crypto: Crypto,
-    pub pricing: Arc<Pricing>,
+    /// The pricing table in force, hot-reloaded (`pricing.load()` on the hot path).
+    pub pricing: Arc<crate::accounting::pricing::LivePricing>,
     /// Pooled clients (one per distinct proxy): no per-request client construction.
     pub clients: Clients,
     pub scheduler: Scheduler,
@@ -31,8 +32,10 @@ pub struct Inner {
     pub settings: Arc<crate::settings::SettingsCache>,
     /// Webhook notifications, sent off the request path.
     pub notifier: crate::notify::Notifier,
-    /// Accounting writes spawned off the response path; drained on shutdown.
+    /// Settlements spawned off the response path; drained on shutdown.
     pub background: TaskTracker,
+    /// Finished requests' usage, coalesced into batched writes; flushed on shutdown.
+    pub recorder: crate::accounting::Recorder,
     pub started: Instant,
     /// Every key, as of a store key version (the admin pages read it often; keys change rarely).
     key_cache: parking_lot::Mutex<Option<(u64, Arc<Vec<crate::store::StoredKey>>)>>,
@@ -78,6 +81,11 @@ impl AppState {
         pricing: Pricing,
     ) -> Result<Self, reqwest::Error> {
         let clients = Clients::new(config.upstream_connect_timeout)?;
+        let pricing = crate::accounting::pricing::LivePricing::new(
+            pricing,
+            crate::accounting::pricing::PricingSources::from_config(&config),
+        )?;
+        pricing.spawn_refreshers();
         let leases = Arc::new(LeaseKeeper::default());
         leases.spawn_refresher(store.clone(), config.lease_ttl);
         let admin = AdminAuth::new(store.clone(), config.admin_session_ttl);
@@ -88,11 +96,16 @@ impl AppState {
             Arc::new(move || source.get()),
             crate::notify::NotifyConfig::default(),
         );
+        let recorder = crate::accounting::Recorder::start(
+            store.clone(),
+            config.timezone_offset_hours,
+            config.accounting_flush,
+        );
         Ok(AppState(Arc::new(Inner {
             config,
             store,
             crypto,
-            pricing: Arc::new(pricing),
+            pricing,
             clients,
             scheduler: Scheduler::default(),
             leases,
@@ -100,6 +113,7 @@ impl AppState {
             settings,
             notifier,
             background: TaskTracker::new(),
+            recorder,
             started: Instant::now(),
             key_cache: parking_lot::Mutex::new(None),
         })))

@@ -110,6 +110,12 @@ pub fn store_round_trip(engine: &'static str, op: &'static str, took: Duration) 
         .record(took.as_secs_f64());
 }
 
+/// One coalesced usage write of `events` finished requests (events / writes = batch size).
+pub fn accounting_batch(events: usize) {
+    counter!("crs_accounting_writes_total").increment(1);
+    counter!("crs_accounting_events_total").increment(events as u64);
+}
+
 /// Requests in flight to an account, while the guard lives.
 pub struct InFlight {
     account: String,

@@ -1,31 +1,18 @@
-//! What a request cost, and writing it down: the pricing table, the cost formula, and the one
-//! store call that adds a finished request to every counter.
+//! What a request cost, and writing it down: the pricing table, the cost formula, and the
+//! recorder that adds finished requests to every counter in coalesced batches.
 
 pub mod pricing;
+pub mod recorder;
 
 use app::domain::TokenUsage;
 
 pub use pricing::{ModelPrice, Pricing, FALLBACK_PRICE};
+pub use recorder::Recorder;
 
-/// The price of a model: its exact name, else the same name under its provider's prefix
-/// (LiteLLM lists Gemini API models as `gemini/<model>`). Never a loose match.
+/// The price of a model: exact name first, then the documented normalisations
+/// (see [`pricing::candidates`]); never a loose match.
 pub fn lookup<'a>(pricing: &'a Pricing, model: &str) -> Option<&'a ModelPrice> {
-    pricing.price(model).or_else(|| {
-        if model.starts_with("gemini") {
-            return pricing.price(&format!("gemini/{model}"));
-        }
-        // Bedrock ids: `us.anthropic.claude-x-v1:0` is priced as `claude-x`.
-        let core = ["us.", "eu.", "apac.", "global."]
-            .iter()
-            .find_map(|p| model.strip_prefix(p))
-            .unwrap_or(model);
-        let core = core.strip_prefix("anthropic.")?;
-        let core = match core.rsplit_once("-v") {
-            Some((c, v)) if v.contains(':') => c,
-            _ => core,
-        };
-        pricing.price(core)
-    })
+    pricing.price(model)
 }
 
 pub fn price_or_fallback(pricing: &Pricing, model: &str) -> ModelPrice {

@@ -516,7 +516,7 @@ pub async fn admit_request(
         return Ok(None);
     }
     // A first estimate from the prompt's size; the store raises it to the key's average cost.
-    let price = crate::accounting::price_or_fallback(&state.pricing, r.model);
+    let price = crate::accounting::price_or_fallback(&state.pricing.load(), r.model);
     let estimate = ((r.body_len / 4) as f64
         * price.input
         * key.service_rate(r.service)

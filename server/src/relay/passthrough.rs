@@ -116,12 +116,27 @@ pub fn release(state: &AppState, lease: Option<Lease>, reservation: Option<Reser
         state.leases.forget(l);
     }
     settlement.reservation = reservation;
+    settle(state, settlement, tracing::Span::current());
+}
+
+/// Releases a request's slots and replaces its reservation by what it cost, off the response
+/// path (one round trip). If the store is down, leases and reservations expire on their own.
+fn settle(state: &AppState, settlement: Settlement, span: tracing::Span) {
+    if settlement.leases.is_empty() && settlement.reservation.is_none() {
+        return;
+    }
     let store = state.store.clone();
-    state.background.spawn(async move {
-        if let Err(e) = store.settle(&settlement).await {
-            tracing::warn!(error = %e, "settlement failed; leases and reservations expire on their own");
-        }
-    });
+    state.background.spawn(tracing::Instrument::instrument(
+        async move {
+            let t = Instant::now();
+            let settled = store.settle(&settlement).await;
+            crate::telemetry::store_round_trip(store.engine(), "settle", t.elapsed());
+            if let Err(e) = settled {
+                tracing::warn!(error = %e, "settlement failed; leases and reservations expire on their own");
+            }
+        },
+        span,
+    ));
 }
 
 /// The relay's own time in a response, in ms (as LiteLLM's and TensorZero's overhead headers).
@@ -434,7 +449,7 @@ impl Finisher {
             .map(|t| t.saturating_duration_since(timing.sent));
         // Bill the model that answered when the upstream says which; else the one asked for.
         let model = answered_model.filter(|m| !m.is_empty()).unwrap_or(ex.model);
-        let (cost_nanos, fallback) = accounting::cost_nanos(&state.pricing, &model, &usage);
+        let (cost_nanos, fallback) = accounting::cost_nanos(&state.pricing.load(), &model, &usage);
         let lease = ex.lease.clone();
         if let Some(l) = &lease {
             state.leases.forget(l);
@@ -494,23 +509,19 @@ impl Finisher {
             cost_nanos,
             at,
         };
-        let offset = state.config.timezone_offset_hours;
-        let store = state.store.clone();
-        let span = tracing::info_span!(parent: &ex.span, "account");
-        state.background.spawn(tracing::Instrument::instrument(async move {
-            let settlement = Settlement {
+        // Usage joins the next coalesced write; the slot and the reservation are settled now,
+        // so the key's next request sees them free and its limits exact.
+        state.recorder.record(event);
+        settle(
+            &state,
+            Settlement {
                 leases: lease.into_iter().collect(),
                 reservation: ex.reservation,
                 actual_nanos: rated_cost_nanos,
                 tokens: usage.total_tokens(),
-            };
-            let t = Instant::now();
-            let recorded = store.record_usage(&event, offset, &settlement).await;
-            crate::telemetry::store_round_trip(store.engine(), "account", t.elapsed());
-            if let Err(e) = recorded {
-                tracing::error!(request_id = %event.record.request_id, error = %e, "usage could not be recorded");
-            }
-        }, span));
+            },
+            tracing::info_span!(parent: &ex.span, "account"),
+        );
     }
 }
 

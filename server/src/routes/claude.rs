@@ -232,8 +232,8 @@ async fn models(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> 
         .filter(|m| !key.key.model_blocked(m))
         .map(|id| json!({"type": "model", "id": id, "display_name": id, "created_at": "2024-01-01T00:00:00Z"}))
         .collect();
-    let first = state.pricing.claude_models().first();
-    let last = state.pricing.claude_models().last();
+    let first = state.pricing.claude_models().first().cloned();
+    let last = state.pricing.claude_models().last().cloned();
     Json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last}))
         .into_response()
 }

@@ -434,6 +434,7 @@ async fn claude_models(State(state): State<AppState>, headers: HeaderMap, uri: U
         .claude_models()
         .iter()
         .filter(|m| !key.key.model_blocked(m))
-        .cloned();
-    Json(list(ids, "anthropic")).into_response()
+        .cloned()
+        .collect::<Vec<_>>();
+    Json(list(ids.into_iter(), "anthropic")).into_response()
 }

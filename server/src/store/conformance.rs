@@ -57,6 +57,7 @@ conformance!(
     documents_round_trip,
     a_batch_equals_the_same_events_one_by_one,
     key_writes_change_the_keys_version,
+    imported_usage_adds_to_buckets_and_limit_counters,
 );
 
 fn key(id: &str, hash: &str) -> StoredKey {
@@ -649,4 +650,57 @@ async fn key_writes_change_the_keys_version(f: Fixture) {
     assert_ne!(v1, v2);
     assert!(s.delete_key("v1").await.unwrap());
     assert_ne!(s.keys_version().await.unwrap(), v2);
+}
+
+async fn imported_usage_adds_to_buckets_and_limit_counters(f: Fixture) {
+    let s = &f.store;
+    let c = UsageCounters {
+        requests: 3,
+        input_tokens: 10,
+        output_tokens: 20,
+        cache_create_5m_tokens: 1,
+        cache_create_1h_tokens: 2,
+        cache_read_tokens: 4,
+        cost_nanos: 5_000,
+    };
+    let mut import = UsageImport::default();
+    import.buckets.insert(buckets::key_total("imp"), (c, None));
+    import
+        .buckets
+        .insert(buckets::key_model_total("imp", "claude-x"), (c, None));
+    import.buckets.insert(
+        buckets::model_day("claude-x", "2026-01-02"),
+        (c, Some(Duration::from_secs(3600))),
+    );
+    import.spent.push(("imp".into(), "t".into(), None, 7_000));
+    import
+        .models_by_day
+        .entry("2026-01-02".into())
+        .or_default()
+        .insert("claude-x".into());
+    import
+        .key_models
+        .entry("imp".into())
+        .or_default()
+        .insert("claude-x".into());
+    s.import_usage(&import).await.unwrap();
+    s.import_usage(&import).await.unwrap();
+    let mut twice = c;
+    twice.add(&c);
+    let got = s
+        .usage(&[
+            buckets::key_total("imp"),
+            buckets::model_day("claude-x", "2026-01-02"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(got, vec![twice, twice]);
+    let (spent, window) = s.limit_usage("imp", &["t".to_string()]).await.unwrap();
+    assert_eq!(spent, vec![14_000]);
+    assert!(window.is_none());
+    assert_eq!(s.models_used("2026-01-02").await.unwrap(), vec!["claude-x"]);
+    assert_eq!(s.key_models("imp").await.unwrap(), vec!["claude-x"]);
+    // No request records: imported history is counters only.
+    assert!(s.recent_records("imp", 10).await.unwrap().is_empty());
+    s.import_usage(&UsageImport::default()).await.unwrap();
 }

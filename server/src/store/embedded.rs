@@ -262,6 +262,38 @@ fn newest<T: for<'de> Deserialize<'de>>(
     Ok(out)
 }
 
+/// Adds each delta to its bucket (an expired bucket starts again from zero) and renews its TTL.
+fn add_to_buckets(
+    usage: &mut redb::Table<&str, &[u8]>,
+    buckets: &HashMap<String, (UsageCounters, Option<Duration>)>,
+    now_secs: u64,
+) -> Result<(), StoreError> {
+    for (name, (delta, ttl)) in buckets {
+        let (mut counters, mut expires) = usage
+            .get(name.as_str())
+            .map_err(e)?
+            .map(|v| decode_counters(v.value()))
+            .unwrap_or_default();
+        if expires != 0 && expires <= now_secs {
+            counters = UsageCounters::default();
+        }
+        counters.add(delta);
+        if let Some(ttl) = ttl {
+            expires = now_secs + ttl.as_secs();
+        }
+        usage
+            .insert(
+                name.as_str(),
+                encode_counters(&counters, expires).as_slice(),
+            )
+            .map_err(e)?;
+    }
+    Ok(())
+}
+
+/// The embedded database's page cache.
+const EMBEDDED_CACHE_BYTES: usize = 32 << 20;
+
 fn record_key(key_id: &str, seq: u64) -> String {
     format!("{key_id}\u{0}{seq:020}")
 }
@@ -272,9 +304,14 @@ impl EmbeddedStore {
             StoreError::Unavailable(format!("cannot create DATA_DIR {}: {err}", dir.display()))
         })?;
         let path = dir.join("crs.redb");
-        let db = Database::create(&path).map_err(|err| {
-            StoreError::Unavailable(format!("cannot open {}: {err}", path.display()))
-        })?;
+        // redb's default page cache grows to 1 GiB; the hot set (keys, accounts, today's
+        // buckets) is far smaller, and the relay's memory should stay flat under load.
+        let db = redb::Builder::new()
+            .set_cache_size(EMBEDDED_CACHE_BYTES)
+            .create(&path)
+            .map_err(|err| {
+                StoreError::Unavailable(format!("cannot open {}: {err}", path.display()))
+            })?;
         let txn = db.begin_write().map_err(e)?;
         {
             txn.open_table(META).map_err(e)?;
@@ -696,6 +733,24 @@ impl Store for EmbeddedStore {
         })
     }
 
+    async fn import_usage(&self, import: &UsageImport) -> Result<(), StoreError> {
+        let import = import.clone();
+        let now_secs = Utc::now().timestamp().max(0) as u64;
+        self.run(move |db| {
+            let w = db.begin_write().map_err(e)?;
+            {
+                let mut usage = w.open_table(USAGE).map_err(e)?;
+                add_to_buckets(&mut usage, &import.buckets, now_secs)?;
+            }
+            // Models per day and per key are read from the buckets themselves here.
+            for (key_id, counter, ttl, nanos) in &import.spent {
+                add_spent(&w, &[(limit_key(key_id, counter), *ttl)], *nanos, now_secs)?;
+            }
+            w.commit().map_err(e)
+        })
+        .await
+    }
+
     async fn record_usage(
         &self,
         ev: &UsageEvent,
@@ -790,26 +845,7 @@ impl Store for EmbeddedStore {
             let w = db.begin_write().map_err(e)?;
             {
                 let mut usage = w.open_table(USAGE).map_err(e)?;
-                for (name, (delta, ttl)) in &batch.buckets {
-                    let (mut counters, mut expires) = usage
-                        .get(name.as_str())
-                        .map_err(e)?
-                        .map(|v| decode_counters(v.value()))
-                        .unwrap_or_default();
-                    if expires != 0 && expires <= now_secs {
-                        counters = UsageCounters::default();
-                    }
-                    counters.add(delta);
-                    if let Some(ttl) = ttl {
-                        expires = now_secs + ttl.as_secs();
-                    }
-                    usage
-                        .insert(
-                            name.as_str(),
-                            encode_counters(&counters, expires).as_slice(),
-                        )
-                        .map_err(e)?;
-                }
+                add_to_buckets(&mut usage, &batch.buckets, now_secs)?;
             }
             for (key_id, records) in &batch.records {
                 // Only the newest `keep` can survive the bound.

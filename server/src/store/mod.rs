@@ -194,12 +194,18 @@ impl Periods {
     pub fn at(at: DateTime<Utc>, offset_hours: i32) -> Self {
         let offset = FixedOffset::east_opt(offset_hours * 3600)
             .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"));
-        let local = at.with_timezone(&offset);
+        let local = at.with_timezone(&offset).naive_local();
+        // Plain integer formatting: chrono's strftime parser was visible in the hot path.
+        use chrono::{Datelike, Timelike};
+        let month = format!("{:04}-{:02}", local.year(), local.month());
+        let day = format!("{month}-{:02}", local.day());
+        let hour = format!("{day}:{:02}", local.hour());
+        let minute = format!("{hour}:{:02}", local.minute());
         Periods {
-            day: local.format("%Y-%m-%d").to_string(),
-            month: local.format("%Y-%m").to_string(),
-            hour: local.format("%Y-%m-%d:%H").to_string(),
-            minute: local.format("%Y-%m-%d:%H:%M").to_string(),
+            day,
+            month,
+            hour,
+            minute,
         }
     }
 
@@ -402,6 +408,20 @@ impl UsageBatch {
     }
 }
 
+/// Counters brought in from another deployment (`crs import-crs`): added to usage buckets and
+/// to keys' limit counters, with no request records, leases or per-request estimates.
+#[derive(Clone, Debug, Default)]
+pub struct UsageImport {
+    /// Bucket name → (counters to add, TTL).
+    pub buckets: HashMap<String, (UsageCounters, Option<Duration>)>,
+    /// (key id, limit counter id as `limits::plan` names it, TTL, nano-dollars to add).
+    pub spent: Vec<(String, String, Option<Duration>, u64)>,
+    /// Day → models used that day.
+    pub models_by_day: HashMap<String, std::collections::BTreeSet<String>>,
+    /// Key id → models it used.
+    pub key_models: HashMap<String, std::collections::BTreeSet<String>>,
+}
+
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `"redis"` or `"embedded"`.
@@ -503,6 +523,8 @@ pub trait Store: Send + Sync + 'static {
         events: &[UsageEvent],
         offset_hours: i32,
     ) -> Result<(), StoreError>;
+    /// Imported history: adds counters to buckets and spending to limit counters.
+    async fn import_usage(&self, import: &UsageImport) -> Result<(), StoreError>;
     /// All counters, the request record and last-used times of one request, and its
     /// settlement (leases released, reservation replaced by the actual cost): one round trip.
     async fn record_usage(

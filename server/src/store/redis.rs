@@ -640,6 +640,40 @@ impl Store for RedisStore {
         })
     }
 
+    async fn import_usage(&self, import: &UsageImport) -> Result<(), StoreError> {
+        if import.buckets.is_empty() && import.spent.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = ::redis::pipe();
+        for (name, (delta, ttl)) in &import.buckets {
+            let key = format!("{P}usage:{name}");
+            for (field, value) in FIELDS.iter().zip(counter_values(delta)) {
+                if value > 0 {
+                    pipe.hincr(&key, *field, value).ignore();
+                }
+            }
+            if let Some(ttl) = ttl {
+                pipe.expire(&key, ttl.as_secs() as i64).ignore();
+            }
+        }
+        for (key_id, counter, ttl, nanos) in &import.spent {
+            let key = format!("{P}lim:{{{key_id}}}:c:{counter}");
+            pipe.hincr(&key, "s", *nanos).ignore();
+            if let Some(ttl) = ttl {
+                pipe.expire(&key, ttl.as_secs() as i64).ignore();
+            }
+        }
+        for (day, models) in &import.models_by_day {
+            let set = format!("{P}models:d:{day}");
+            pipe.sadd(&set, models).ignore();
+            pipe.expire(&set, 32 * 86_400).ignore();
+        }
+        for (key_id, models) in &import.key_models {
+            pipe.sadd(format!("{P}keymodels:{key_id}"), models).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn()).await.map_err(err)
+    }
+
     async fn record_usage(
         &self,
         ev: &UsageEvent,

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod groups;
 pub mod keys;
+pub mod pricing;
 pub mod records;
 
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ pub fn routes() -> Router<AppState> {
         .route("/web/auth/logout", post(logout))
         .route("/web/auth/user", get(current_user))
         .route("/admin/dashboard", get(dashboard))
+        .route("/admin/pricing", get(pricing::status))
+        .route("/admin/pricing/refresh", post(pricing::refresh))
         .route("/admin/request-records", get(records::list))
         .route("/admin/request-records.csv", get(records::csv))
         .route(
