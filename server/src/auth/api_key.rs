@@ -62,7 +62,8 @@ pub fn format_time(t: DateTime<Utc>) -> String {
 }
 
 /// Authenticates a request: one store round trip (plus one write the first time an
-/// activation-mode key is used).
+/// activation-mode key is used; a key imported under the original's hash scheme costs one
+/// more lookup).
 pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -74,8 +75,13 @@ pub async fn authenticate(
     }
     let hash = state.crypto.hash_api_key(&raw);
     let t = std::time::Instant::now();
-    let found = state.store.key_by_hash(&hash).await?;
+    let mut found = state.store.key_by_hash(&hash).await?;
     crate::telemetry::store_round_trip(state.store.engine(), "authenticate", t.elapsed());
+    if found.is_none() {
+        // Keys imported under an original deployment's ENCRYPTION_KEY (its salt list is
+        // cached: with none, a miss costs at most one document read every few seconds).
+        found = crate::import_crs::legacy_keys::find(&state.store, &state.crypto, &raw).await?;
+    }
     let mut stored = found.ok_or(RelayError::KeyNotFound)?;
     let key = &stored.key;
     if key.is_deleted {
@@ -159,5 +165,91 @@ mod tests {
         assert!(!well_formed(&k[..66], "cr_"));
         assert!(!well_formed(&format!("sk_{}", &k[3..]), "cr_"));
         assert!(!well_formed(&format!("cr_{}", "g".repeat(64)), "cr_"));
+    }
+}
+
+/// Properties of the key extractor and the format check over arbitrary headers and queries.
+/// `PROPTEST_CASES=100000 cargo test -p server --lib proptests` runs them longer.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use axum::http::{HeaderName, HeaderValue};
+    use proptest::prelude::*;
+
+    const NAMES: &[&str] = &[
+        "x-api-key",
+        "x-goog-api-key",
+        "authorization",
+        "api-key",
+        "cookie",
+        "x-other",
+    ];
+
+    /// Header values as a client could send them: visible ASCII, spaces, tabs, obs-text.
+    fn value() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![
+                8 => 0x20u8..0x7f,
+                1 => Just(b'\t'),
+                1 => 0x80u8..=0xff,
+            ],
+            0..80,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(crate::relay::test_strategies::config(256))]
+
+        /// Any headers and query: no panic, and a key found is trimmed and non-empty.
+        #[test]
+        fn arbitrary_headers_and_query(
+            pairs in proptest::collection::vec((proptest::sample::select(NAMES), value()), 0..6),
+            query in proptest::option::of(".{0,80}"),
+        ) {
+            let mut h = HeaderMap::new();
+            for (name, v) in &pairs {
+                if let Ok(v) = HeaderValue::from_bytes(v) {
+                    h.append(HeaderName::from_static(name), v);
+                }
+            }
+            if let Some(k) = extract(&h, query.as_deref()) {
+                prop_assert!(!k.is_empty());
+                let from_query = query.as_deref().is_some_and(|q| q.contains(&format!("key={k}")));
+                prop_assert!(from_query || k.trim() == k, "{:?}", k);
+            }
+        }
+
+        /// A key in any supported place comes back exactly, `x-api-key` first.
+        #[test]
+        fn key_round_trips(key in "[!-~]{1,80}", pad in "[ \t]{0,3}", place in 0usize..5, other in "[!-~]{1,20}") {
+            let mut h = HeaderMap::new();
+            let padded = format!("{pad}{key}{pad}");
+            let mut query = None;
+            match place {
+                0 => { h.insert("x-api-key", HeaderValue::from_str(&padded).unwrap()); }
+                1 => { h.insert("x-goog-api-key", HeaderValue::from_str(&padded).unwrap()); }
+                2 => { h.insert("authorization", HeaderValue::from_str(&format!("Bearer {padded}")).unwrap()); }
+                3 => { h.insert("api-key", HeaderValue::from_str(&padded).unwrap()); }
+                _ => {
+                    prop_assume!(!key.contains('&') && !key.contains('='));
+                    query = Some(format!("alt=sse&key={key}&x=1"));
+                }
+            }
+            prop_assert_eq!(extract(&h, query.as_deref()), Some(key.clone()));
+            // x-api-key wins over anything else.
+            h.insert("x-api-key", HeaderValue::from_str(&other).unwrap());
+            prop_assert_eq!(extract(&h, query.as_deref()), Some(other));
+        }
+
+        /// Only `<prefix>` + 64 hex characters is well formed, whatever the input.
+        #[test]
+        fn format_check(s in ".{0,80}", hex in "[0-9a-fA-F]{64}", n in 0usize..64) {
+            let ok = s.strip_prefix("cr_").is_some_and(|r| r.len() == 64 && r.bytes().all(|b| b.is_ascii_hexdigit()));
+            prop_assert_eq!(well_formed(&s, "cr_"), ok);
+            let (full, short, long) = (format!("cr_{hex}"), format!("cr_{}", &hex[..n]), format!("cr_{hex}0"));
+            prop_assert!(well_formed(&full, "cr_"));
+            prop_assert!(!well_formed(&short, "cr_"));
+            prop_assert!(!well_formed(&long, "cr_"));
+        }
     }
 }

@@ -52,14 +52,38 @@ pub async fn run(
         key = %key.key.id,
         request_id = call.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default(),
     );
-    match attempts(state, key, call, reservation.clone())
+    let mut held = Held {
+        state,
+        lease: None,
+        reservation: reservation.clone(),
+    };
+    let result = attempts(state, key, call, reservation, &mut held)
         .instrument(span)
-        .await
-    {
-        Ok(resp) => resp,
-        Err(resp) => {
-            passthrough::release(state, None, reservation);
-            resp
+        .await;
+    if result.is_ok() {
+        // The answer's accounting settles the reservation.
+        held.reservation = None;
+    }
+    // On an error, dropping `held` gives the reservation back.
+    result.unwrap_or_else(|resp| resp)
+}
+
+/// What a request holds while no answer owns it: its admission reservation and the account
+/// slot of the attempt in progress. If the request is dropped first (the client went away
+/// before the answer started), both are released here; else the refresher would keep them
+/// alive for ever.
+struct Held<'a> {
+    state: &'a AppState,
+    lease: Option<crate::scheduler::leases::Lease>,
+    reservation: Option<Reservation>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if (self.lease.is_some() || self.reservation.is_some())
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            passthrough::release(self.state, self.lease.take(), self.reservation.take());
         }
     }
 }
@@ -71,6 +95,7 @@ async fn attempts(
     key: &StoredKey,
     call: &Call<'_>,
     reservation: Option<Reservation>,
+    held: &mut Held<'_>,
 ) -> Result<Response, Response> {
     let started = std::time::Instant::now();
     let request_id = call
@@ -111,10 +136,12 @@ async fn attempts(
         if let Some(l) = &selected.lease {
             state.leases.hold(l.clone());
         }
+        held.lease = selected.lease.clone();
         let account_id = selected.account.account.id.clone();
         let request = match upstream::request(state, &selected.account, call).await {
             Ok(r) => r,
             Err(e) => {
+                held.lease = None;
                 passthrough::release(state, selected.lease, None);
                 tried.push(account_id);
                 last = Some(e.respond(call.protocol));
@@ -137,10 +164,12 @@ async fn attempts(
             span: tracing::Span::current(),
             preview: preview.clone(),
         };
-        match passthrough::send(state, request, ex)
+        let sent = passthrough::send(state, request, ex)
             .instrument(tracing::info_span!("upstream", account = %account_id))
-            .await
-        {
+            .await;
+        // From here the slot is released below, or by the answer's accounting.
+        held.lease = None;
+        match sent {
             Attempt::Delivered(resp) => return Ok(resp),
             Attempt::Failed(failed) => {
                 passthrough::release(state, selected.lease, None);

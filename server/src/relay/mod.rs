@@ -15,4 +15,6 @@ pub mod passthrough;
 pub mod preview;
 pub mod protocol;
 pub mod sse;
+#[cfg(test)]
+pub(crate) mod test_strategies;
 pub mod usage;

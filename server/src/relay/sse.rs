@@ -127,3 +127,123 @@ mod tests {
         assert!(seen[0].contains("[111, 107]"), "{seen:?}");
     }
 }
+
+#[cfg(test)]
+impl SseLines {
+    /// Bytes held for an unfinished line (what the cap bounds).
+    pub(crate) fn buffered(&self) -> (usize, usize) {
+        (self.partial.len(), self.partial.capacity())
+    }
+}
+
+/// Properties over arbitrary input and arbitrary chunking. `PROPTEST_CASES=100000 cargo test
+/// -p server --lib proptests` runs them longer.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every field, owned, with the chunk boundaries given by `cuts`.
+    fn fields(bytes: &[u8], cuts: &[usize]) -> Vec<(bool, Vec<u8>)> {
+        let mut p = SseLines::new();
+        let mut out = Vec::new();
+        let mut push = |f: SseField<'_>| match f {
+            SseField::Event(e) => out.push((false, e.to_vec())),
+            SseField::Data(d) => out.push((true, d.to_vec())),
+        };
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut at = 0;
+        for c in cuts.into_iter().chain(std::iter::once(bytes.len())) {
+            p.feed(&bytes[at..c], &mut push);
+            assert!(p.partial.len() <= MAX_LINE);
+            at = c;
+        }
+        p.finish(&mut push);
+        out
+    }
+
+    /// Bytes that look like SSE: field names, separators, CR, LF and noise.
+    fn sse_like() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"data:".to_vec()),
+            Just(b"data: ".to_vec()),
+            Just(b"event: ".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\r".to_vec()),
+            Just(b": comment\n".to_vec()),
+            Just("é🌍".as_bytes().to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..16),
+        ];
+        proptest::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(crate::relay::test_strategies::config(256))]
+
+        /// However a stream is cut into chunks, the same fields come out as from one chunk.
+        #[test]
+        fn chunking_never_changes_the_fields(
+            bytes in sse_like(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..12),
+        ) {
+            prop_assert_eq!(fields(&bytes, &cuts), fields(&bytes, &[]));
+        }
+
+        /// Arbitrary bytes never panic, and every field is a line the input held.
+        #[test]
+        fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512), cuts in proptest::collection::vec(any::<usize>(), 0..8)) {
+            for (_, value) in fields(&bytes, &cuts) {
+                prop_assert!(!value.contains(&b'\n'));
+                prop_assert!(value.len() <= bytes.len());
+            }
+        }
+
+    }
+
+    proptest! {
+        // Each case feeds megabytes: fewer of them.
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// A line with no newline never grows the buffer past the cap, however it is fed;
+        /// the lines after it are parsed again.
+        #[test]
+        fn overlong_line_is_bounded(chunk in 1usize..(3 * MAX_LINE / 2), extra in 1usize..(4 * MAX_LINE)) {
+            let mut p = SseLines::new();
+            let block = vec![b'x'; chunk];
+            let mut fed = 0;
+            p.feed(b"data: ", |_| panic!("no line yet"));
+            while fed < MAX_LINE + extra {
+                p.feed(&block, |_| panic!("no line yet"));
+                fed += chunk;
+                let (len, cap) = p.buffered();
+                prop_assert!(len <= MAX_LINE && cap <= 2 * MAX_LINE, "len {} cap {}", len, cap);
+            }
+            let mut seen = Vec::new();
+            p.feed(b"\ndata: after\n", |f| seen.push(format!("{f:?}")));
+            prop_assert_eq!(seen, vec![format!("{:?}", SseField::Data(b"after"))]);
+        }
+    }
+
+    /// 64 MiB of `data:` with no newline: nothing is delivered and at most one line is held.
+    #[test]
+    fn sixty_four_mib_without_a_newline() {
+        let mut p = SseLines::new();
+        let block = vec![b'a'; 64 * 1024 + 7];
+        p.feed(b"data: ", |_| {});
+        let mut fed = 0;
+        while fed < 64 << 20 {
+            p.feed(&block, |_| panic!("an unfinished line was delivered"));
+            fed += block.len();
+            let (len, cap) = p.buffered();
+            assert!(
+                len <= MAX_LINE && cap <= 2 * MAX_LINE,
+                "len {len} cap {cap}"
+            );
+        }
+        let mut delivered = 0;
+        p.finish(|_| delivered += 1);
+        assert_eq!(delivered, 0, "the over-long line is dropped, not parsed");
+    }
+}

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod api_stats;
 pub mod claude;
+pub mod csrf;
 pub mod gemini;
 pub mod health;
 pub mod openai;
@@ -96,6 +97,7 @@ pub fn app(state: AppState) -> Router {
         .merge(pages)
         .fallback_service(static_files)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(csrf::refuse_cross_site))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -103,6 +105,14 @@ pub fn app(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
+        ))
+        // No script-src: the hydration and theme scripts are inline and Leptos gives them no
+        // nonce, so the policy is limited to what cannot break the app.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "frame-ancestors 'none'; base-uri 'self'; object-src 'none'; form-action 'self'",
+            ),
         ))
         // Same-origin only: a form posted without WASM returns to its page (Leptos redirects
         // to the Referer), and no other site ever sees our URLs.

@@ -126,3 +126,59 @@ mod tests {
         assert_eq!(from_content(None, Some(&json!([]))), None);
     }
 }
+
+/// Properties of the `metadata.user_id` parser and the content hash over arbitrary input.
+/// `PROPTEST_CASES=100000 cargo test -p server --lib proptests` runs them longer.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    proptest! {
+        #![proptest_config(crate::relay::test_strategies::config(256))]
+
+        /// Any string: no panic, and a session found is a non-empty part of the input.
+        #[test]
+        fn any_user_id(s in prop_oneof![
+            ".{0,64}",
+            "(user_[0-9a-f]{0,8}_account_.{0,8}_session_.{0,12}){1,2}",
+            "\\{.{0,40}",
+        ]) {
+            if let Some(session) = from_user_id(&s) {
+                prop_assert!(!session.is_empty());
+                if !s.trim().starts_with('{') {
+                    prop_assert!(s.contains(&session));
+                }
+            }
+        }
+
+        /// The legacy form gives back exactly its session part.
+        #[test]
+        fn legacy_form(user in "[0-9a-f]{1,64}", account in "[0-9a-f-]{0,36}", session in "[A-Za-z0-9-]{1,36}") {
+            let id = format!("user_{user}_account_{account}_session_{session}");
+            prop_assert_eq!(from_user_id(&id), Some(session.clone()));
+            prop_assert_eq!(from_user_id(&format!("  {id}\n")), Some(session));
+        }
+
+        /// The JSON form gives back its session_id, whatever it holds.
+        #[test]
+        fn json_form(session in ".{1,40}", device in ".{0,10}", other in ".{0,10}") {
+            let id = json!({"device_id": device, "account_uuid": other, "session_id": session}).to_string();
+            prop_assert_eq!(from_user_id(&id), Some(session));
+            let no_session = json!({"device_id": device, "session_id": 7}).to_string();
+            prop_assert_eq!(from_user_id(&no_session), None);
+        }
+
+        /// The content fallback never panics and always gives a 32-hex-char key when it gives one.
+        #[test]
+        fn content_hash(system in crate::relay::test_strategies::json(), messages in crate::relay::test_strategies::json()) {
+            for (s, m) in [(Some(&system), Some(&messages)), (None, Some(&messages)), (Some(&system), None)] {
+                if let Some(k) = from_content(s, m) {
+                    prop_assert_eq!(k.len(), 32);
+                    prop_assert!(k.bytes().all(|b| b.is_ascii_hexdigit()));
+                }
+            }
+        }
+    }
+}
