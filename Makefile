@@ -1,5 +1,5 @@
 # Everyday targets. The README's two commands are `make run` and `make test`.
-.PHONY: run test test-rust test-e2e bench bench-smoke site site-release watch lint fmt tools
+.PHONY: run test test-rust test-e2e bench bench-smoke soak site site-release watch lint fmt tools
 
 # Build everything (release) and run the relay with its admin on the embedded store.
 run: tools site-release
@@ -26,10 +26,15 @@ bench:
 	cargo bench -p server --bench relay_load
 	cargo bench -p server --bench admin_pages
 
+# Ten minutes of mixed traffic with injected faults; the books must balance (exit 1 if not).
+soak:
+	cargo bench -p server --bench soak
+
 # The benchmarks still run end to end (debug build, seconds, figures meaningless).
 bench-smoke:
 	cargo bench -p server --profile dev --bench relay_load -- --quick --seconds 1 --concurrency 1,4
 	cargo bench -p server --profile dev --bench admin_pages -- --keys 200 --requests 5000 --samples 2
+	cargo bench -p server --profile dev --bench soak -- --seconds 2 --workers 8
 
 site-release:
 	./scripts/build-site.sh --release
