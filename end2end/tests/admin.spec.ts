@@ -43,11 +43,17 @@ test('hydrated: theme light / dark / auto sticks across reloads, login reaches t
   await page.reload();
   await expect(html).not.toHaveClass(/dark/);
 
+  // Used before the WASM took over, the form is a plain POST, and hydration landing between a
+  // fill and the click can reset the field: wait for it (a slow, busy machine shows the race).
+  const hydrated = () => page.locator('html[data-hydrated]').waitFor({ state: 'attached', timeout: 30_000 });
+  await hydrated();
   await page.fill('#username', 'admin');
   await page.fill('#password', 'wrong-password');
   await page.click('#login-submit');
   await expect(page.locator('#login-error')).toHaveText('Invalid username or password');
 
+  await hydrated();
+  await page.fill('#username', 'admin');
   await page.fill('#password', adminPassword);
   await page.click('#login-submit');
   await expect(page).toHaveURL(/\/admin-next\/dashboard$/);

@@ -35,6 +35,8 @@ export async function usageOf(request: APIRequestContext, key: string) {
 /** Signs in through the login page and waits for the landing page. */
 export async function signIn(page: Page, username = 'admin', password = adminPassword, landing = /\/admin-next\/dashboard$/) {
   await page.goto('/admin-next/login');
+  // Hydration landing between a fill and the click can reset the fields.
+  await page.locator('html[data-hydrated]').waitFor({ state: 'attached', timeout: 30_000 });
   await page.fill('#username', username);
   await page.fill('#password', password);
   await page.click('#login-submit');
