@@ -7,6 +7,8 @@
 //! `--requests N`, `--samples N`, `--engine embedded|redis`). Prints p50/p95/max per page.
 //! A benchmark, not a test: nothing here asserts a time.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use app::domain::{ApiKey, RequestRecord, TokenUsage};
@@ -25,32 +27,13 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        keys: 10_000,
-        requests: 1_000_000,
-        samples: 20,
-        engines: vec!["embedded", "redis"],
-    };
-    let argv: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < argv.len() {
-        let next = argv.get(i + 1).cloned().unwrap_or_default();
-        match argv[i].as_str() {
-            "--keys" => a.keys = next.parse().expect("--keys N"),
-            "--requests" => a.requests = next.parse().expect("--requests N"),
-            "--samples" => a.samples = next.parse().expect("--samples N"),
-            "--engine" => {
-                a.engines = vec![if next == "redis" { "redis" } else { "embedded" }];
-            }
-            // `cargo bench` passes `--bench`; anything else is ignored.
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    let f = support::Flags::from_env(&["keys", "requests", "samples", "engine"], &[]);
+    Args {
+        keys: f.get("keys").unwrap_or(10_000),
+        requests: f.get("requests").unwrap_or(1_000_000),
+        samples: f.get("samples").unwrap_or(20),
+        engines: f.engines(),
     }
-    a
 }
 
 fn main() {

@@ -18,8 +18,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod support;
+
 use crs::testing::{free_port, RedisServer};
 use serde_json::{json, Value};
+use support::{mb, rss_kb, Proc};
 
 const BODY: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"messages":[{"role":"user","content":"Say hello"}]}"#;
 const STREAM_BODY: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Say hello"}]}"#;
@@ -33,48 +36,19 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        seconds: 10.0,
-        concurrency: vec![1, 16, 64, 256],
-        engines: vec!["embedded", "redis"],
-    };
-    let argv: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < argv.len() {
-        let next = argv.get(i + 1).cloned().unwrap_or_default();
-        match argv[i].as_str() {
-            "--quick" => {
-                a.seconds = 2.0;
-                a.concurrency = vec![1, 16];
-                i += 1;
-                continue;
-            }
-            "--seconds" => a.seconds = next.parse().expect("--seconds N"),
-            "--concurrency" => {
-                a.concurrency = next
-                    .split(',')
-                    .map(|c| c.trim().parse().expect("--concurrency 1,16,64"))
-                    .collect();
-            }
-            "--engine" => a.engines = vec![if next == "redis" { "redis" } else { "embedded" }],
-            // `cargo bench` passes `--bench`; anything else is ignored.
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
-    }
-    a
-}
-
-/// A child process killed when dropped, so a panic never leaves a server behind.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+    let f = support::Flags::from_env(&["seconds", "concurrency", "engine"], &["quick"]);
+    let quick = f.has("quick");
+    Args {
+        seconds: f.get("seconds").unwrap_or(if quick { 2.0 } else { 10.0 }),
+        concurrency: match f.str("concurrency") {
+            Some(list) => list
+                .split(',')
+                .map(|c| c.trim().parse().expect("--concurrency 1,16,64"))
+                .collect(),
+            None if quick => vec![1, 16],
+            None => vec![1, 16, 64, 256],
+        },
+        engines: f.engines(),
     }
 }
 
@@ -90,23 +64,6 @@ fn wait_port(child: &mut Child, port: u16, what: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("{what} did not listen on port {port} within 10 s");
-}
-
-/// `VmRSS` and `VmHWM` (peak) of a process, in KB.
-fn rss_kb(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn mb(kb: u64) -> String {
-    format!("{kb} KB ({:.1} MB)", kb as f64 / 1024.0)
 }
 
 #[derive(Default)]

@@ -14,12 +14,18 @@
 
 use std::{
     collections::HashMap,
-    process::{Child, Command},
+    process::Command,
     time::{Duration, Instant},
 };
 
-use crs::{mock_upstream::MockUpstream, testing::RedisServer};
+mod support;
+
+use crs::{
+    mock_upstream::MockUpstream,
+    testing::{free_port, RedisServer},
+};
 use serde_json::{json, Value};
+use support::{rss_kb, Proc};
 
 const PASSWORD: &str = "soak-admin-password-1";
 
@@ -30,56 +36,17 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        duration: Duration::from_secs(600),
-        workers: 32,
-        engine: "redis".into(),
-    };
-    let argv: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < argv.len() {
-        let next = argv.get(i + 1).cloned().unwrap_or_default();
-        match argv[i].as_str() {
-            "--minutes" => {
-                a.duration = Duration::from_secs(next.parse::<u64>().expect("--minutes N") * 60)
-            }
-            "--seconds" => a.duration = Duration::from_secs(next.parse().expect("--seconds N")),
-            "--workers" => a.workers = next.parse().expect("--workers N"),
-            "--engine" => a.engine = next,
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    let f = support::Flags::from_env(&["minutes", "seconds", "workers", "engine"], &[]);
+    let minutes: u64 = f.get("minutes").unwrap_or(10);
+    Args {
+        duration: Duration::from_secs(f.get("seconds").unwrap_or(minutes * 60)),
+        workers: f.get("workers").unwrap_or(32),
+        engine: f.str("engine").unwrap_or("redis").to_string(),
     }
-    a
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("its address")
-        .port()
 }
 
 fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    rss_kb(pid).0 as f64 / 1024.0
 }
 
 #[derive(Default)]
