@@ -51,6 +51,8 @@ lint: tools
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 	# Licenses, banned and unknown sources (the advisory database is on GitHub, out of reach
 	# here: run `cargo deny check advisories` where it is reachable).
+	# (cargo-deny reads the metadata of every target's crates: fetch them first.)
+	cargo fetch --locked
 	cargo deny --offline check licenses bans sources
 
 fmt:

@@ -93,10 +93,7 @@ async fn bench_engine(engine: &str, a: &Args) {
             key.total_cost_limit = 100.0;
         }
         store
-            .insert_key(&StoredKey {
-                key,
-                key_hash: format!("bench-hash-{i}"),
-            })
+            .insert_key(&StoredKey::new(key, format!("bench-hash-{i}")))
             .await
             .expect("insert key");
         ids.push(id);

@@ -37,6 +37,8 @@ pub struct Inner {
     /// Finished requests' usage, coalesced into batched writes; flushed on shutdown.
     pub recorder: crate::accounting::Recorder,
     pub started: Instant,
+    /// Key copies the relay authenticates from (checked by each request's first store step).
+    pub auth_keys: crate::auth::key_cache::KeyCache,
     /// Every key, as of a store key version (the admin pages read it often; keys change rarely).
     key_cache: parking_lot::Mutex<Option<(u64, Arc<Vec<crate::store::StoredKey>>)>>,
 }
@@ -115,6 +117,7 @@ impl AppState {
             background: TaskTracker::new(),
             recorder,
             started: Instant::now(),
+            auth_keys: Default::default(),
             key_cache: parking_lot::Mutex::new(None),
         })))
     }

@@ -119,6 +119,11 @@ pub fn relayed(f: Finished<'_>) {
 }
 
 /// A request refused by a key limit (`concurrency`, `rate_window`, `daily_cost`, …).
+/// A request found its in-memory key copy out of date and started over.
+pub fn key_copy_outdated() {
+    counter!("crs_key_copy_outdated_total").increment(1);
+}
+
 pub fn limit_rejected(kind: &str) {
     counter!("crs_limit_rejections_total", "kind" => kind.to_string()).increment(1);
 }

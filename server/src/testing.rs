@@ -69,10 +69,40 @@ fn wait_ready(child: &mut Child, port: u16) -> bool {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
+        if let Ok(conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            // Another test's server may have won this port: ready only if it is ours.
+            return serves_pid(conn, child.id());
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Whether the Redis server on `conn` runs as process `pid` (from `INFO server`).
+fn serves_pid(mut conn: std::net::TcpStream, pid: u32) -> bool {
+    use std::io::{Read, Write};
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    if conn
+        .write_all(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    let want = format!("process_id:{pid}\r\n");
+    while let Ok(n) = conn.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if text.contains(&want) {
+            return true;
+        }
+        if text.contains("process_id:") && text.ends_with("\r\n\r\n") {
+            break;
+        }
     }
     false
 }

@@ -212,15 +212,15 @@ mod tests {
             .expect("verify")
             .is_some());
 
-        let key = StoredKey {
-            key: ApiKey {
+        let key = StoredKey::new(
+            ApiKey {
                 id: "k1".into(),
                 user_id: Some(alice.id.clone()),
                 is_active: true,
                 ..Default::default()
             },
-            key_hash: "h1".into(),
-        };
+            "h1".into(),
+        );
         store.insert_key(&key).await.expect("insert");
         set_active(&store, &alice.id, false).await.expect("disable");
         let k = store.get_key("k1").await.expect("get").expect("key");

@@ -69,39 +69,87 @@ pub async fn authenticate(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<StoredKey, RelayError> {
+    lookup(state, headers, query, false).await
+}
+
+/// Authenticates a request that will be relayed: from an in-memory copy when there is one —
+/// no store round trip; the request's first store step checks the copy is current, and the
+/// handler runs again under `key_cache::rerun_if_key_changed` if not — else as
+/// [`authenticate`], keeping a copy.
+pub async fn authenticate_relay(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<StoredKey, RelayError> {
+    lookup(state, headers, query, true).await
+}
+
+async fn lookup(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    from_memory: bool,
+) -> Result<StoredKey, RelayError> {
     let raw = extract(headers, query).ok_or(RelayError::MissingKey)?;
     if !well_formed(&raw, &state.config.api_key_prefix) {
         return Err(RelayError::MalformedKey);
     }
     let hash = state.crypto.hash_api_key(&raw);
+    if from_memory {
+        // Only a copy that lets the request in is trusted: a refusal (the key may have been
+        // enabled since) and a first use (it activates the key) are decided on a fresh read.
+        if let Some(copy) = state
+            .auth_keys
+            .get(&hash)
+            .filter(|c| !pending_activation(&c.key) && refusal(&c.key, Utc::now()).is_none())
+        {
+            return Ok(copy);
+        }
+    }
     let t = std::time::Instant::now();
-    let mut found = state.store.key_by_hash(&hash).await?;
+    let (mut found, version) = state.store.key_by_hash_versioned(&hash).await?;
     crate::telemetry::store_round_trip(state.store.engine(), "authenticate", t.elapsed());
+    if let Some(k) = &found {
+        state.auth_keys.put(&hash, k, version);
+    }
     if found.is_none() {
         // Keys imported under an original deployment's ENCRYPTION_KEY (its salt list is
         // cached: with none, a miss costs at most one document read every few seconds).
         found = crate::import_crs::legacy_keys::find(&state.store, &state.crypto, &raw).await?;
     }
-    let mut stored = found.ok_or(RelayError::KeyNotFound)?;
-    let key = &stored.key;
+    usable(state, found.ok_or(RelayError::KeyNotFound)?).await
+}
+
+fn pending_activation(key: &app::domain::ApiKey) -> bool {
+    key.expiration_mode == ExpirationMode::Activation && !key.is_activated
+}
+
+/// Why the key may not be used now, if it may not: deleted, disabled or expired.
+fn refusal(key: &app::domain::ApiKey, now: DateTime<Utc>) -> Option<RelayError> {
     if key.is_deleted {
-        return Err(RelayError::KeyNotFound);
+        return Some(RelayError::KeyNotFound);
     }
     if !key.is_active || key.owner_disabled {
-        return Err(RelayError::KeyDisabled);
+        return Some(RelayError::KeyDisabled);
     }
+    match key.expires_at.as_deref().and_then(parse_time) {
+        Some(exp) if exp <= now => Some(RelayError::KeyExpired),
+        _ => None,
+    }
+}
+
+/// The key may be used now (see [`refusal`]); activated on its first use.
+async fn usable(state: &AppState, mut stored: StoredKey) -> Result<StoredKey, RelayError> {
     let now = Utc::now();
-    if key.expiration_mode == ExpirationMode::Activation && !key.is_activated {
-        let days = i64::from(key.activation_days.max(1));
+    if let Some(e) = refusal(&stored.key, now) {
+        return Err(e);
+    }
+    if pending_activation(&stored.key) {
+        let days = i64::from(stored.key.activation_days.max(1));
         stored.key.is_activated = true;
         stored.key.activated_at = Some(format_time(now));
         stored.key.expires_at = Some(format_time(now + ChronoDuration::days(days)));
         state.store.update_key(&stored).await?;
-    }
-    if let Some(exp) = stored.key.expires_at.as_deref().and_then(parse_time) {
-        if exp <= now {
-            return Err(RelayError::KeyExpired);
-        }
     }
     Ok(stored)
 }

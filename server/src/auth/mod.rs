@@ -2,3 +2,4 @@
 
 pub mod admin;
 pub mod api_key;
+pub mod key_cache;

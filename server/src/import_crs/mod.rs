@@ -197,10 +197,10 @@ pub async fn import(
                 });
             }
         }
-        keys.push(StoredKey {
+        keys.push(StoredKey::new(
             key,
-            key_hash: legacy_keys::stored_hash(&hash, same_key),
-        });
+            legacy_keys::stored_hash(&hash, same_key),
+        ));
     }
 
     // Usage, against what earlier runs from this source imported.

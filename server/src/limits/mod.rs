@@ -90,6 +90,9 @@ pub struct Plan {
     /// The caller's estimate of what the request will cost; the store raises it to the key's
     /// average cost per request once it has one.
     pub estimate_nanos: u64,
+    /// The keys version the key's copy was read at, when it came from memory: a newer one
+    /// fails admission with `StoreError::KeyChanged` before anything is taken.
+    pub keys_version: Option<u64>,
 }
 
 impl Plan {
@@ -449,6 +452,7 @@ pub fn plan(key: &ApiKey, facts: &Facts<'_>) -> Plan {
         window,
         counters,
         estimate_nanos: facts.estimate_nanos,
+        keys_version: None,
     }
 }
 
@@ -495,11 +499,12 @@ pub struct RequestFacts<'a> {
 /// while `CONCURRENCY_QUEUE_TIMEOUT_MS` allows.
 pub async fn admit_request(
     state: &crate::state::AppState,
-    key: &ApiKey,
+    stored: &crate::store::StoredKey,
     headers: &axum::http::HeaderMap,
     r: &RequestFacts<'_>,
 ) -> Result<Option<Reservation>, crate::relay::error::RelayError> {
     use crate::relay::error::RelayError;
+    let key = &stored.key;
     if key.model_blocked(r.model) {
         return Err(RelayError::PermissionDenied(format!(
             "This API key may not use model {}",
@@ -522,7 +527,7 @@ pub async fn admit_request(
         * key.service_rate(r.service)
         * state.settings.get().service_rate(r.service))
     .round() as u64;
-    let plan = plan(
+    let mut plan = plan(
         key,
         &Facts {
             service: r.service,
@@ -532,6 +537,8 @@ pub async fn admit_request(
             tz_hours: state.config.timezone_offset_hours,
         },
     );
+    // A copy from memory is checked here, the request's first store step.
+    plan.keys_version = stored.cached_at;
     let lease_id = uuid::Uuid::new_v4().to_string();
     let deadline = tokio::time::Instant::now() + state.config.concurrency_queue_timeout;
     let mut wait = Duration::from_millis(50);

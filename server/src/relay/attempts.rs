@@ -123,6 +123,10 @@ async fn attempts(
             session: call.session,
             exclude: &tried,
             lease_id: &lease_id,
+            // Admission already checked a key copy from memory; else the first pick does.
+            key_copy: key
+                .cached_at
+                .filter(|_| attempt == 0 && reservation.is_none()),
         };
         let selected = match state
             .scheduler

@@ -34,6 +34,9 @@ pub enum RelayError {
     Limited(crate::limits::Refusal),
     /// The key is restricted to other clients.
     ClientNotAllowed(Vec<String>),
+    /// The request's key copy from memory is out of date: the handler runs again with a
+    /// fresh one (`auth::key_cache`); a client sees this only if that fails as well.
+    KeyChanged,
 }
 
 impl RelayError {
@@ -47,7 +50,7 @@ impl RelayError {
             BadRequest(_) => StatusCode::BAD_REQUEST,
             TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             NotFound(_) | ModelUnavailable(_) => StatusCode::NOT_FOUND,
-            NoAccount(_) | DedicatedUnavailable(_) | StoreUnavailable => {
+            NoAccount(_) | DedicatedUnavailable(_) | StoreUnavailable | KeyChanged => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             UpstreamUnreachable => StatusCode::BAD_GATEWAY,
@@ -76,6 +79,7 @@ impl RelayError {
             UpstreamUnreachable => "Upstream connection error".into(),
             UpstreamTimeout => "Upstream timeout".into(),
             StoreUnavailable => "The relay's store is unavailable; retry shortly".into(),
+            KeyChanged => "The API key changed during the request; retry".into(),
             Limited(r) => crate::limits::refusal_message(r),
             ClientNotAllowed(_) => "Client not allowed: your client is not authorized to use this API key".into(),
         }
@@ -92,7 +96,9 @@ impl RelayError {
             BadRequest(_) => "invalid_request_error",
             TooLarge => "request_too_large",
             NotFound(_) | ModelUnavailable(_) => "not_found_error",
-            NoAccount(_) | DedicatedUnavailable(_) | StoreUnavailable => "overloaded_error",
+            NoAccount(_) | DedicatedUnavailable(_) | StoreUnavailable | KeyChanged => {
+                "overloaded_error"
+            }
             UpstreamUnreachable => "api_error",
             UpstreamTimeout => "timeout_error",
             Limited(crate::limits::Refusal::Cost { .. }) => "insufficient_quota",
@@ -114,6 +120,9 @@ impl From<axum::extract::rejection::BytesRejection> for RelayError {
 
 impl From<crate::store::StoreError> for RelayError {
     fn from(err: crate::store::StoreError) -> Self {
+        if matches!(err, crate::store::StoreError::KeyChanged) {
+            return RelayError::KeyChanged;
+        }
         tracing::error!(error = %err, "store error on the relay path");
         RelayError::StoreUnavailable
     }
@@ -159,6 +168,11 @@ impl RelayError {
             RelayError::NoAccount(_)
             | RelayError::DedicatedUnavailable(_)
             | RelayError::StoreUnavailable => Some("10".to_string()),
+            RelayError::KeyChanged => {
+                resp.extensions_mut()
+                    .insert(crate::auth::key_cache::KeyChanged);
+                Some("1".to_string())
+            }
             _ => None,
         };
         if let Some(r) = retry.and_then(|r| HeaderValue::from_str(&r).ok()) {

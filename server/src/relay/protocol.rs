@@ -31,6 +31,21 @@ fn gemini_status(status: StatusCode) -> &'static str {
 }
 
 impl Protocol {
+    /// The protocol a client speaks on a relay path (Anthropic where nothing else fits).
+    pub fn of_path(path: &str) -> Self {
+        if path.starts_with("/gemini/") {
+            Protocol::Gemini
+        } else if path.starts_with("/openai/")
+            || path.starts_with("/azure/")
+            || path.ends_with("/chat/completions")
+            || path.ends_with("/responses")
+        {
+            Protocol::OpenAi
+        } else {
+            Protocol::Anthropic
+        }
+    }
+
     /// The protocol's error body. `kind` is the Anthropic error type; `extra` fields (limit
     /// details, `code`) are added where the protocol has room for them.
     pub fn error_body(

@@ -18,7 +18,10 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::{
-    auth::api_key::{authenticate, format_time},
+    auth::{
+        api_key::{authenticate, authenticate_relay, format_time},
+        key_cache::rerun_if_key_changed,
+    },
     limits,
     relay::{
         attempts::{self, Call},
@@ -97,7 +100,7 @@ async fn prepare(
     body: &[u8],
     need_messages: bool,
 ) -> Result<Prepared, RelayError> {
-    let key = authenticate(state, headers, uri.query()).await?;
+    let key = authenticate_relay(state, headers, uri.query()).await?;
     if !key.key.allows_service("claude") {
         return Err(RelayError::PermissionDenied(
             "This API key has no permission to use Claude".into(),
@@ -154,7 +157,14 @@ async fn messages(
         Ok(b) => b,
         Err(r) => return RelayError::from(r).into_response(),
     };
-    let p = match prepare(&state, &headers, &uri, &body, true).await {
+    rerun_if_key_changed(&state, &headers, uri.query(), || {
+        messages_once(&state, &headers, &uri, body.clone())
+    })
+    .await
+}
+
+async fn messages_once(state: &AppState, headers: &HeaderMap, uri: &Uri, body: Bytes) -> Response {
+    let p = match prepare(state, headers, uri, &body, true).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -165,7 +175,7 @@ async fn messages(
         has_user_id: p.has_user_id,
         body_len: body.len(),
     };
-    let reservation = match limits::admit_request(&state, &p.key.key, &headers, &facts).await {
+    let reservation = match limits::admit_request(state, &p.key, headers, &facts).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -177,11 +187,11 @@ async fn messages(
         model: &p.model,
         stream: p.stream,
         session: p.session.as_deref(),
-        headers: &headers,
+        headers,
         query: uri.query(),
         body,
     };
-    attempts::run(&state, &p.key, &call, reservation).await
+    attempts::run(state, &p.key, &call, reservation).await
 }
 
 async fn count_tokens(
@@ -194,7 +204,19 @@ async fn count_tokens(
         Ok(b) => b,
         Err(r) => return RelayError::from(r).into_response(),
     };
-    let p = match prepare(&state, &headers, &uri, &body, false).await {
+    rerun_if_key_changed(&state, &headers, uri.query(), || {
+        count_tokens_once(&state, &headers, &uri, body.clone())
+    })
+    .await
+}
+
+async fn count_tokens_once(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: Bytes,
+) -> Response {
+    let p = match prepare(state, headers, uri, &body, false).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -207,11 +229,11 @@ async fn count_tokens(
         model: &p.model,
         stream: false,
         session: p.session.as_deref(),
-        headers: &headers,
+        headers,
         query: uri.query(),
         body,
     };
-    let resp = attempts::run(&state, &p.key, &call, None).await;
+    let resp = attempts::run(state, &p.key, &call, None).await;
     // Some Console-compatible upstreams lack count_tokens; Claude Code copes with a zero.
     if resp.status() == axum::http::StatusCode::NOT_FOUND {
         return Json(json!({"input_tokens": 0})).into_response();

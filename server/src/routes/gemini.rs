@@ -13,7 +13,10 @@ use axum::{
 use serde_json::{json, Value};
 
 use crate::{
-    auth::api_key::authenticate,
+    auth::{
+        api_key::{authenticate, authenticate_relay},
+        key_cache::rerun_if_key_changed,
+    },
     limits,
     relay::{
         attempts::{self, Call},
@@ -49,7 +52,7 @@ async fn generate(
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return fail(RelayError::TooLarge),
         Err(r) => return fail(RelayError::BadRequest(r.body_text())),
     };
-    let Some((model, action)) = model_action.split_once(':') else {
+    let Some((_, action)) = model_action.split_once(':') else {
         return fail(RelayError::NotFound(format!(
             "Unknown method: models/{model_action}"
         )));
@@ -60,7 +63,25 @@ async fn generate(
     ) {
         return fail(RelayError::NotFound(format!("Unknown method: {action}")));
     }
-    let key = match authenticate(&state, &headers, uri.query()).await {
+    rerun_if_key_changed(&state, &headers, uri.query(), || {
+        generate_once(&state, &headers, &uri, &model_action, body.clone())
+    })
+    .await
+}
+
+async fn generate_once(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    model_action: &str,
+    body: Bytes,
+) -> Response {
+    let Some((model, action)) = model_action.split_once(':') else {
+        return fail(RelayError::NotFound(format!(
+            "Unknown method: models/{model_action}"
+        )));
+    };
+    let key = match authenticate_relay(state, headers, uri.query()).await {
         Ok(k) => k,
         Err(e) => return fail(e),
     };
@@ -92,7 +113,7 @@ async fn generate(
             has_user_id: false,
             body_len: body.len(),
         };
-        match limits::admit_request(&state, &key.key, &headers, &facts).await {
+        match limits::admit_request(state, &key, headers, &facts).await {
             Ok(r) => r,
             Err(e) => return fail(e),
         }
@@ -106,15 +127,15 @@ async fn generate(
         protocol: Protocol::Gemini,
         platforms: &GEMINI,
         endpoint,
-        upstream_path: model_action.clone(),
+        upstream_path: model_action.to_string(),
         model,
         stream: action == "streamGenerateContent",
         session: None,
-        headers: &headers,
+        headers,
         query: uri.query(),
         body,
     };
-    attempts::run(&state, &key, &call, reservation).await
+    attempts::run(state, &key, &call, reservation).await
 }
 
 async fn models(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {

@@ -8,6 +8,7 @@ pub mod csrf;
 pub mod gemini;
 pub mod health;
 pub mod openai;
+mod oversized;
 
 use std::sync::Arc;
 
@@ -97,6 +98,9 @@ pub fn app(state: AppState) -> Router {
         .merge(pages)
         .fallback_service(static_files)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            oversized::refuse_oversize(body_limit, req, next)
+        }))
         .layer(axum::middleware::from_fn(csrf::refuse_cross_site))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -16,7 +16,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    auth::api_key::authenticate,
+    auth::{
+        api_key::{authenticate, authenticate_relay},
+        key_cache::rerun_if_key_changed,
+    },
     limits,
     relay::{
         attempts::{self, Call},
@@ -62,6 +65,24 @@ async fn azure_responses(
 
 /// Same protocol in and out: the body goes to an OpenAI-compatible or Azure account unchanged.
 async fn passthrough(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: Result<Bytes, BytesRejection>,
+    platforms: &'static [Platform],
+    path: &'static str,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return fail(RelayError::from(r)),
+    };
+    rerun_if_key_changed(state, headers, uri.query(), || {
+        passthrough_once(state, headers, uri, Ok(body.clone()), platforms, path)
+    })
+    .await
+}
+
+async fn passthrough_once(
     state: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
@@ -176,7 +197,7 @@ async fn prepare(
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(RelayError::TooLarge),
         Err(r) => return Err(RelayError::BadRequest(r.body_text())),
     };
-    let key = authenticate(state, headers, uri.query()).await?;
+    let key = authenticate_relay(state, headers, uri.query()).await?;
     let json: Value = serde_json::from_slice(body)
         .map_err(|e| RelayError::BadRequest(format!("Request body is not valid JSON: {e}")))?;
     if !json.is_object() {
@@ -226,7 +247,7 @@ async fn admit(
         has_user_id: false,
         body_len,
     };
-    limits::admit_request(state, &r.key.key, headers, &facts).await
+    limits::admit_request(state, &r.key, headers, &facts).await
 }
 
 async fn chat(
@@ -270,11 +291,26 @@ async fn chat(
         )
         .await;
     }
+    converted(&state, &headers, &uri, &body, None).await
+}
+
+/// Chat Completions to Claude accounts (prepared, then converted), run again if the key copy
+/// was out of date.
+async fn converted(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &Result<Bytes, BytesRejection>,
+    service: Option<&str>,
+) -> Response {
     let len = body.as_ref().map(|b| b.len()).unwrap_or(0);
-    match prepare(&state, &headers, &uri, &body, None).await {
-        Ok(r) => to_claude(&state, &headers, &uri, r, len).await,
-        Err(e) => fail(e),
-    }
+    rerun_if_key_changed(state, headers, uri.query(), || async move {
+        match prepare(state, headers, uri, body, service).await {
+            Ok(r) => to_claude(state, headers, uri, r, len).await,
+            Err(e) => fail(e),
+        }
+    })
+    .await
 }
 
 async fn chat_to_claude(
@@ -283,11 +319,7 @@ async fn chat_to_claude(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let len = body.as_ref().map(|b| b.len()).unwrap_or(0);
-    match prepare(&state, &headers, &uri, &body, Some("claude")).await {
-        Ok(r) => to_claude(&state, &headers, &uri, r, len).await,
-        Err(e) => fail(e),
-    }
+    converted(&state, &headers, &uri, &body, Some("claude")).await
 }
 
 /// The conversion path: the Chat request becomes an Anthropic request, its answer a chat
@@ -332,6 +364,13 @@ async fn to_claude(
         body: Bytes::from(anthropic.to_string()),
     };
     let resp = attempts::run(state, &r.key, &call, reservation).await;
+    if resp
+        .extensions()
+        .get::<crate::auth::key_cache::KeyChanged>()
+        .is_some()
+    {
+        return resp;
+    }
     convert_answer(resp, &r.model, r.stream, include_usage).await
 }
 

@@ -61,6 +61,9 @@ pub struct Ask<'a> {
     pub exclude: &'a [String],
     /// The request's id, used as the concurrency lease id.
     pub lease_id: &'a str,
+    /// The keys version of the request's key copy, when it came from memory and nothing
+    /// checked it yet (see `auth::key_cache`).
+    pub key_copy: Option<u64>,
 }
 
 /// The chosen account, and the concurrency slot taken on it (release when the request ends).
@@ -277,6 +280,7 @@ impl Scheduler {
         let family = app::domain::model_family(ask.model).map(str::to_string);
         let req = PickRequest {
             known_version: snap.version,
+            keys_version: ask.key_copy,
             candidates,
             sticky: ask.session.map(|s| StickyRequest {
                 // Scoped to the key: two users with the same prompt are not one session.
@@ -378,6 +382,7 @@ mod tests {
             session,
             exclude: &[],
             lease_id: "lease",
+            key_copy: None,
         };
         s.select(store, &settings(), &ask).await
     }

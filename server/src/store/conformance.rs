@@ -61,15 +61,15 @@ conformance!(
 );
 
 fn key(id: &str, hash: &str) -> StoredKey {
-    StoredKey {
-        key: ApiKey {
+    StoredKey::new(
+        ApiKey {
             id: id.into(),
             name: format!("key {id}"),
             is_active: true,
             ..Default::default()
         },
-        key_hash: hash.into(),
-    }
+        hash.into(),
+    )
 }
 
 async fn keys_round_trip_and_hash_lookup(f: Fixture) {
@@ -352,6 +352,7 @@ fn limit_plan(key: &str) -> crate::limits::Plan {
             },
         ],
         estimate_nanos: 100,
+        keys_version: None,
     }
 }
 
@@ -451,6 +452,7 @@ async fn admission_windows_reset(f: Fixture) {
         }),
         counters: vec![],
         estimate_nanos: 0,
+        keys_version: None,
     };
     let ttl = Duration::from_secs(60);
     let a = s.admit(&plan, "1", ttl).await.unwrap().unwrap();

@@ -299,6 +299,15 @@ fn record_key(key_id: &str, seq: u64) -> String {
 }
 
 impl EmbeddedStore {
+    /// A request's key copy from memory is still current (see `PickRequest::keys_version`).
+    fn check_key_copy(&self, copy_version: Option<u64>) -> Result<(), StoreError> {
+        match copy_version {
+            Some(v) if v != self.keys_version.load(std::sync::atomic::Ordering::SeqCst) => {
+                Err(StoreError::KeyChanged)
+            }
+            _ => Ok(()),
+        }
+    }
     pub fn open(dir: &Path, records_per_key: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|err| {
             StoreError::Unavailable(format!("cannot create DATA_DIR {}: {err}", dir.display()))
@@ -543,7 +552,7 @@ impl Store for EmbeddedStore {
             .await;
         // Any key write makes cached key lists stale.
         self.keys_version
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         result
     }
 
@@ -565,7 +574,7 @@ impl Store for EmbeddedStore {
             .await;
         // Any key write makes cached key lists stale.
         self.keys_version
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         result
     }
 
@@ -638,7 +647,7 @@ impl Store for EmbeddedStore {
             .await;
         // Any key write makes cached key lists stale.
         self.keys_version
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         result
     }
 
@@ -970,6 +979,7 @@ impl Store for EmbeddedStore {
         lease_ttl: Duration,
     ) -> Result<Result<Reservation, Refusal>, StoreError> {
         let _turn = self.admission.lock().await;
+        self.check_key_copy(plan.keys_version)?;
         let rows: Vec<String> = plan
             .counters
             .iter()
@@ -1205,6 +1215,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn pick_account(&self, req: &PickRequest) -> Result<Pick, StoreError> {
+        self.check_key_copy(req.keys_version)?;
         if req.candidates.is_empty() {
             return Ok(Pick::Unavailable(None));
         }
@@ -1432,7 +1443,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn keys_version(&self) -> Result<u64, StoreError> {
-        Ok(self.keys_version.load(std::sync::atomic::Ordering::Relaxed))
+        Ok(self.keys_version.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     async fn put_doc(&self, kind: &str, id: &str, json: &str) -> Result<(), StoreError> {

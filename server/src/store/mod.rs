@@ -29,15 +29,42 @@ pub enum StoreError {
     Conflict(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The API key record changed after the copy a request holds was read (see
+    /// `auth::key_cache`): the request starts again with a fresh copy.
+    #[error("the API key changed since it was read")]
+    KeyChanged,
 }
 
 /// An API key as stored: the admin-visible record plus the key's hash.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredKey {
     #[serde(flatten)]
     pub key: ApiKey,
     pub key_hash: String,
+    /// For a copy served from memory: the keys version it was read at. The request's first
+    /// store step (admission or scheduling) checks it and answers `KeyChanged` if a key was
+    /// written since. `None` for a copy just read from the store. Never stored.
+    #[serde(skip)]
+    pub cached_at: Option<u64>,
+}
+
+impl StoredKey {
+    pub fn new(key: ApiKey, key_hash: String) -> Self {
+        StoredKey {
+            key,
+            key_hash,
+            cached_at: None,
+        }
+    }
+}
+
+/// Two copies of a key are equal when their records are: where a copy came from is not part
+/// of it.
+impl PartialEq for StoredKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key && self.key_hash == other.key_hash
+    }
 }
 
 /// An account as stored: the admin-visible record plus its encrypted credential.
@@ -104,6 +131,9 @@ pub struct StickyRequest {
 pub struct PickRequest {
     /// The accounts version the candidates were computed from; a newer one answers `Stale`.
     pub known_version: u64,
+    /// The keys version the request's key copy was read at (a copy from memory): a newer one
+    /// fails the pick with `StoreError::KeyChanged` before anything is taken.
+    pub keys_version: Option<u64>,
     pub candidates: Vec<Candidate>,
     pub sticky: Option<StickyRequest>,
     pub family: Option<String>,
@@ -448,6 +478,15 @@ pub trait Store: Send + Sync + 'static {
     async fn get_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError>;
     /// The authentication lookup: one round trip.
     async fn key_by_hash(&self, hash: &str) -> Result<Option<StoredKey>, StoreError>;
+    /// The lookup with the keys version it is current for (an engine that cannot read both at
+    /// once reads the version first: a write in between only makes the copy look older).
+    async fn key_by_hash_versioned(
+        &self,
+        hash: &str,
+    ) -> Result<(Option<StoredKey>, u64), StoreError> {
+        let version = self.keys_version().await?;
+        Ok((self.key_by_hash(hash).await?, version))
+    }
     async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
     /// Changes whenever a key is written: a cached key list is current while it holds.
     async fn keys_version(&self) -> Result<u64, StoreError>;

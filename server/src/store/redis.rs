@@ -22,6 +22,7 @@ pub struct RedisStore {
 
 struct Scripts {
     key_by_hash: Script,
+    key_by_hash_versioned: Script,
     insert_key: Script,
     snapshot: Script,
     acquire: Script,
@@ -38,6 +39,12 @@ impl Scripts {
                 r"local id = redis.call('GET', KEYS[1])
                   if not id then return false end
                   return redis.call('GET', ARGV[1] .. id)",
+            ),
+            key_by_hash_versioned: Script::new(
+                r"local v = redis.call('GET', ARGV[2]) or '0'
+                  local id = redis.call('GET', KEYS[1])
+                  if not id then return {v, false} end
+                  return {v, redis.call('GET', ARGV[1] .. id)}",
             ),
             insert_key: Script::new(
                 r"if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
@@ -88,9 +95,12 @@ impl Scripts {
 }
 
 /// The scheduling step (see `PickRequest`). ARGV: prefix, known version, sticky key, sticky
-/// ttl s, renew-below s, family, lease id, lease ttl ms, n, then n × (id, priority, max).
+/// ttl s, renew-below s, family, lease id, lease ttl ms, n, then n × (id, priority, max), then
+/// the keys version of the request's key copy ('' = not checked).
 const PICK_LUA: &str = r"
 local p = ARGV[1]
+local kv = ARGV[#ARGV]
+if kv ~= '' and (redis.call('GET', p .. 'keys:version') or '0') ~= kv then return {'keys'} end
 if (redis.call('GET', p .. 'accounts:version') or '0') ~= ARGV[2] then return {'stale'} end
 local sticky, sticky_ttl, renew_below = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local family, lease, lease_ttl = ARGV[6], ARGV[7], tonumber(ARGV[8])
@@ -164,9 +174,12 @@ const FAMILIES: [&str; 4] = ["opus", "sonnet", "haiku", "fable"];
 
 /// Admission (see `limits`). KEYS: key leases, window, average, then one hash per cost
 /// counter (fields s = spent, r = reserved). ARGV: lease id, concurrency limit, lease ttl ms,
-/// window ms, max requests, max tokens, max cost, estimate, then per counter: limit.
+/// window ms, max requests, max tokens, max cost, estimate, then per counter: limit, then the
+/// keys version key and the version of the request's key copy ('' = not checked).
 /// Refusals: {'refused', what, current, limit, reset ms}; what is a counter index for costs.
 const ADMIT_LUA: &str = r"
+local kv = ARGV[#ARGV]
+if kv ~= '' and (redis.call('GET', ARGV[#ARGV - 1]) or '0') ~= kv then return {'keys'} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local conc, lease_ttl, win = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -532,6 +545,26 @@ impl Store for RedisStore {
         raw.map(|r| from_json(&r)).transpose()
     }
 
+    async fn key_by_hash_versioned(
+        &self,
+        hash: &str,
+    ) -> Result<(Option<StoredKey>, u64), StoreError> {
+        // The version and the record in one atomic step: the copy is current for it.
+        let (version, raw): (String, Option<Vec<u8>>) = self
+            .scripts
+            .key_by_hash_versioned
+            .key(format!("{P}keyhash:{hash}"))
+            .arg(format!("{P}key:"))
+            .arg(format!("{P}keys:version"))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        let version = version
+            .parse()
+            .map_err(|_| StoreError::Corrupt("keys version is not a number".into()))?;
+        Ok((raw.map(|r| from_json(&r)).transpose()?, version))
+    }
+
     async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let mut conn = self.conn();
         let ids: Vec<String> = conn.smembers(format!("{P}keys")).await.map_err(err)?;
@@ -870,6 +903,8 @@ impl Store for RedisStore {
         for c in &plan.counters {
             inv.arg(c.limit_nanos);
         }
+        inv.arg(format!("{P}keys:version"))
+            .arg(plan.keys_version.map(|v| v.to_string()).unwrap_or_default());
         let v: Value = inv.invoke_async(&mut self.conn()).await.map_err(err)?;
         let Value::Array(parts) = v else {
             return Err(StoreError::Corrupt("unexpected admission reply".into()));
@@ -881,6 +916,7 @@ impl Store for RedisStore {
                 .unwrap_or(0)
         };
         match text(parts.first()).as_deref() {
+            Some("keys") => Err(StoreError::KeyChanged),
             Some("ok") => Ok(Ok(Reservation {
                 key_id: plan.key_id.clone(),
                 counters: plan
@@ -1088,11 +1124,13 @@ impl Store for RedisStore {
         for c in &req.candidates {
             inv.arg(&c.id).arg(c.priority).arg(c.max_concurrency);
         }
+        inv.arg(req.keys_version.map(|v| v.to_string()).unwrap_or_default());
         let v: Value = inv.invoke_async(&mut self.conn()).await.map_err(err)?;
         let Value::Array(parts) = v else {
             return Err(StoreError::Corrupt("unexpected pick reply".into()));
         };
         match text(parts.first()).as_deref() {
+            Some("keys") => Err(StoreError::KeyChanged),
             Some("stale") => Ok(Pick::Stale),
             Some("ok") => Ok(Pick::Chosen {
                 account_id: text(parts.get(1)).unwrap_or_default(),

@@ -529,10 +529,7 @@ pub async fn new_key(
         ..Default::default()
     };
     apply_key(&mut key, input)?;
-    let stored = StoredKey {
-        key_hash: state.crypto.hash_api_key(&secret),
-        key,
-    };
+    let stored = StoredKey::new(key, state.crypto.hash_api_key(&secret));
     state.store.insert_key(&stored).await?;
     Ok((stored, secret))
 }
