@@ -1,5 +1,5 @@
 # Everyday targets. The README's two commands are `make run` and `make test`.
-.PHONY: run test test-rust test-e2e bench bench-smoke soak site site-release watch lint fmt tools
+.PHONY: run test test-rust test-e2e bench bench-smoke soak site site-release watch lint audit fmt tools
 
 # Build everything (release) and run the relay with its admin on the embedded store.
 run: tools site-release
@@ -49,11 +49,24 @@ lint: tools
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
-	# Licenses, banned and unknown sources (the advisory database is on GitHub, out of reach
-	# here: run `cargo deny check advisories` where it is reachable).
+	# Licenses, banned and unknown sources. (Advisories: `make audit`, which needs the RustSec
+	# database from GitHub or a local clone of it.)
 	# (cargo-deny reads the metadata of every target's crates: fetch them first.)
 	cargo fetch --locked
 	cargo deny --offline check licenses bans sources
+
+# Known vulnerabilities (RustSec). Fetches the database from GitHub, or uses a local clone:
+# `make audit ADVISORY_DB=/path/to/advisory-db`.
+audit: tools
+	./scripts/setup-tools.sh --lint
+ifdef ADVISORY_DB
+	mkdir -p target/advisory-dbs
+	ln -sfn "$(abspath $(ADVISORY_DB))" target/advisory-dbs/advisory-db-3157b0e258782691
+	sed 's|^db-urls = .*|&\ndb-path = "target/advisory-dbs"|' deny.toml > target/deny-audit.toml
+	cargo deny --offline --config target/deny-audit.toml check advisories
+else
+	cargo deny check advisories
+endif
 
 fmt:
 	cargo fmt --all
