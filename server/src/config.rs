@@ -9,6 +9,8 @@ pub struct Config {
     pub port: u16,
     /// `None`: the embedded store under `data_dir`.
     pub redis_url: Option<String>,
+    /// How long a start waits for Redis to become reachable (`REDIS_CONNECT_WAIT_SECS`).
+    pub redis_connect_wait: Duration,
     pub data_dir: PathBuf,
     /// `None` only with the embedded store, which then keeps a generated key in `data_dir`.
     pub encryption_key: Option<String>,
@@ -196,6 +198,7 @@ impl Config {
             host: parse(&var, "HOST", IpAddr::from([0, 0, 0, 0]))?,
             port: parse(&var, "PORT", 3000)?,
             redis_url,
+            redis_connect_wait: secs("REDIS_CONNECT_WAIT_SECS", 30)?,
             data_dir: var("DATA_DIR").unwrap_or_else(|| "./data".into()).into(),
             encryption_key,
             admin_username: var("ADMIN_USERNAME").unwrap_or_else(|| "admin".into()),
@@ -268,6 +271,8 @@ impl Config {
         c.upstream_first_byte_timeout = Duration::from_secs(5);
         c.upstream_idle_timeout = Duration::from_secs(5);
         c.upstream_connect_timeout = Duration::from_secs(2);
+        // A test without Redis fails at once.
+        c.redis_connect_wait = Duration::ZERO;
         c.pricing_file = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../resources/model-pricing/model_prices_and_context_window.json"

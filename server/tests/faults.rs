@@ -507,19 +507,62 @@ async fn client_disconnects_at_every_stage(engine: Engine) {
 // ---------------------------------------------------------------------------------------------
 // The store.
 
-/// Redis cannot be reached at start: the start fails with an error that says so.
+/// Redis cannot be reached at start: the start tries again for `REDIS_CONNECT_WAIT_SECS`,
+/// then fails with an error that says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_unavailable_at_start_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = crs::config::Config::for_tests(dir.path().to_path_buf());
     let port = free_port();
     config.redis_url = Some(format!("redis://127.0.0.1:{port}/"));
+    config.redis_connect_wait = Duration::from_millis(1500);
+    let started = Instant::now();
     let err = match crs::start(config).await {
         Ok(_) => panic!("started without Redis"),
         Err(e) => format!("{e:#}"),
     };
     assert!(err.contains("Redis"), "{err}");
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.contains("attempts in"),
+        "it tried more than once: {err}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "it waited"
+    );
+}
+
+/// Redis comes up after the relay started (a compose file, a reboot): the start waits for it
+/// and then serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_waits_for_redis_to_come_up() {
+    let mut redis = RestartableRedis::start();
+    redis.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crs::config::Config::for_tests(dir.path().to_path_buf());
+    config.redis_url = Some(redis.url());
+    config.redis_connect_wait = Duration::from_secs(30);
+    let starting = tokio::spawn(crs::start(config));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!starting.is_finished(), "the start waits for Redis");
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap();
+    let relay = tokio::time::timeout(Duration::from_secs(20), starting)
+        .await
+        .expect("started soon after Redis came up")
+        .unwrap()
+        .expect("started");
+    let health = reqwest::get(format!("{}/health", relay.url()))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    relay.stop().await;
+    drop(redis);
 }
 
 /// A `redis-server` that keeps its data across a kill (append-only file, fsync on every

@@ -29,6 +29,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("bad store configuration: {0}")]
+    Config(String),
     /// The API key record changed after the copy a request holds was read (see
     /// `auth::key_cache`): the request starts again with a fresh copy.
     #[error("the API key changed since it was read")]
@@ -634,7 +636,7 @@ pub trait Store: Send + Sync + 'static {
 pub async fn open(config: &crate::config::Config) -> Result<DynStore, StoreError> {
     match &config.redis_url {
         Some(url) => Ok(Arc::new(
-            redis::RedisStore::connect(url, config.usage_records_per_key)
+            connect_redis(url, config)
                 .await?
                 .keep_records(config.request_records_kept),
         )),
@@ -642,6 +644,39 @@ pub async fn open(config: &crate::config::Config) -> Result<DynStore, StoreError
             embedded::EmbeddedStore::open(&config.data_dir, config.usage_records_per_key)?
                 .keep_records(config.request_records_kept),
         )),
+    }
+}
+
+/// Redis may come up after the relay (a compose file, a restart of both): tries again with a
+/// growing pause for `REDIS_CONNECT_WAIT_SECS`, then gives up with the last error and how long
+/// it tried.
+async fn connect_redis(
+    url: &str,
+    config: &crate::config::Config,
+) -> Result<redis::RedisStore, StoreError> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(250);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        match redis::RedisStore::connect(url, config.usage_records_per_key).await {
+            Ok(store) => return Ok(store),
+            // A malformed URL will not get better by waiting.
+            Err(StoreError::Unavailable(cause))
+                if started.elapsed() + pause <= config.redis_connect_wait =>
+            {
+                tracing::warn!(attempt = attempts, error = %cause, "Redis is not reachable yet; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(StoreError::Unavailable(cause)) if attempts > 1 => {
+                return Err(StoreError::Unavailable(format!(
+                    "{cause} ({attempts} attempts in {:.0} s)",
+                    started.elapsed().as_secs_f64()
+                )))
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -320,7 +320,8 @@ fn counters_from(map: &HashMap<String, u64>) -> UsageCounters {
 
 impl RedisStore {
     pub async fn connect(url: &str, records_per_key: usize) -> Result<Self, StoreError> {
-        let client = ::redis::Client::open(url).map_err(err)?;
+        let client = ::redis::Client::open(url)
+            .map_err(|e| StoreError::Config(format!("REDIS_URL: {e}")))?;
         let config = ::redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(5)))
