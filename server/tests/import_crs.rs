@@ -466,11 +466,22 @@ async fn imports_keys_accounts_groups_and_usage(engine: Engine) {
     // Its new request adds to the imported history.
     let after = h.wait_requests(&buckets::key_total(KEY_ID), 13).await;
     assert!(after.input_tokens > 1000);
+    // Found under the original's hash scheme, it is kept in memory like any key (under this
+    // deployment's hash of the presented key) and keeps working from there.
+    let state = &h.relay().state;
+    let copy = state
+        .auth_keys
+        .get(&state.crypto.hash_api_key(&raw_key(1)))
+        .expect("the imported key is served from memory");
+    assert_eq!(copy.key.id, KEY_ID);
+    let resp = h.messages(&raw_key(1), body(false)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = resp.bytes().await.unwrap();
     // The key bound to the imported group is served by its member.
     let resp = h.messages(&raw_key(2), body(true)).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let _ = resp.text().await.unwrap();
-    assert_eq!(h.mock.log.count(), before + 2);
+    assert_eq!(h.mock.log.count(), before + 3);
     // A key the original never issued is still refused.
     let resp = h.messages(&raw_key(3), body(false)).send().await.unwrap();
     assert_eq!(resp.status(), 401);

@@ -116,6 +116,11 @@ async fn lookup(
         // Keys imported under an original deployment's ENCRYPTION_KEY (its salt list is
         // cached: with none, a miss costs at most one document read every few seconds).
         found = crate::import_crs::legacy_keys::find(&state.store, &state.crypto, &raw).await?;
+        // Kept under this lookup's hash, so a migrated team's keys also come from memory; the
+        // version was read before this lookup, so a write in between only makes it look older.
+        if let Some(k) = &found {
+            state.auth_keys.put(&hash, k, version);
+        }
     }
     usable(state, found.ok_or(RelayError::KeyNotFound)?).await
 }
