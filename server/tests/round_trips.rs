@@ -224,7 +224,14 @@ async fn measure(limits: serde_json::Value, expected: u64) {
             "redis per relayed request (stream={stream}, expected {expected}): {per_request:.2} round trips + {writes} batched write(s) for {n}, {cmds_per_request:.1} commands"
         );
         // Scheduling reaches Redis once (admission and settlement once more each, for a key
-        // with limits), and the usage of all n requests is one write.
-        assert_eq!(rts, expected * n + writes, "round trips for {n} requests");
+        // with limits), and the usage of all n requests is one write. A settlement runs off
+        // the response path, so it may share its trip with the next request's admission (the
+        // connection is multiplexed): the count is at most, not exactly, this.
+        let most = expected * n + writes;
+        assert!(rts <= most, "round trips for {n} requests: {rts} > {most}");
+        assert!(
+            rts + n >= most,
+            "round trips for {n} requests: {rts}, far below {most}: was something not sent?"
+        );
     }
 }
