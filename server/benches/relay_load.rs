@@ -21,7 +21,7 @@ use std::{
 mod support;
 
 use crs::testing::{free_port, RedisServer};
-use serde_json::{json, Value};
+use serde_json::json;
 use support::{mb, rss_kb, Proc};
 
 const BODY: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"messages":[{"role":"user","content":"Say hello"}]}"#;
@@ -289,41 +289,32 @@ async fn start_relay(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let admin = |path: &str, body: Value, token: Option<&str>| {
-        let mut req = client.post(format!("{base}{path}")).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let path = path.to_string();
-        async move {
-            let r = req
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-            let status = r.status();
-            let v: Value = r
-                .json()
-                .await
-                .unwrap_or_else(|e| panic!("POST {path} body: {e}"));
-            assert!(status.is_success(), "POST {path}: {status} {v}");
-            v
-        }
-    };
-    let login = admin(
+    let login = support::admin_post(
+        client,
+        &base,
         "/web/auth/login",
         json!({"username": "admin", "password": PASSWORD}),
         None,
     )
     .await;
     let token = login["token"].as_str().expect("login token").to_string();
-    admin(
+    support::admin_post(
+        client,
+        &base,
         "/admin/claude-console-accounts",
         json!({"name": "bench", "apiUrl": format!("http://127.0.0.1:{mock_port}"),
                "apiKey": "sk-ant-bench", "priority": 1}),
         Some(&token),
     )
     .await;
-    let created = admin("/admin/api-keys", json!({"name": "bench"}), Some(&token)).await;
+    let created = support::admin_post(
+        client,
+        &base,
+        "/admin/api-keys",
+        json!({"name": "bench"}),
+        Some(&token),
+    )
+    .await;
     let key = created["data"]["apiKey"]
         .as_str()
         .expect("data.apiKey")

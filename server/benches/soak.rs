@@ -107,22 +107,9 @@ async fn run(a: Args) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let post = |path: &str, body: Value, token: Option<String>| {
-        let mut req = http.post(format!("{base}{path}")).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let path = path.to_string();
-        async move {
-            let r = req
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-            let status = r.status();
-            let v: Value = r.json().await.unwrap_or(Value::Null);
-            assert!(status.is_success(), "POST {path}: {status} {v}");
-            v
-        }
+    let post = |path: &'static str, body: Value, token: Option<String>| {
+        let (http, base) = (http.clone(), base.clone());
+        async move { support::admin_post(&http, &base, path, body, token.as_deref()).await }
     };
     let login = post(
         "/web/auth/login",

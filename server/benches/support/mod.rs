@@ -1,5 +1,5 @@
 //! What the benchmarks share: their command-line options, child processes that die with the
-//! benchmark, and a process's memory from `/proc`.
+//! benchmark, a process's memory from `/proc`, and set-up calls to the relay's admin API.
 #![allow(dead_code)]
 
 use std::{collections::HashMap, process::Child, str::FromStr};
@@ -79,4 +79,30 @@ pub fn rss_kb(pid: u32) -> (u64, u64) {
 
 pub fn mb(kb: u64) -> String {
     format!("{kb} KB ({:.1} MB)", kb as f64 / 1024.0)
+}
+
+/// Set-up through the relay's admin API: POSTs `body` (with the session `token`, if any) and
+/// returns the JSON answer. A benchmark cannot go on without it, so a failure panics.
+pub async fn admin_post(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: serde_json::Value,
+    token: Option<&str>,
+) -> serde_json::Value {
+    let mut req = client.post(format!("{base}{path}")).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let status = r.status();
+    let v: serde_json::Value = r
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("POST {path} body: {e}"));
+    assert!(status.is_success(), "POST {path}: {status} {v}");
+    v
 }

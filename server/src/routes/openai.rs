@@ -6,7 +6,7 @@ use app::domain::Platform;
 use axum::{
     body::{Body, Bytes},
     extract::{rejection::BytesRejection, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode, Uri},
+    http::{header, HeaderMap, HeaderValue, Uri},
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
@@ -77,7 +77,7 @@ async fn passthrough(
         Err(r) => return fail(RelayError::from(r)),
     };
     rerun_if_key_changed(state, headers, uri.query(), || {
-        passthrough_once(state, headers, uri, Ok(body.clone()), platforms, path)
+        passthrough_once(state, headers, uri, body.clone(), platforms, path)
     })
     .await
 }
@@ -86,7 +86,7 @@ async fn passthrough_once(
     state: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
-    body: Result<Bytes, BytesRejection>,
+    body: Bytes,
     platforms: &'static [Platform],
     path: &'static str,
 ) -> Response {
@@ -113,7 +113,6 @@ async fn passthrough_once(
             "messages: a non-empty array is required".into()
         }));
     }
-    let body = body.unwrap_or_default();
     let reservation = match admit(state, headers, uri, &r, service, body.len()).await {
         Ok(v) => v,
         Err(e) => return fail(e),
@@ -189,14 +188,9 @@ async fn prepare(
     state: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
-    body: &Result<Bytes, BytesRejection>,
+    body: &[u8],
     service: Option<&str>,
 ) -> Result<Request, RelayError> {
-    let body = match body {
-        Ok(b) => b,
-        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(RelayError::TooLarge),
-        Err(r) => return Err(RelayError::BadRequest(r.body_text())),
-    };
     let key = authenticate_relay(state, headers, uri.query()).await?;
     let json: Value = serde_json::from_slice(body)
         .map_err(|e| RelayError::BadRequest(format!("Request body is not valid JSON: {e}")))?;
@@ -291,7 +285,7 @@ async fn chat(
         )
         .await;
     }
-    converted(&state, &headers, &uri, &body, None).await
+    converted(&state, &headers, &uri, body, None).await
 }
 
 /// Chat Completions to Claude accounts (prepared, then converted), run again if the key copy
@@ -300,10 +294,14 @@ async fn converted(
     state: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
-    body: &Result<Bytes, BytesRejection>,
+    body: Result<Bytes, BytesRejection>,
     service: Option<&str>,
 ) -> Response {
-    let len = body.as_ref().map(|b| b.len()).unwrap_or(0);
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return fail(RelayError::from(r)),
+    };
+    let (body, len) = (&body, body.len());
     rerun_if_key_changed(state, headers, uri.query(), || async move {
         match prepare(state, headers, uri, body, service).await {
             Ok(r) => to_claude(state, headers, uri, r, len).await,
@@ -319,7 +317,7 @@ async fn chat_to_claude(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    converted(&state, &headers, &uri, &body, Some("claude")).await
+    converted(&state, &headers, &uri, body, Some("claude")).await
 }
 
 /// The conversion path: the Chat request becomes an Anthropic request, its answer a chat
