@@ -41,6 +41,15 @@ async fn setup(h: &Harness, scenario: Option<&str>, limits: Value) -> (String, S
     h.key(limits).await
 }
 
+/// A relay whose day (and week) is at its middle while the test runs: a daily limit must not
+/// reset under a test that fills it (UTC+8, the default, turns the day at 16:00 UTC).
+async fn harness(engine: Engine) -> Harness {
+    use chrono::Timelike;
+    let hour = chrono::Utc::now().hour() as i32;
+    let offset = (12 - hour + 36) % 24 - 12;
+    Harness::with_config(engine, |c| c.timezone_offset_hours = offset).await
+}
+
 fn fresh(i: usize) -> Value {
     let mut b = body(false);
     b["messages"][0]["content"] = json!(format!("request {i}"));
@@ -53,7 +62,7 @@ async fn status_and_body(resp: reqwest::Response) -> (u16, Value) {
 }
 
 async fn concurrency_limit_refuses_with_429(engine: Engine) {
-    let h = Harness::new(engine).await;
+    let h = harness(engine).await;
     let (_, key) = setup(&h, Some("drip-100"), json!({"concurrencyLimit": 2})).await;
     let mut held = Vec::new();
     for i in 0..2 {
@@ -84,7 +93,7 @@ async fn concurrency_limit_refuses_with_429(engine: Engine) {
 }
 
 async fn request_and_token_windows(engine: Engine) {
-    let h = Harness::new(engine).await;
+    let h = harness(engine).await;
     let (_, key) = setup(
         &h,
         None,
@@ -133,7 +142,7 @@ async fn wait_cost(h: &Harness, key_id: &str, requests: u64) {
 }
 
 async fn cost_limits_answer_402_with_their_codes(engine: Engine) {
-    let h = Harness::new(engine).await;
+    let h = harness(engine).await;
     // Three requests fit under a limit of 2.5 requests' cost: the third crosses it, the fourth is refused.
     let limit = COST * 2.5;
     for (field, code) in [
@@ -171,7 +180,7 @@ async fn cost_limits_answer_402_with_their_codes(engine: Engine) {
 }
 
 async fn platform_and_model_limits(engine: Engine) {
-    let h = Harness::new(engine).await;
+    let h = harness(engine).await;
     let (key_id, key) = setup(
         &h,
         None,
@@ -242,7 +251,7 @@ async fn platform_and_model_limits(engine: Engine) {
 }
 
 async fn blacklist_and_client_restriction(engine: Engine) {
-    let h = Harness::new(engine).await;
+    let h = harness(engine).await;
     let (_, key) = setup(
         &h,
         None,
@@ -302,7 +311,7 @@ async fn blacklist_and_client_restriction(engine: Engine) {
 }
 
 async fn expiry_starts_at_first_use(engine: Engine) {
-    let h = Harness::new(engine).await;
+    let h = harness(engine).await;
     let (key_id, key) = setup(
         &h,
         None,
@@ -338,7 +347,7 @@ async fn expiry_starts_at_first_use(engine: Engine) {
 }
 
 async fn limits_are_visible_to_admin_and_key_holder(engine: Engine) {
-    let h = Harness::new(engine).await;
+    let h = harness(engine).await;
     let (key_id, key) = setup(
         &h,
         None,
@@ -391,7 +400,7 @@ async fn limits_are_visible_to_admin_and_key_holder(engine: Engine) {
 }
 
 async fn bad_limit_values_are_400_naming_the_field(engine: Engine) {
-    let h = Harness::new(engine).await;
+    let h = harness(engine).await;
     for (body, field) in [
         (json!({"name": "x", "dailyCostLimit": -1}), "dailyCostLimit"),
         (
@@ -465,7 +474,7 @@ async fn bad_limit_values_are_400_naming_the_field(engine: Engine) {
 }
 
 async fn daily_limit_under_parallel_load_overshoots_by_at_most_the_admitted(engine: Engine) {
-    let h = Harness::new(engine).await;
+    let h = harness(engine).await;
     // Answers of 100 000 input tokens: $0.3003465 each at Sonnet 4.5 prices.
     let (key_id, key) = setup(
         &h,
@@ -589,7 +598,7 @@ async fn two_instances_admit_exactly_five_at_a_time_and_twenty_per_window() {
 }
 
 async fn service_rates_and_cost_windows(engine: Engine) {
-    let h = Harness::new(engine).await;
+    let h = harness(engine).await;
     // Rated cost is the cost times the key's rate: a 2× key reaches a 2.5-request limit after
     // two requests, not three.
     let (key_id, key) = setup(
