@@ -174,6 +174,23 @@ pub struct ApiKey {
     pub user_id: Option<String>,
     /// Set while the owning user is disabled: the key is refused without losing its own state.
     pub owner_disabled: bool,
+    /// The owning user's budget, shared by all their keys (a copy of the user's, kept in step
+    /// by the user's updates, so the hot path reads nothing more than the key).
+    pub owner_budget: Budget,
+}
+
+/// A daily and a monthly cost budget in USD across all of a user's keys (0 = none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Budget {
+    pub daily_cost: f64,
+    pub monthly_cost: f64,
+}
+
+impl Budget {
+    pub fn is_set(&self) -> bool {
+        self.daily_cost > 0.0 || self.monthly_cost > 0.0
+    }
 }
 
 /// A daily and a total cost limit in USD (0 = none).
@@ -212,6 +229,7 @@ impl ApiKey {
                 .model_limits
                 .values()
                 .any(|l| l.daily_cost > 0.0 || l.total_cost > 0.0)
+            || (self.user_id.is_some() && self.owner_budget.is_set())
     }
 
     /// The key's own multiplier for a service (1 when unset).
@@ -409,6 +427,13 @@ pub struct RequestRecord {
     pub rated_cost_nanos: u64,
     /// The model was missing from the pricing table and a fallback price was used.
     pub used_fallback_pricing: bool,
+    /// Admission lowered the request's output limit to this many tokens to fit a cost limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_limit_lowered_to: Option<u64>,
+    /// The stream was cut before the upstream reported its final usage: the output billed is
+    /// the documented estimate of what the client received.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub usage_estimated: bool,
     pub duration_ms: u64,
     /// A redacted preview of the request (only with `RECORD_BODY_PREVIEW_CHARS` > 0).
     #[serde(skip_serializing_if = "Option::is_none")]

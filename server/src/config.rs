@@ -60,6 +60,15 @@ pub struct Config {
     pub lease_ttl: Duration,
     /// How long a request may wait for a free concurrency slot of its key (0 = refuse at once).
     pub concurrency_queue_timeout: Duration,
+    /// A client that takes nothing of a stream for this long is dropped (its upstream
+    /// cancelled, its slots released, what it received billed); zero = never.
+    pub client_write_timeout: Duration,
+    /// Near the end of a cost limit, a request's output limit is lowered rather than refused
+    /// while at least this many output tokens fit (`MIN_OUTPUT_TOKENS`).
+    pub min_output_tokens: u64,
+    /// The output limit assumed for a request that names none, when the pricing table does not
+    /// know the model's (`DEFAULT_MAX_OUTPUT_TOKENS`).
+    pub default_max_output_tokens: u64,
     /// Keys bound to an unavailable account fall back to the pool (a key can opt in alone).
     pub dedicated_fallback: bool,
     /// The official Claude API (OAuth accounts) and its OAuth endpoints.
@@ -194,6 +203,19 @@ impl Config {
                 "PRICING_REFRESH_HOURS must be at least 1".into(),
             ));
         }
+        let min_output_tokens: u64 = parse(&var, "MIN_OUTPUT_TOKENS", 1024)?;
+        let default_max_output_tokens: u64 = parse(&var, "DEFAULT_MAX_OUTPUT_TOKENS", 16_384)?;
+        if min_output_tokens == 0 || default_max_output_tokens == 0 {
+            return Err(ConfigError(
+                "MIN_OUTPUT_TOKENS and DEFAULT_MAX_OUTPUT_TOKENS must be at least 1".into(),
+            ));
+        }
+        if default_max_output_tokens > crate::limits::MAX_OUTPUT_TOKENS {
+            return Err(ConfigError(format!(
+                "DEFAULT_MAX_OUTPUT_TOKENS must be at most {}",
+                crate::limits::MAX_OUTPUT_TOKENS
+            )));
+        }
         Ok(Config {
             host: parse(&var, "HOST", IpAddr::from([0, 0, 0, 0]))?,
             port: parse(&var, "PORT", 3000)?,
@@ -241,6 +263,9 @@ impl Config {
                 "CONCURRENCY_QUEUE_TIMEOUT_MS",
                 0,
             )?),
+            min_output_tokens,
+            default_max_output_tokens,
+            client_write_timeout: secs("CLIENT_WRITE_TIMEOUT_SECS", 60)?,
             dedicated_fallback: parse(&var, "CLAUDE_DEDICATED_ACCOUNT_FALLBACK", false)?,
             claude_api_url: url("CLAUDE_API_URL", "https://api.anthropic.com")?,
             claude_oauth_authorize_url: url(

@@ -73,9 +73,9 @@ async fn account_and_quota_events_are_notified(engine: Engine) {
     let limited = h.account("limited", Some("status-429"), 1).await;
     h.account("rejected", Some("status-401"), 2).await;
     h.account("healthy", None, 3).await;
-    let (_, key) = h.key(json!({"dailyCostLimit": 0.000001})).await;
+    let (_, free) = h.key(json!({})).await;
     // Both failing accounts are tried, then the healthy one answers.
-    let r = h.messages(&key, body(false)).send().await.unwrap();
+    let r = h.messages(&free, body(false)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     r.bytes().await.unwrap();
 
@@ -84,9 +84,11 @@ async fn account_and_quota_events_are_notified(engine: Engine) {
     assert_eq!(rl["name"], "limited");
     assert_eq!(wait_for(&got, "auth_error").await["name"], "rejected");
 
-    // The key spent past its daily limit: the next request is refused and reported.
+    // A request that cannot fit in what is left of a key's daily limit is refused and
+    // reported.
     h.wait_requests(&crs::store::buckets::global_total(), 1)
         .await;
+    let (_, key) = h.key(json!({"dailyCostLimit": 0.000001})).await;
     let refused = h.messages(&key, body(false)).send().await.unwrap();
     assert_eq!(refused.status(), 402);
     let quota = wait_for(&got, "quota_exceeded").await;
@@ -109,19 +111,26 @@ async fn account_and_quota_events_are_notified(engine: Engine) {
     assert_eq!(status, 200);
     assert_eq!(wait_for(&got, "recovered").await["subject"], limited);
 
-    // A key at 80–100% of its daily limit (one mock request costs about $0.00042): a warning.
-    let (_, near) = h
-        .key(json!({"name": "near key", "dailyCostLimit": 0.0005}))
+    // A key at 80–100% of its daily limit (one mock request of 12 output tokens costs
+    // $0.0004215; nine of them are 84% of $0.0045): a warning at the next admission.
+    let (near_id, near) = h
+        .key(json!({"name": "near key", "dailyCostLimit": 0.0045}))
         .await;
-    let first = h.messages(&near, body(false)).send().await.unwrap();
-    assert_eq!(first.status(), 200);
-    first.bytes().await.unwrap();
-    h.wait_requests(&crs::store::buckets::global_total(), 2)
-        .await;
+    let mut small = body(false);
+    small["max_tokens"] = json!(12);
+    for i in 1..=9u64 {
+        let mut b = small.clone();
+        b["messages"][0]["content"] = json!(format!("hello {i}"));
+        let r = h.messages(&near, b).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+        h.wait_requests(&crs::store::buckets::key_total(&near_id), i)
+            .await;
+    }
     // Checks of one key are at most every 2 s.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let second = h.messages(&near, body(false)).send().await.unwrap();
-    assert_eq!(second.status(), 200);
+    let tenth = h.messages(&near, small).send().await.unwrap();
+    assert_eq!(tenth.status(), 200);
     let warning = wait_for(&got, "quota_warning").await;
     assert_eq!(warning["name"], "near key");
     assert!(

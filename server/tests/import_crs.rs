@@ -427,7 +427,13 @@ async fn imports_keys_accounts_groups_and_usage(engine: Engine) {
         "global = the imported keys' totals"
     );
     let (spent, _) = store
-        .limit_usage(KEY_ID, &["t".to_string(), format!("d:{}", today.day)])
+        .limit_usage(
+            KEY_ID,
+            &[
+                (KEY_ID.to_string(), "t".to_string()),
+                (KEY_ID.to_string(), format!("d:{}", today.day)),
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(spent, vec![1_234_567_000, 700_000_000]);
@@ -449,7 +455,10 @@ async fn imports_keys_accounts_groups_and_usage(engine: Engine) {
         store.usage(&[buckets::key_total(KEY_ID)]).await.unwrap()[0],
         expected_total()
     );
-    let (spent, _) = store.limit_usage(KEY_ID, &["t".to_string()]).await.unwrap();
+    let (spent, _) = store
+        .limit_usage(KEY_ID, &[(KEY_ID.to_string(), "t".to_string())])
+        .await
+        .unwrap();
     assert_eq!(spent, vec![1_234_567_000]);
 
     // The original's `cr_` key authenticates and relays through the imported Console account,

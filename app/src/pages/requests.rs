@@ -110,7 +110,11 @@ fn RecordTable(page: RecordPage, query: RecordQuery) -> impl IntoView {
                                 <td class=TD>{if row.account_name.is_empty() { r.account_id.clone() } else { row.account_name.clone() }}</td>
                                 <td class=format!("{TD} font-mono text-xs") title=r.body_preview.clone().unwrap_or_default()>{r.model.clone()}{r.stream.then_some(" · stream")}</td>
                                 <td class=TD>{r.status}</td>
-                                <td class=TD>{format!("{} / {}", r.usage.input_tokens, r.usage.output_tokens)}</td>
+                                <td class=TD>
+                                    {format!("{} / {}", r.usage.input_tokens, r.usage.output_tokens)}
+                                    {r.usage_estimated.then(|| view! { <span class="ml-1 text-xs text-amber-600 dark:text-amber-400" title="the stream was cut: output billed by the documented estimate">"est."</span> })}
+                                    {r.output_limit_lowered_to.map(|n| view! { <span class="record-lowered ml-1 text-xs text-amber-600 dark:text-amber-400" title="output limit lowered to fit a cost limit">{format!("max {n}")}</span> })}
+                                </td>
                                 <td class=TD>{format_usd(r.cost_nanos)}</td>
                                 <td class=TD>{format!("{} ms", r.duration_ms)}</td>
                             </tr>

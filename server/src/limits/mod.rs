@@ -1,11 +1,14 @@
 //! May this key make this request? Admission is one atomic step in the store that checks every
-//! applicable limit — the key's concurrency, its rate window, daily, total and weekly cost, and
-//! cost per platform and per model — and reserves an estimate, all or nothing. When the request
-//! ends (completed, failed or abandoned), the settlement replaces the estimate with what it
-//! actually cost. Bursts therefore cannot overshoot by more than what was already admitted.
+//! applicable limit — the key's concurrency, its rate window, daily, total and weekly cost, cost
+//! per platform and per model, and its owner's budget — and reserves the most the request can
+//! cost, all or nothing; when only a shorter answer fits, the request's output limit is lowered
+//! to it. When the request ends (completed, failed or abandoned), the settlement replaces the
+//! reservation with what it actually cost. Spent plus reserved never passes a limit.
 //!
+//! - `admission`: the decision, a pure function (`admit.lua` mirrors it for Redis).
 //! - `client`: client restrictions (Claude Code, Gemini CLI, Codex CLI).
 
+pub mod admission;
 pub mod client;
 
 use std::time::Duration;
@@ -30,6 +33,9 @@ pub enum LimitKind {
     PlatformTotal(String),
     ModelDaily(String),
     ModelTotal(String),
+    /// The owning user's budget across all their keys.
+    UserDaily,
+    UserMonthly,
 }
 
 impl LimitKind {
@@ -44,6 +50,8 @@ impl LimitKind {
             LimitKind::PlatformTotal(_) => "platform_total_cost_limit_exceeded",
             LimitKind::ModelDaily(_) => "model_daily_cost_limit_exceeded",
             LimitKind::ModelTotal(_) => "model_total_cost_limit_exceeded",
+            LimitKind::UserDaily => "user_daily_budget_exceeded",
+            LimitKind::UserMonthly => "user_monthly_budget_exceeded",
         }
     }
 
@@ -57,13 +65,17 @@ impl LimitKind {
             LimitKind::PlatformTotal(p) => format!("total cost limit for {p}"),
             LimitKind::ModelDaily(m) => format!("daily cost limit for {m}"),
             LimitKind::ModelTotal(m) => format!("total cost limit for {m}"),
+            LimitKind::UserDaily => "daily budget of the key's owner".into(),
+            LimitKind::UserMonthly => "monthly budget of the key's owner".into(),
         }
     }
 }
 
-/// One spending counter of a key (`id` names its period, e.g. `d:2026-11-26`).
+/// One spending counter (`id` names its period, e.g. `d:2026-11-26`), kept under `scope`: the
+/// key's id, or `u:<user id>` for the owner's budget shared by all their keys.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Counter {
+    pub scope: String,
     pub id: String,
     pub limit_nanos: u64,
     /// How long the counter is kept after its last write (`None`: forever).
@@ -80,6 +92,24 @@ pub struct Window {
     pub max_cost_nanos: u64,
 }
 
+/// What a request may cost, in rated nano-dollars: the input estimate, and the output at its
+/// price up to the output limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CostAsk {
+    pub input_nanos: u64,
+    /// Rated output price per 1,000 tokens, rounded up.
+    pub output_per_ktok: u64,
+    /// The output limit the request runs with: its own, else the model's, else the default.
+    pub max_output: u64,
+    /// The smallest answer worth admitting (`MIN_OUTPUT_TOKENS`).
+    pub min_output: u64,
+}
+
+/// Bounds that keep the admission arithmetic exact in Lua's doubles (below 2^53): no model
+/// answers with more tokens, and no price is this high.
+pub const MAX_OUTPUT_TOKENS: u64 = 2_000_000;
+pub const MAX_OUTPUT_PER_KTOK: u64 = 4_000_000_000;
+
 /// Everything admission must check for one request of one key.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
@@ -87,9 +117,9 @@ pub struct Plan {
     pub concurrency: u32,
     pub window: Option<Window>,
     pub counters: Vec<Counter>,
-    /// The caller's estimate of what the request will cost; the store raises it to the key's
-    /// average cost per request once it has one.
-    pub estimate_nanos: u64,
+    /// What the request may cost; `None` for requests that cost nothing (`count_tokens`):
+    /// they pass concurrency and the rate window, and reserve nothing.
+    pub cost: Option<CostAsk>,
     /// The keys version the key's copy was read at, when it came from memory: a newer one
     /// fails admission with `StoreError::KeyChanged` before anything is taken.
     pub keys_version: Option<u64>,
@@ -129,22 +159,49 @@ pub enum Refusal {
     },
     Cost {
         kind: LimitKind,
+        /// Spent plus reserved by requests in flight.
         current_nanos: u64,
         limit_nanos: u64,
         reset_at: Option<DateTime<Utc>>,
+        /// What the smallest answer would have cost.
+        needed_nanos: u64,
     },
 }
+
+/// A counter a reservation holds: (scope, id, TTL).
+pub type HeldCounter = (String, String, Option<Duration>);
 
 /// What admission reserved, to be settled when the request ends.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Reservation {
     pub key_id: String,
-    pub counters: Vec<(String, Option<Duration>)>,
+    pub counters: Vec<HeldCounter>,
     pub window: bool,
     /// When the reserved window started (ms), so a settlement never touches a newer window.
     pub window_start_ms: i64,
-    pub estimate_nanos: u64,
+    pub reserved_nanos: u64,
+    /// `Some(n)`: the request's output limit was lowered to `n` tokens to fit a cost limit.
+    pub output_limit: Option<u64>,
     pub lease: Option<Lease>,
+}
+
+impl Reservation {
+    /// The reservation a granted plan holds.
+    pub fn of(plan: &Plan, grant: &admission::Grant, lease_id: &str) -> Self {
+        Reservation {
+            key_id: plan.key_id.clone(),
+            counters: plan
+                .counters
+                .iter()
+                .map(|c| (c.scope.clone(), c.id.clone(), c.ttl))
+                .collect(),
+            window: plan.window.is_some(),
+            window_start_ms: grant.window_start_ms,
+            reserved_nanos: grant.reserve_nanos,
+            output_limit: grant.output_limit,
+            lease: (plan.concurrency > 0).then(|| (plan.lease_scope(), lease_id.to_string())),
+        }
+    }
 }
 
 /// The end of a request: leases to release and, with a reservation, the actual cost and tokens.
@@ -168,7 +225,14 @@ pub fn usd_to_nanos(usd: f64) -> u64 {
 
 /// A store's refusal, told in the plan's terms. `what` is `concurrency`, `window_*`, or the
 /// index of the refusing cost counter.
-pub fn refusal_from(plan: &Plan, what: &str, current: i64, limit: i64, reset_ms: i64) -> Refusal {
+pub fn refusal_from(
+    plan: &Plan,
+    what: &str,
+    current: i64,
+    limit: i64,
+    reset_ms: i64,
+    needed: i64,
+) -> Refusal {
     let (current, limit) = (current.max(0) as u64, limit.max(0) as u64);
     match what {
         "concurrency" => Refusal::Concurrency { current, limit },
@@ -197,6 +261,7 @@ pub fn refusal_from(plan: &Plan, what: &str, current: i64, limit: i64, reset_ms:
                 current_nanos: current,
                 limit_nanos: limit,
                 reset_at: counter.and_then(|c| c.reset_at),
+                needed_nanos: needed.max(0) as u64,
             }
         }
     }
@@ -229,11 +294,17 @@ pub fn refusal_message(r: &Refusal) -> String {
             )
         }
         Refusal::Cost {
-            kind, limit_nanos, ..
+            kind,
+            current_nanos,
+            limit_nanos,
+            needed_nanos,
+            ..
         } => format!(
-            "{} reached (${:.2})",
+            "{} reached (${:.2}): ${:.4} remains, and the smallest answer needs ${:.4}",
             capitalise(&kind.describe()),
-            usd(*limit_nanos)
+            usd(*limit_nanos),
+            usd(limit_nanos.saturating_sub(*current_nanos)),
+            usd(*needed_nanos)
         ),
     }
 }
@@ -279,10 +350,13 @@ pub fn refusal_fields(r: &Refusal) -> serde_json::Value {
             current_nanos,
             limit_nanos,
             reset_at,
+            needed_nanos,
         } => json!({
             "code": kind.code(),
             "currentCost": usd(*current_nanos),
             "costLimit": usd(*limit_nanos),
+            "remainingCost": usd(limit_nanos.saturating_sub(*current_nanos)),
+            "minimumRequestCost": usd(*needed_nanos),
             "resetAt": reset_at.map(crate::auth::api_key::format_time),
         }),
     }
@@ -293,7 +367,8 @@ pub struct Facts<'a> {
     /// `claude`, `openai`, `gemini`.
     pub service: &'a str,
     pub model: &'a str,
-    pub estimate_nanos: u64,
+    /// `None`: the request costs nothing (counting tokens).
+    pub cost: Option<CostAsk>,
     pub now: DateTime<Utc>,
     pub tz_hours: i32,
 }
@@ -310,6 +385,22 @@ pub fn next_midnight(now: DateTime<Utc>, tz_hours: i32) -> DateTime<Utc> {
         local.date_naive().and_hms_opt(0, 0, 0).unwrap_or_default() + ChronoDuration::days(1);
     tz.from_local_datetime(&midnight)
         .single()
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(now)
+}
+
+/// The first moment of the next local month after `now`.
+pub fn next_month(now: DateTime<Utc>, tz_hours: i32) -> DateTime<Utc> {
+    let tz = offset(tz_hours);
+    let local = now.with_timezone(&tz).date_naive();
+    let (y, m) = if local.month() == 12 {
+        (local.year() + 1, 1)
+    } else {
+        (local.year(), local.month() + 1)
+    };
+    chrono::NaiveDate::from_ymd_opt(y, m, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .and_then(|t| tz.from_local_datetime(&t).single())
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or(now)
 }
@@ -341,14 +432,21 @@ pub fn pattern_matches(pattern: &str, model: &str) -> bool {
     }
 }
 
+/// The scope of a user's budget counters.
+pub fn user_scope(user_id: &str) -> String {
+    format!("u:{user_id}")
+}
+
 /// The admission plan of a request.
 pub fn plan(key: &ApiKey, facts: &Facts<'_>) -> Plan {
     let tz = offset(facts.tz_hours);
-    let day = facts.now.with_timezone(&tz).format("%Y-%m-%d").to_string();
+    let local = facts.now.with_timezone(&tz);
+    let day = local.format("%Y-%m-%d").to_string();
     let midnight = next_midnight(facts.now, facts.tz_hours);
     let daily_ttl = Some(Duration::from_secs(2 * 86_400));
     let mut counters = Vec::new();
-    let mut add = |id: String,
+    let mut add = |scope: &str,
+                   id: String,
                    limit: f64,
                    ttl: Option<Duration>,
                    kind: LimitKind,
@@ -356,6 +454,7 @@ pub fn plan(key: &ApiKey, facts: &Facts<'_>) -> Plan {
         let limit_nanos = usd_to_nanos(limit);
         if limit_nanos > 0 {
             counters.push(Counter {
+                scope: scope.to_string(),
                 id,
                 limit_nanos,
                 ttl,
@@ -364,7 +463,9 @@ pub fn plan(key: &ApiKey, facts: &Facts<'_>) -> Plan {
             });
         }
     };
+    let k = key.id.as_str();
     add(
+        k,
         format!("d:{day}"),
         key.daily_cost_limit,
         daily_ttl,
@@ -372,6 +473,7 @@ pub fn plan(key: &ApiKey, facts: &Facts<'_>) -> Plan {
         Some(midnight),
     );
     add(
+        k,
         "t".into(),
         key.total_cost_limit,
         None,
@@ -388,6 +490,7 @@ pub fn plan(key: &ApiKey, facts: &Facts<'_>) -> Plan {
     let week_ttl = Some(Duration::from_secs(8 * 86_400));
     let next_week = Some(week + ChronoDuration::days(7));
     add(
+        k,
         format!("w:{week_id}"),
         key.weekly_cost_limit,
         week_ttl,
@@ -396,6 +499,7 @@ pub fn plan(key: &ApiKey, facts: &Facts<'_>) -> Plan {
     );
     if app::domain::model_family(facts.model).is_some() && facts.model.starts_with("claude") {
         add(
+            k,
             format!("wo:{week_id}"),
             key.weekly_opus_cost_limit,
             week_ttl,
@@ -406,6 +510,7 @@ pub fn plan(key: &ApiKey, facts: &Facts<'_>) -> Plan {
     if let Some(p) = key.platform_limits.get(facts.service) {
         let s = facts.service;
         add(
+            k,
             format!("pd:{s}:{day}"),
             p.daily_cost,
             daily_ttl,
@@ -413,6 +518,7 @@ pub fn plan(key: &ApiKey, facts: &Facts<'_>) -> Plan {
             Some(midnight),
         );
         add(
+            k,
             format!("pt:{s}"),
             p.total_cost,
             None,
@@ -423,6 +529,7 @@ pub fn plan(key: &ApiKey, facts: &Facts<'_>) -> Plan {
     for (pattern, l) in &key.model_limits {
         if pattern_matches(pattern, facts.model) {
             add(
+                k,
                 format!("md:{pattern}:{day}"),
                 l.daily_cost,
                 daily_ttl,
@@ -430,6 +537,7 @@ pub fn plan(key: &ApiKey, facts: &Facts<'_>) -> Plan {
                 Some(midnight),
             );
             add(
+                k,
                 format!("mt:{pattern}"),
                 l.total_cost,
                 None,
@@ -437,6 +545,26 @@ pub fn plan(key: &ApiKey, facts: &Facts<'_>) -> Plan {
                 None,
             );
         }
+    }
+    if let Some(user) = key.user_id.as_deref() {
+        let scope = user_scope(user);
+        let month = local.format("%Y-%m").to_string();
+        add(
+            &scope,
+            format!("ud:{day}"),
+            key.owner_budget.daily_cost,
+            daily_ttl,
+            LimitKind::UserDaily,
+            Some(midnight),
+        );
+        add(
+            &scope,
+            format!("um:{month}"),
+            key.owner_budget.monthly_cost,
+            Some(Duration::from_secs(40 * 86_400)),
+            LimitKind::UserMonthly,
+            Some(next_month(facts.now, facts.tz_hours)),
+        );
     }
     let window = (key.rate_limit_window > 0
         && (key.rate_limit_requests > 0 || key.token_limit > 0 || key.rate_limit_cost > 0.0))
@@ -451,7 +579,7 @@ pub fn plan(key: &ApiKey, facts: &Facts<'_>) -> Plan {
         concurrency: key.concurrency_limit,
         window,
         counters,
-        estimate_nanos: facts.estimate_nanos,
+        cost: facts.cost.clone(),
         keys_version: None,
     }
 }
@@ -470,13 +598,13 @@ pub fn visible_counters(
             &Facts {
                 service,
                 model,
-                estimate_nanos: 0,
+                cost: None,
                 now,
                 tz_hours,
             },
         );
         for c in p.counters {
-            if !out.iter().any(|o| o.id == c.id) {
+            if !out.iter().any(|o| o.id == c.id && o.scope == c.scope) {
                 out.push(c);
             }
         }
@@ -491,7 +619,74 @@ pub struct RequestFacts<'a> {
     pub path: &'a str,
     /// The request names its session (`metadata.user_id`): a Claude Code signal.
     pub has_user_id: bool,
-    pub body_len: usize,
+    /// The body the upstream will receive: its size is the input estimate.
+    pub body: &'a [u8],
+    /// The request's own output limit, when it sets one.
+    pub requested_output: Option<u64>,
+    /// `false` for requests that cost nothing (counting tokens): concurrency and the rate
+    /// window only.
+    pub costs: bool,
+}
+
+/// An admitted request: what it holds, and the output limit its upstream request must carry.
+#[derive(Debug, Default)]
+pub struct Admission {
+    pub reservation: Option<Reservation>,
+    /// Set when the body must say it: the limit was lowered to fit a cost limit, or the request
+    /// named none and its reservation assumed one (so the upstream cannot answer past it).
+    pub output_limit: Option<u64>,
+}
+
+/// Input tokens a body can hold at most, for the reservation: one token per three bytes.
+/// Tokenizers make about one token of four bytes of English (and of the JSON around it) and
+/// about one of three bytes of Chinese, so this is an overestimate for real prompts; the
+/// model's context window (from the pricing table) caps it.
+pub fn input_tokens_estimate(body_len: usize, max_input_tokens: Option<u64>) -> u64 {
+    let estimate = (body_len as u64).div_ceil(3);
+    max_input_tokens.map_or(estimate, |m| estimate.min(m))
+}
+
+/// The most a request can cost, in rated nano-dollars (see `admission`): its input estimate at
+/// the model's highest input-side rate (input, cache writes), and its output at the output
+/// rate, long-context rates when the estimate passes 200k tokens.
+pub fn cost_ask(
+    price: &crate::accounting::ModelPrice,
+    rate: f64,
+    body_len: usize,
+    requested_output: Option<u64>,
+    config: &crate::config::Config,
+) -> CostAsk {
+    // TODO(pricing merge): the model's context window, long-context rates and output maximum.
+    let input_tokens = input_tokens_estimate(body_len, None);
+    let rates = price;
+    let input_rate = rates
+        .input
+        .max(rates.cache_write_5m)
+        .max(rates.cache_write_1h)
+        .max(rates.cache_read);
+    let rate = if rate.is_finite() && rate >= 0.0 {
+        rate
+    } else {
+        1.0
+    };
+    let input_nanos = (input_tokens as f64 * input_rate * rate).ceil();
+    let per_ktok = (rates.output * 1000.0 * rate).ceil();
+    CostAsk {
+        input_nanos: if input_nanos.is_finite() {
+            input_nanos.min(1e15) as u64
+        } else {
+            0
+        },
+        output_per_ktok: if per_ktok.is_finite() {
+            (per_ktok as u64).min(MAX_OUTPUT_PER_KTOK)
+        } else {
+            MAX_OUTPUT_PER_KTOK
+        },
+        max_output: requested_output
+            .unwrap_or(config.default_max_output_tokens)
+            .min(MAX_OUTPUT_TOKENS),
+        min_output: config.min_output_tokens,
+    }
 }
 
 /// What the key may do with this request: model blacklist, client restriction, then one atomic
@@ -502,7 +697,7 @@ pub async fn admit_request(
     stored: &crate::store::StoredKey,
     headers: &axum::http::HeaderMap,
     r: &RequestFacts<'_>,
-) -> Result<Option<Reservation>, crate::relay::error::RelayError> {
+) -> Result<Admission, crate::relay::error::RelayError> {
     use crate::relay::error::RelayError;
     let key = &stored.key;
     if key.model_blocked(r.model) {
@@ -511,28 +706,35 @@ pub async fn admit_request(
             r.model
         )));
     }
-    if key.enable_client_restriction
+    // Counting tokens skips the client restriction, as in the original: Claude Code counts
+    // without the signals it checks.
+    if r.costs
+        && key.enable_client_restriction
         && !key.allowed_clients.is_empty()
         && !client::allowed(&key.allowed_clients, headers, r.path, r.has_user_id)
     {
         return Err(RelayError::ClientNotAllowed(key.allowed_clients.clone()));
     }
     if !key.has_limits() {
-        return Ok(None);
+        return Ok(Admission::default());
     }
-    // A first estimate from the prompt's size; the store raises it to the key's average cost.
-    let price = crate::accounting::price_or_fallback(&state.pricing.load(), r.model);
-    let estimate = ((r.body_len / 4) as f64
-        * price.input
-        * key.service_rate(r.service)
-        * state.settings.get().service_rate(r.service))
-    .round() as u64;
+    let cost = r.costs.then(|| {
+        let price = crate::accounting::price_or_fallback(&state.pricing.load(), r.model);
+        let rate = key.service_rate(r.service) * state.settings.get().service_rate(r.service);
+        cost_ask(
+            &price,
+            rate,
+            r.body.len(),
+            r.requested_output,
+            &state.config,
+        )
+    });
     let mut plan = plan(
         key,
         &Facts {
             service: r.service,
             model: r.model,
-            estimate_nanos: estimate,
+            cost,
             now: Utc::now(),
             tz_hours: state.config.timezone_offset_hours,
         },
@@ -555,7 +757,23 @@ pub async fn admit_request(
                     state.leases.hold(l.clone());
                 }
                 warn_if_near(state, key, r.service, &plan);
-                return Ok(Some(reservation));
+                let output_limit = match (&plan.cost, reservation.output_limit) {
+                    (_, Some(lowered)) => Some(lowered),
+                    // The reservation assumed an output limit the request did not name.
+                    (Some(cost), None)
+                        if r.requested_output.is_none() && reservation.reserved_nanos > 0 =>
+                    {
+                        Some(cost.max_output)
+                    }
+                    _ => None,
+                };
+                if let Some(lowered) = reservation.output_limit {
+                    tracing::info!(key = %key.id, model = r.model, requested = ?r.requested_output, lowered, "output limit lowered to fit a cost limit");
+                }
+                return Ok(Admission {
+                    reservation: Some(reservation),
+                    output_limit,
+                });
             }
             Err(Refusal::Concurrency { .. }) if tokio::time::Instant::now() + wait < deadline => {
                 tokio::time::sleep(wait).await;
@@ -611,7 +829,11 @@ fn warn_if_near(state: &crate::state::AppState, key: &ApiKey, service: &str, pla
     let (state, plan) = (state.clone(), plan.clone());
     let (key_id, key_name, service) = (key.id.clone(), key.name.clone(), service.to_string());
     state.background.clone().spawn(async move {
-        let ids: Vec<String> = plan.counters.iter().map(|c| c.id.clone()).collect();
+        let ids: Vec<(String, String)> = plan
+            .counters
+            .iter()
+            .map(|c| (c.scope.clone(), c.id.clone()))
+            .collect();
         let Ok((spent, _)) = state.store.limit_usage(&key_id, &ids).await else {
             return;
         };
@@ -683,7 +905,7 @@ mod tests {
         let facts = Facts {
             service: "claude",
             model: "claude-opus-4-1",
-            estimate_nanos: 5,
+            cost: None,
             now: at(2026, 11, 26, 10),
             tz_hours: 0,
         };

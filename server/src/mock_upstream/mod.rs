@@ -13,6 +13,12 @@
 //! | `malformed` | a stream with junk lines between the events |
 //! | `family-limit` | 429 with `anthropic-ratelimit-unified-reset` one minute ahead |
 //! | `usage-<n>` | Messages answers report `n` input tokens; combines with `+` (`usage-9+drip-20`) |
+//! | `long-<n>` | streams answer with `n` text deltas of one token (`"tok "`, 4 bytes) each, reporting `n` output tokens; combines with `+` (`long-400+drip-5`) |
+//! | `big-<n>` | streams answer with `n` text deltas of 1,000 bytes each (to fill a client's socket buffers) |
+//! | `out-<n>` | answers report `n` output tokens, or the request's output limit if lower (as a real upstream stops at `max_tokens`); combines with `+` |
+//!
+//! OpenAI Chat streams carry usage only when the request asks for it
+//! (`stream_options.include_usage`), and then `"usage": null` in every other chunk, as OpenAI's.
 //!
 //! `POST /v1/oauth/token` is a Claude OAuth token endpoint: the code `good-code` and any
 //! refresh token `mock-refresh-*` are accepted (refreshes take 200 ms, to make races visible).
@@ -185,10 +191,14 @@ fn behaviour(s: Scenario, path: &str) -> Behaviour {
         .strip_prefix("/s/")
         .and_then(|p| p.split('/').next())
         .unwrap_or("");
-    // `usage-<n>` may be combined with another scenario: `usage-100000+drip-20`.
+    // Scenarios that only shape the answer combine with another: `usage-100000+drip-20`.
     let name = full
         .split('+')
-        .find(|p| !p.starts_with("usage-"))
+        .find(|p| {
+            !["usage-", "out-", "long-", "big-"]
+                .iter()
+                .any(|s| p.starts_with(s))
+        })
         .unwrap_or("");
     let num = |p: &str| name.strip_prefix(p).and_then(|n| n.parse::<u64>().ok());
     if let Some(code) = num("status-") {
@@ -224,6 +234,49 @@ fn input_tokens(s: Scenario, path: &str) -> u64 {
                 .find_map(|p| p.strip_prefix("usage-")?.parse().ok())
         })
         .unwrap_or(INPUT_TOKENS)
+}
+
+/// The number a `<prefix><n>` part of the scenario names.
+fn scenario_number(s: Scenario, path: &str, prefix: &str) -> Option<u64> {
+    if matches!(s, Scenario::Ok) {
+        return None;
+    }
+    path.strip_prefix("/s/")
+        .and_then(|p| p.split('/').next())
+        .and_then(|name| {
+            name.split('+')
+                .find_map(|p| p.strip_prefix(prefix)?.parse::<u64>().ok())
+        })
+}
+
+/// The text deltas of an answer: the fixed reply, or `long-<n>` / `big-<n>` pieces.
+fn reply_parts(s: Scenario, path: &str) -> Vec<String> {
+    if let Some(n) = scenario_number(s, path, "long-") {
+        return vec!["tok ".to_string(); n as usize];
+    }
+    if let Some(n) = scenario_number(s, path, "big-") {
+        return vec!["x".repeat(1000); n as usize];
+    }
+    REPLY.iter().map(|p| p.to_string()).collect()
+}
+
+/// The output tokens an answer reports: `out-<n>` (else one per `long-` piece, else the
+/// default), never more than the request's own output limit.
+fn output_tokens(s: Scenario, path: &str, body: &[u8]) -> u64 {
+    let wanted = scenario_number(s, path, "out-")
+        .or_else(|| scenario_number(s, path, "long-"))
+        .unwrap_or(OUTPUT_TOKENS);
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let limit = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .filter_map(|k| v.get(*k).and_then(Value::as_u64))
+        .chain(
+            v.get("generationConfig")
+                .and_then(|g| g.get("maxOutputTokens"))
+                .and_then(Value::as_u64),
+        )
+        .min();
+    limit.map_or(wanted, |l| wanted.min(l))
 }
 
 type Shared = (Arc<MockLog>, Scenario);
@@ -303,18 +356,23 @@ fn gemini_error(code: u16) -> Value {
 }
 
 /// An Anthropic answer: the whole message, and the events of the same answer streamed.
-fn anthropic_answer(model: &str, input_tokens: u64) -> (Value, Vec<(String, Value)>) {
+fn anthropic_answer(
+    model: &str,
+    input_tokens: u64,
+    output_tokens: u64,
+    parts: &[String],
+) -> (Value, Vec<(String, Value)>) {
     let usage = json!({
         "input_tokens": input_tokens,
         "cache_creation_input_tokens": CACHE_CREATE_5M_TOKENS + CACHE_CREATE_1H_TOKENS,
         "cache_read_input_tokens": CACHE_READ_TOKENS,
         "cache_creation": {"ephemeral_5m_input_tokens": CACHE_CREATE_5M_TOKENS, "ephemeral_1h_input_tokens": CACHE_CREATE_1H_TOKENS},
-        "output_tokens": OUTPUT_TOKENS,
+        "output_tokens": output_tokens,
     });
     let id = format!("msg_mock_{:x}", rand::random::<u64>());
     let message = json!({
         "id": id, "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": REPLY.concat()}],
+        "content": [{"type": "text", "text": parts.concat()}],
         "stop_reason": "end_turn", "stop_sequence": null, "usage": usage,
     });
     let mut start_usage = usage;
@@ -332,14 +390,14 @@ fn anthropic_answer(model: &str, input_tokens: u64) -> (Value, Vec<(String, Valu
         ),
         ("ping".into(), json!({"type": "ping"})),
     ];
-    for part in REPLY {
+    for part in parts {
         events.push(("content_block_delta".into(), json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": part}})));
     }
     events.push((
         "content_block_stop".into(),
         json!({"type": "content_block_stop", "index": 0}),
     ));
-    events.push(("message_delta".into(), json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": OUTPUT_TOKENS}})));
+    events.push(("message_delta".into(), json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": output_tokens}})));
     events.push(("message_stop".into(), json!({"type": "message_stop"})));
     (message, events)
 }
@@ -389,7 +447,12 @@ async fn bedrock(
         .map(|(_, m)| m.rsplit_once("-v").map(|(m, _)| m).unwrap_or(m))
         .unwrap_or(&id)
         .to_string();
-    let (message, events) = anthropic_answer(&model, input_tokens(s, uri.path()));
+    let (message, events) = anthropic_answer(
+        &model,
+        input_tokens(s, uri.path()),
+        output_tokens(s, uri.path(), &body),
+        &reply_parts(s, uri.path()),
+    );
     if uri.path().ends_with("/invoke") {
         return Json(message).into_response();
     }
@@ -434,7 +497,12 @@ async fn messages(
         return resp;
     }
     let (model, stream) = requested_model(&body);
-    let (message, events) = anthropic_answer(&model, input_tokens(s, uri.path()));
+    let (message, events) = anthropic_answer(
+        &model,
+        input_tokens(s, uri.path()),
+        output_tokens(s, uri.path(), &body),
+        &reply_parts(s, uri.path()),
+    );
     if !stream {
         return Json(message).into_response();
     }
@@ -493,17 +561,27 @@ async fn chat_completions(
         return resp;
     }
     let (model, stream) = requested_model(&body);
-    let usage = json!({"prompt_tokens": INPUT_TOKENS + CACHE_READ_TOKENS, "completion_tokens": OUTPUT_TOKENS,
-        "total_tokens": INPUT_TOKENS + CACHE_READ_TOKENS + OUTPUT_TOKENS, "prompt_tokens_details": {"cached_tokens": CACHE_READ_TOKENS}});
+    let out = output_tokens(s, uri.path(), &body);
+    let usage = json!({"prompt_tokens": INPUT_TOKENS + CACHE_READ_TOKENS, "completion_tokens": out,
+        "total_tokens": INPUT_TOKENS + CACHE_READ_TOKENS + out, "prompt_tokens_details": {"cached_tokens": CACHE_READ_TOKENS}});
     let id = format!("chatcmpl-mock{:x}", rand::random::<u32>());
     if !stream {
         return Json(json!({"id": id, "object": "chat.completion", "created": 1_700_000_000, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY.concat()}, "finish_reason": "stop"}],
             "usage": usage})).into_response();
     }
+    // OpenAI streams usage only when asked, and then `"usage": null` in every other chunk.
+    let include_usage = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["stream_options"]["include_usage"].as_bool())
+        .unwrap_or(false);
     let chunk = |delta: Value, finish: Value| {
-        json!({"id": id, "object": "chat.completion.chunk", "created": 1_700_000_000,
-        "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": 1_700_000_000,
+        "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        c
     };
     let mut frames: VecDeque<Frame> = VecDeque::new();
     let data = |v: Value| Frame::Bytes(Bytes::from(format!("data: {v}\n\n")));
@@ -511,16 +589,27 @@ async fn chat_completions(
         json!({"role": "assistant", "content": ""}),
         Value::Null,
     )));
-    for part in REPLY {
+    for part in reply_parts(s, uri.path()) {
         frames.push_back(data(chunk(json!({"content": part}), Value::Null)));
     }
     frames.push_back(data(chunk(json!({}), json!("stop"))));
-    let mut last = chunk(json!({}), Value::Null);
-    last["choices"] = json!([]);
-    last["usage"] = usage;
-    frames.push_back(data(last));
+    if include_usage {
+        let mut last = chunk(json!({}), Value::Null);
+        last["choices"] = json!([]);
+        last["usage"] = usage;
+        frames.push_back(data(last));
+    }
     frames.push_back(Frame::Bytes(Bytes::from_static(b"data: [DONE]\n\n")));
-    sse(log, frames, None)
+    let delay = match b {
+        Behaviour::Drip(ms) => Some(Duration::from_millis(ms)),
+        _ => None,
+    };
+    if matches!(b, Behaviour::Reset) {
+        frames.truncate(3);
+        frames.push_back(Frame::Pause(Duration::from_millis(50)));
+        frames.push_back(Frame::Reset);
+    }
+    sse(log, frames, delay)
 }
 
 async fn responses(
@@ -535,13 +624,14 @@ async fn responses(
         return resp;
     }
     let (model, stream) = requested_model(&body);
+    let out = output_tokens(s, uri.path(), &body);
     let id = format!("resp_mock{:x}", rand::random::<u32>());
     let response = json!({"id": id, "object": "response", "created_at": 1_700_000_000, "status": "completed", "model": model,
         "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
             "content": [{"type": "output_text", "text": REPLY.concat(), "annotations": []}]}],
         "usage": {"input_tokens": INPUT_TOKENS + CACHE_READ_TOKENS, "input_tokens_details": {"cached_tokens": CACHE_READ_TOKENS},
-            "output_tokens": OUTPUT_TOKENS, "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": INPUT_TOKENS + CACHE_READ_TOKENS + OUTPUT_TOKENS}});
+            "output_tokens": out, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": INPUT_TOKENS + CACHE_READ_TOKENS + out}});
     if !stream {
         return Json(response).into_response();
     }
@@ -607,9 +697,10 @@ async fn gemini(
     let (model, action) = model_action
         .split_once(':')
         .unwrap_or((model_action.as_str(), "generateContent"));
-    let usage = json!({"promptTokenCount": INPUT_TOKENS + CACHE_READ_TOKENS, "candidatesTokenCount": OUTPUT_TOKENS,
+    let out = output_tokens(s, uri.path(), &body);
+    let usage = json!({"promptTokenCount": INPUT_TOKENS + CACHE_READ_TOKENS, "candidatesTokenCount": out,
         "cachedContentTokenCount": CACHE_READ_TOKENS, "thoughtsTokenCount": 3,
-        "totalTokenCount": INPUT_TOKENS + CACHE_READ_TOKENS + OUTPUT_TOKENS + 3});
+        "totalTokenCount": INPUT_TOKENS + CACHE_READ_TOKENS + out + 3});
     let candidate = |text: &str, finish: Option<&str>| {
         let mut c = json!({"content": {"role": "model", "parts": [{"text": text}]}, "index": 0});
         if let Some(f) = finish {

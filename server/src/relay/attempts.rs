@@ -36,6 +36,10 @@ pub struct Call<'a> {
     pub headers: &'a HeaderMap,
     pub query: Option<&'a str>,
     pub body: Bytes,
+    /// The output limit the request runs with (its own, or the one admission set), if known.
+    pub output_limit: Option<u64>,
+    /// The relay asked this OpenAI Chat stream for usage the client did not ask for.
+    pub strip_usage: bool,
 }
 
 /// Sends the call and gives the admission reservation back if nothing was delivered.
@@ -112,6 +116,7 @@ async fn attempts(
         .map(|p| p.service())
         .unwrap_or("claude");
     let preview = super::preview::of(&call.body, state.config.record_body_preview_chars);
+    let input_estimate = crate::limits::input_tokens_estimate(call.body.len(), None);
     let mut tried: Vec<String> = Vec::new();
     let mut last: Option<Response> = None;
     for attempt in 0..max_attempts {
@@ -167,6 +172,9 @@ async fn attempts(
             protocol: call.protocol,
             span: tracing::Span::current(),
             preview: preview.clone(),
+            output_limit: call.output_limit,
+            input_estimate,
+            strip_usage: call.strip_usage,
         };
         let sent = passthrough::send(state, request, ex)
             .instrument(tracing::info_span!("upstream", account = %account_id))

@@ -1,12 +1,8 @@
-//! The passthrough path: send the prepared upstream request, stream the answer back as it
-//! arrives, tap usage from the bytes on their way, and account once when the answer ends —
-//! completed, cut by the upstream, or abandoned by the client.
+//! The passthrough path: send the prepared upstream request, hand a stream to `stream` (which
+//! forwards it as it arrives and taps usage on the way) or read a whole answer, and account
+//! once when the answer ends — completed, cut by the upstream, or abandoned by the client.
 
-use std::{
-    pin::Pin,
-    task::{Context, Poll},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use app::domain::{RequestRecord, TokenUsage};
 use axum::{
@@ -16,14 +12,12 @@ use axum::{
 };
 use bytes::{Bytes, BytesMut};
 use chrono::Utc;
-use futures_util::{stream::BoxStream, Stream, StreamExt};
-use std::future::Future;
-use tokio::time::Sleep;
+use futures_util::StreamExt;
 
 use super::{
     error::RelayError,
     protocol::Protocol,
-    usage::{LastUsage, StreamUsage},
+    stream::{StreamSetup, TappedStream},
 };
 use crate::{
     accounting,
@@ -60,6 +54,12 @@ pub struct Exchange {
     pub span: tracing::Span,
     /// A redacted preview of the request for its record (off by default).
     pub preview: Option<String>,
+    /// The output limit the request runs with, and its prompt's token estimate: the bounds of
+    /// a cut stream's estimate.
+    pub output_limit: Option<u64>,
+    pub input_estimate: u64,
+    /// The relay asked an OpenAI Chat stream for usage the client did not ask for.
+    pub strip_usage: bool,
 }
 
 /// How one upstream attempt went.
@@ -214,11 +214,6 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
         return Attempt::Failed(failed);
     }
     if is_sse {
-        let idle = state.config.upstream_idle_timeout;
-        let tap = match ex.protocol {
-            Protocol::Anthropic => Tap::Anthropic(StreamUsage::default()),
-            Protocol::OpenAi | Protocol::Gemini => Tap::Last(LastUsage::default()),
-        };
         let bytes = upstream
             .bytes_stream()
             .map(|r| r.map_err(std::io::Error::other))
@@ -228,25 +223,26 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
         } else {
             bytes
         };
-        let stream = TappedStream {
-            inner,
-            tap,
+        let setup = StreamSetup {
             protocol: ex.protocol,
-            idle,
-            sleep: Box::pin(tokio::time::sleep(idle)),
-            ended: false,
-            finisher: Some(Finisher {
-                state: state.clone(),
-                ex: ex.clone(),
-                status: status.as_u16(),
-                // The first byte of a stream is its first chunk, set when it arrives.
-                timing: Timing {
-                    sent: sent_at,
-                    first_byte: None,
-                },
-                _in_flight: in_flight,
-            }),
+            idle: state.config.upstream_idle_timeout,
+            write_timeout: state.config.client_write_timeout,
+            strip_usage: ex.strip_usage,
+            output_limit: ex.output_limit,
+            input_estimate: ex.input_estimate,
         };
+        let finisher = Finisher {
+            state: state.clone(),
+            ex: ex.clone(),
+            status: status.as_u16(),
+            // The first byte of a stream is its first chunk, set when it arrives.
+            timing: Timing {
+                sent: sent_at,
+                first_byte: None,
+            },
+            _in_flight: in_flight,
+        };
+        let stream = TappedStream::new(inner, setup, finisher);
         let mut resp = Response::new(Body::from_stream(stream));
         let h = resp.headers_mut();
         h.insert(OVERHEAD_HEADER, overhead_ms(&ex, sent_at, headers_at));
@@ -287,7 +283,7 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
         timing,
         _in_flight: in_flight,
     };
-    finisher.account(usage, model, "completed");
+    finisher.account(usage, model, "completed", false);
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
     resp.headers_mut()
@@ -424,7 +420,7 @@ async fn read_body(upstream: reqwest::Response, idle: Duration) -> Result<Bytes,
 }
 
 /// Accounts a finished exchange, off the response path.
-struct Finisher {
+pub(super) struct Finisher {
     state: AppState,
     ex: Exchange,
     status: u16,
@@ -434,7 +430,19 @@ struct Finisher {
 }
 
 impl Finisher {
-    fn account(self, usage: TokenUsage, answered_model: Option<String>, outcome: &'static str) {
+    /// A stream's first chunk arrived.
+    pub(super) fn first_byte(&mut self) {
+        self.timing.first_byte.get_or_insert_with(Instant::now);
+    }
+
+    /// `estimated`: the usage is the documented estimate of a cut stream.
+    pub(super) fn account(
+        self,
+        usage: TokenUsage,
+        answered_model: Option<String>,
+        outcome: &'static str,
+        estimated: bool,
+    ) {
         let Finisher {
             state,
             ex,
@@ -459,7 +467,7 @@ impl Finisher {
         }
         tracing::info!(
             request_id = %ex.request_id, key = %ex.key_id, account = %ex.account_id,
-            model = %model, status, stream = ex.stream, outcome,
+            model = %model, status, stream = ex.stream, outcome, estimated,
             input = usage.input_tokens, output = usage.output_tokens,
             cache_create = usage.cache_create_tokens(), cache_read = usage.cache_read_tokens,
             cost_nanos, upstream_ms = upstream.as_millis() as u64,
@@ -498,6 +506,8 @@ impl Finisher {
                 cost_nanos,
                 rated_cost_nanos,
                 used_fallback_pricing: fallback,
+                output_limit_lowered_to: ex.reservation.as_ref().and_then(|r| r.output_limit),
+                usage_estimated: estimated,
                 duration_ms,
                 body_preview: ex.preview,
             },
@@ -522,125 +532,6 @@ impl Finisher {
             },
             tracing::info_span!(parent: &ex.span, "account"),
         );
-    }
-}
-
-/// Reads usage from a stream in its protocol.
-enum Tap {
-    Anthropic(StreamUsage),
-    Last(LastUsage),
-}
-
-impl Tap {
-    fn feed(&mut self, chunk: &[u8]) {
-        match self {
-            Tap::Anthropic(t) => t.feed(chunk),
-            Tap::Last(t) => t.feed(chunk),
-        }
-    }
-    fn usage(&self) -> TokenUsage {
-        match self {
-            Tap::Anthropic(t) => t.total(),
-            Tap::Last(t) => t.usage.unwrap_or_default(),
-        }
-    }
-    fn take_model(&mut self) -> Option<String> {
-        match self {
-            Tap::Anthropic(t) => t.model.take(),
-            Tap::Last(t) => t.model.take(),
-        }
-    }
-    fn complete(&self) -> bool {
-        match self {
-            Tap::Anthropic(t) => t.saw_message_stop,
-            Tap::Last(t) => t.saw_end || t.usage.is_some(),
-        }
-    }
-}
-
-/// The upstream SSE body on its way to the client, with the usage tap and an idle timeout.
-struct TappedStream {
-    inner: BoxStream<'static, Result<Bytes, std::io::Error>>,
-    tap: Tap,
-    protocol: Protocol,
-    idle: Duration,
-    sleep: Pin<Box<Sleep>>,
-    ended: bool,
-    finisher: Option<Finisher>,
-}
-
-impl TappedStream {
-    fn finish(&mut self, outcome: &'static str) {
-        self.ended = true;
-        if let Some(f) = self.finisher.take() {
-            let model = self.tap.take_model();
-            f.account(self.tap.usage(), model, outcome);
-        }
-    }
-
-    /// After headers went out, a failure can only be told inside the stream.
-    fn error_event(&self, kind: &str, message: &str) -> Bytes {
-        let status = axum::http::StatusCode::BAD_GATEWAY;
-        let data = self.protocol.error_body(status, kind, message, None);
-        match self.protocol {
-            Protocol::Anthropic => Bytes::from(format!("event: error\ndata: {data}\n\n")),
-            Protocol::OpenAi | Protocol::Gemini => Bytes::from(format!("data: {data}\n\n")),
-        }
-    }
-}
-
-impl Stream for TappedStream {
-    type Item = Result<Bytes, std::io::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        match self.inner.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                if let Some(f) = self.finisher.as_mut() {
-                    f.timing.first_byte.get_or_insert_with(Instant::now);
-                }
-                self.tap.feed(&chunk);
-                let deadline = tokio::time::Instant::now() + self.idle;
-                self.sleep.as_mut().reset(deadline);
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(_))) => {
-                self.finish("upstream_cut");
-                Poll::Ready(Some(Ok(
-                    self.error_event("api_error", "Upstream connection error")
-                )))
-            }
-            Poll::Ready(None) => {
-                let outcome = if self.tap.complete() {
-                    "completed"
-                } else {
-                    "upstream_ended_early"
-                };
-                self.finish(outcome);
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                if self.sleep.as_mut().poll(cx).is_ready() {
-                    self.finish("upstream_idle_timeout");
-                    return Poll::Ready(Some(Ok(
-                        self.error_event("timeout_error", "Upstream timeout")
-                    )));
-                }
-                Poll::Pending
-            }
-        }
-    }
-}
-
-impl Drop for TappedStream {
-    /// The client went away before the end: the upstream request is dropped with `inner`
-    /// (which cancels it), and what was streamed so far is still accounted.
-    fn drop(&mut self) {
-        if !self.ended {
-            self.finish("client_disconnected");
-        }
     }
 }
 

@@ -99,6 +99,8 @@ pub struct StreamUsage {
     pub model: Option<String>,
     pub saw_usage: bool,
     pub saw_message_stop: bool,
+    /// The current message's closing `message_delta` (with its final usage) was seen.
+    pub saw_final_delta: bool,
 }
 
 /// Saturating: absurd upstream figures must not overflow (a panic in debug builds).
@@ -135,6 +137,7 @@ impl StreamUsage {
     fn on_event(&mut self, ev: StreamEvent) {
         match ev.kind.as_str() {
             "message_start" => {
+                self.saw_final_delta = false;
                 let current = std::mem::take(&mut self.current);
                 add(&mut self.done, &current);
                 if let Some(msg) = ev.message {
@@ -151,6 +154,7 @@ impl StreamUsage {
                 if let Some(u) = ev.usage {
                     u.apply(&mut self.current);
                     self.saw_usage = true;
+                    self.saw_final_delta = true;
                 }
             }
             "message_stop" => self.saw_message_stop = true,

@@ -27,6 +27,7 @@ use crate::{
         attempts::{self, Call},
         error::RelayError,
         protocol::Protocol,
+        shape::{self, Dialect},
     },
     scheduler::session,
     state::AppState,
@@ -71,6 +72,7 @@ struct MessagesPeek<'a> {
     #[serde(borrow)]
     system: Option<&'a RawValue>,
     metadata: Option<Metadata>,
+    max_tokens: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +86,7 @@ struct Prepared {
     stream: bool,
     session: Option<String>,
     has_user_id: bool,
+    max_tokens: Option<u64>,
 }
 
 /// Account types that speak the Anthropic Messages protocol.
@@ -126,6 +129,7 @@ async fn prepare(
         ));
     }
     let stream = matches!(peek.stream, Some(serde_json::Value::Bool(true)));
+    let max_tokens = peek.max_tokens.as_ref().and_then(serde_json::Value::as_u64);
     let user_id = peek.metadata.and_then(|m| m.user_id);
     let has_user_id = user_id
         .as_ref()
@@ -144,6 +148,7 @@ async fn prepare(
         stream,
         session,
         has_user_id,
+        max_tokens,
     })
 }
 
@@ -173,12 +178,15 @@ async fn messages_once(state: &AppState, headers: &HeaderMap, uri: &Uri, body: B
         model: &p.model,
         path: uri.path(),
         has_user_id: p.has_user_id,
-        body_len: body.len(),
+        body: &body,
+        requested_output: p.max_tokens,
+        costs: true,
     };
-    let reservation = match limits::admit_request(state, &p.key, headers, &facts).await {
-        Ok(r) => r,
+    let admission = match limits::admit_request(state, &p.key, headers, &facts).await {
+        Ok(a) => a,
         Err(e) => return e.into_response(),
     };
+    let body = shape::with_output_limit(Dialect::AnthropicMessages, body, admission.output_limit);
     let call = Call {
         protocol: Protocol::Anthropic,
         platforms: &CLAUDE_PLATFORMS,
@@ -190,8 +198,10 @@ async fn messages_once(state: &AppState, headers: &HeaderMap, uri: &Uri, body: B
         headers,
         query: uri.query(),
         body,
+        output_limit: admission.output_limit.or(p.max_tokens),
+        strip_usage: false,
     };
-    attempts::run(state, &p.key, &call, reservation).await
+    attempts::run(state, &p.key, &call, admission.reservation).await
 }
 
 async fn count_tokens(
@@ -220,7 +230,21 @@ async fn count_tokens_once(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    // Counting tokens costs nothing and skips the limits, as in the original.
+    // Counting tokens costs nothing, but floods of it would draw upstream rate limits on
+    // shared accounts: it passes the key's concurrency and rate window (no cost reservation).
+    let facts = limits::RequestFacts {
+        service: "claude",
+        model: &p.model,
+        path: uri.path(),
+        has_user_id: p.has_user_id,
+        body: &body,
+        requested_output: None,
+        costs: false,
+    };
+    let admission = match limits::admit_request(state, &p.key, headers, &facts).await {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
     let call = Call {
         protocol: Protocol::Anthropic,
         platforms: &CLAUDE_PLATFORMS,
@@ -232,8 +256,10 @@ async fn count_tokens_once(
         headers,
         query: uri.query(),
         body,
+        output_limit: None,
+        strip_usage: false,
     };
-    let resp = attempts::run(state, &p.key, &call, None).await;
+    let resp = attempts::run(state, &p.key, &call, admission.reservation).await;
     // Some Console-compatible upstreams lack count_tokens; Claude Code copes with a zero.
     if resp.status() == axum::http::StatusCode::NOT_FOUND {
         return Json(json!({"input_tokens": 0})).into_response();

@@ -22,6 +22,7 @@ use crate::{
         attempts::{self, Call},
         error::RelayError,
         protocol::Protocol,
+        shape::{self, Dialect},
     },
     state::AppState,
 };
@@ -103,21 +104,26 @@ async fn generate_once(
             "contents: a list is required".into(),
         ));
     }
-    let reservation = if action == "countTokens" {
-        None
-    } else {
-        let facts = limits::RequestFacts {
-            service: "gemini",
-            model,
-            path: uri.path(),
-            has_user_id: false,
-            body_len: body.len(),
-        };
-        match limits::admit_request(state, &key, headers, &facts).await {
-            Ok(r) => r,
-            Err(e) => return fail(e),
-        }
+    // Counting tokens costs nothing but passes the key's concurrency and rate window.
+    let costs = action != "countTokens";
+    let requested_output = json
+        .get("generationConfig")
+        .and_then(|g| g.get("maxOutputTokens"))
+        .and_then(Value::as_u64);
+    let facts = limits::RequestFacts {
+        service: "gemini",
+        model,
+        path: uri.path(),
+        has_user_id: false,
+        body: &body,
+        requested_output,
+        costs,
     };
+    let admission = match limits::admit_request(state, &key, headers, &facts).await {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let body = shape::with_output_limit(Dialect::Gemini, body, admission.output_limit);
     let endpoint = match action {
         "streamGenerateContent" => "/gemini/streamGenerateContent",
         "countTokens" => "/gemini/countTokens",
@@ -134,8 +140,10 @@ async fn generate_once(
         headers,
         query: uri.query(),
         body,
+        output_limit: admission.output_limit.or(requested_output),
+        strip_usage: false,
     };
-    attempts::run(state, &key, &call, reservation).await
+    attempts::run(state, &key, &call, admission.reservation).await
 }
 
 async fn models(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {

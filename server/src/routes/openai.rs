@@ -26,6 +26,7 @@ use crate::{
         convert::openai_chat,
         error::RelayError,
         protocol::Protocol,
+        shape::{self, Dialect},
     },
     state::AppState,
     store::StoredKey,
@@ -113,9 +114,31 @@ async fn passthrough_once(
             "messages: a non-empty array is required".into()
         }));
     }
-    let reservation = match admit(state, headers, uri, &r, service, body.len()).await {
+    let dialect = if path == "/v1/responses" {
+        Dialect::OpenAiResponses
+    } else {
+        Dialect::OpenAiChat
+    };
+    let requested = requested_output(&r.json, dialect);
+    let admission = match admit(state, headers, uri, &r, service, &body, requested).await {
         Ok(v) => v,
         Err(e) => return fail(e),
+    };
+    // Streams of Chat Completions ask for their usage (OpenAI sends none unless asked); what
+    // the client did not ask for is taken out of the answer again.
+    let mut strip_usage = false;
+    let body = if r.stream && dialect == Dialect::OpenAiChat {
+        let mut obj = match shape::RawObject::parse(&body) {
+            Ok(o) => o,
+            Err(e) => return fail(RelayError::BadRequest(e)),
+        };
+        strip_usage = shape::request_stream_usage(&mut obj);
+        if let Some(limit) = admission.output_limit {
+            shape::set_output_limit(dialect, &mut obj, limit);
+        }
+        obj.to_bytes()
+    } else {
+        shape::with_output_limit(dialect, body, admission.output_limit)
     };
     let session = session(headers, &r.json);
     let call = Call {
@@ -129,8 +152,10 @@ async fn passthrough_once(
         headers,
         query: None,
         body,
+        output_limit: admission.output_limit.or(requested),
+        strip_usage,
     };
-    attempts::run(state, &r.key, &call, reservation).await
+    attempts::run(state, &r.key, &call, admission.reservation).await
 }
 
 const OPENAI: [Platform; 2] = [Platform::OpenaiResponses, Platform::AzureOpenai];
@@ -226,20 +251,32 @@ async fn prepare(
     })
 }
 
+/// The output limit a Chat or Responses request names.
+fn requested_output(json: &Value, dialect: Dialect) -> Option<u64> {
+    let field = |k: &str| json.get(k).and_then(Value::as_u64);
+    match dialect {
+        Dialect::OpenAiResponses => field("max_output_tokens"),
+        _ => field("max_completion_tokens").or_else(|| field("max_tokens")),
+    }
+}
+
 async fn admit(
     state: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
     r: &Request,
     service: &str,
-    body_len: usize,
-) -> Result<Option<limits::Reservation>, RelayError> {
+    body: &[u8],
+    requested_output: Option<u64>,
+) -> Result<limits::Admission, RelayError> {
     let facts = limits::RequestFacts {
         service,
         model: &r.model,
         path: uri.path(),
         has_user_id: false,
-        body_len,
+        body,
+        requested_output,
+        costs: true,
     };
     limits::admit_request(state, &r.key, headers, &facts).await
 }
@@ -301,10 +338,10 @@ async fn converted(
         Ok(b) => b,
         Err(r) => return fail(RelayError::from(r)),
     };
-    let (body, len) = (&body, body.len());
+    let body = &body;
     rerun_if_key_changed(state, headers, uri.query(), || async move {
         match prepare(state, headers, uri, body, service).await {
-            Ok(r) => to_claude(state, headers, uri, r, len).await,
+            Ok(r) => to_claude(state, headers, uri, r, body).await,
             Err(e) => fail(e),
         }
     })
@@ -327,7 +364,7 @@ async fn to_claude(
     headers: &HeaderMap,
     uri: &Uri,
     r: Request,
-    body_len: usize,
+    body: &[u8],
 ) -> Response {
     let req: openai_chat::ChatRequest = match serde_json::from_value(r.json.clone()) {
         Ok(req) => req,
@@ -337,14 +374,19 @@ async fn to_claude(
             )))
         }
     };
-    let anthropic = match openai_chat::to_anthropic(&req) {
+    let mut anthropic = match openai_chat::to_anthropic(&req) {
         Ok(a) => a,
         Err(m) => return fail(RelayError::BadRequest(m)),
     };
-    let reservation = match admit(state, headers, uri, &r, "claude", body_len).await {
+    // The converted request always names its output limit (the client's, or a default).
+    let requested = anthropic.get("max_tokens").and_then(Value::as_u64);
+    let admission = match admit(state, headers, uri, &r, "claude", body, requested).await {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
+    if let Some(limit) = admission.output_limit {
+        anthropic["max_tokens"] = json!(limit);
+    }
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let session = session(headers, &r.json).or_else(|| {
         crate::scheduler::session::from_content(anthropic.get("system"), anthropic.get("messages"))
@@ -360,8 +402,10 @@ async fn to_claude(
         headers: &HeaderMap::new(),
         query: None,
         body: Bytes::from(anthropic.to_string()),
+        output_limit: requested.map(|r| admission.output_limit.unwrap_or(r)),
+        strip_usage: false,
     };
-    let resp = attempts::run(state, &r.key, &call, reservation).await;
+    let resp = attempts::run(state, &r.key, &call, admission.reservation).await;
     if resp
         .extensions()
         .get::<crate::auth::key_cache::KeyChanged>()

@@ -53,6 +53,7 @@ conformance!(
     admin_credentials_round_trip,
     admission_checks_every_limit_and_settles,
     admission_windows_reset,
+    owner_budgets_are_shared_across_keys,
     models_are_indexed_per_day_and_key,
     documents_round_trip,
     a_batch_equals_the_same_events_one_by_one,
@@ -330,13 +331,14 @@ async fn admin_credentials_round_trip(f: Fixture) {
 }
 
 fn limit_plan(key: &str) -> crate::limits::Plan {
-    use crate::limits::{Counter, LimitKind, Plan};
+    use crate::limits::{CostAsk, Counter, LimitKind, Plan};
     Plan {
         key_id: key.into(),
         concurrency: 2,
         window: None,
         counters: vec![
             Counter {
+                scope: key.into(),
                 id: "d:day".into(),
                 limit_nanos: 1000,
                 ttl: Some(Duration::from_secs(60)),
@@ -344,6 +346,7 @@ fn limit_plan(key: &str) -> crate::limits::Plan {
                 reset_at: None,
             },
             Counter {
+                scope: key.into(),
                 id: "t".into(),
                 limit_nanos: 5000,
                 ttl: None,
@@ -351,9 +354,21 @@ fn limit_plan(key: &str) -> crate::limits::Plan {
                 reset_at: None,
             },
         ],
-        estimate_nanos: 100,
+        // Worst case: 100 + 40 tokens × 10 per 1,000 tokens... at 10,000 per 1,000 = 500.
+        cost: Some(CostAsk {
+            input_nanos: 100,
+            output_per_ktok: 10_000,
+            max_output: 40,
+            min_output: 10,
+        }),
         keys_version: None,
     }
+}
+
+fn pairs(key: &str, ids: &[&str]) -> Vec<(String, String)> {
+    ids.iter()
+        .map(|i| (key.to_string(), i.to_string()))
+        .collect()
 }
 
 async fn admission_checks_every_limit_and_settles(f: Fixture) {
@@ -362,8 +377,14 @@ async fn admission_checks_every_limit_and_settles(f: Fixture) {
     let plan = limit_plan("k");
     let ttl = Duration::from_secs(60);
     let a = s.admit(&plan, "r1", ttl).await.unwrap().unwrap();
-    assert_eq!(a.estimate_nanos, 100);
+    assert_eq!(
+        (a.reserved_nanos, a.output_limit),
+        (500, None),
+        "the worst case"
+    );
+    // 500 of the daily 1,000 reserved: the second gets the 500 left, the worst case again.
     let b = s.admit(&plan, "r2", ttl).await.unwrap().unwrap();
+    assert_eq!(b.reserved_nanos, 500);
     // Two in flight: the concurrency limit refuses a third, all or nothing.
     assert_eq!(
         s.admit(&plan, "r3", ttl).await.unwrap(),
@@ -373,69 +394,136 @@ async fn admission_checks_every_limit_and_settles(f: Fixture) {
         })
     );
     let (spent, _) = s
-        .limit_usage("k", &["d:day".into(), "t".into()])
+        .limit_usage("k", &pairs("k", &["d:day", "t"]))
         .await
         .unwrap();
     assert_eq!(spent, vec![0, 0], "reservations are not spending");
-    // The first ends costing 700: its reservation is replaced by the actual cost.
+    // The first ends costing 300: its reservation is replaced by the actual cost.
     let settle = |r: Reservation, actual| Settlement {
         leases: vec![],
         reservation: Some(r),
         actual_nanos: actual,
         tokens: 10,
     };
-    s.settle(&settle(a, 700)).await.unwrap();
+    s.settle(&settle(a, 300)).await.unwrap();
+    // 300 spent + 500 reserved: 200 left, less than the worst case (500) but more than a
+    // minimum answer (100 + 10 tokens = 200): admitted with its output lowered to 10 tokens.
+    let c = s.admit(&plan, "r4", ttl).await.unwrap().unwrap();
+    assert_eq!((c.reserved_nanos, c.output_limit), (200, Some(10)));
     s.settle(&settle(b, 0)).await.unwrap();
+    s.settle(&settle(c, 150)).await.unwrap();
     let (spent, _) = s
-        .limit_usage("k", &["d:day".into(), "t".into()])
+        .limit_usage("k", &pairs("k", &["d:day", "t"]))
         .await
         .unwrap();
-    assert_eq!(spent, vec![700, 700]);
+    assert_eq!(spent, vec![450, 450]);
     assert_eq!(
         s.count_leases(&plan.lease_scope()).await.unwrap(),
         0,
         "settled requests free their slots"
     );
-
-    // 700 spent is under 1000: admitted, with the estimate raised to the key's average (700).
-    let c = s.admit(&plan, "r4", ttl).await.unwrap().unwrap();
-    assert_eq!(c.estimate_nanos, 700);
-    // While it runs, its reservation counts: 700 + 700 ≥ 1000 refuses the next one.
-    assert!(matches!(
-        s.admit(&plan, "r5", ttl).await.unwrap(),
+    // 450 spent: the worst case (500) fits.
+    let d = s.admit(&plan, "r5", ttl).await.unwrap().unwrap();
+    assert_eq!(d.reserved_nanos, 500);
+    // While it runs, its reservation counts: 450 + 500 leaves 50, not enough for a minimum
+    // answer (200): refused by the daily limit, which says how much remains and is needed.
+    match s.admit(&plan, "r6", ttl).await.unwrap() {
         Err(Refusal::Cost {
             kind: LimitKind::Daily,
+            current_nanos: 950,
+            limit_nanos: 1000,
+            needed_nanos: 200,
             ..
-        })
-    ));
+        }) => {}
+        other => panic!("expected the daily limit: {other:?}"),
+    }
     // Recorded as the relay does it, with the actual cost (600).
     s.record_usage(
         &event("k", "acc", "claude-x", 1, 1, 600),
         8,
-        &settle(c, 600),
+        &settle(d, 600),
     )
     .await
     .unwrap();
     let (spent, _) = s
-        .limit_usage("k", &["d:day".into(), "t".into()])
+        .limit_usage("k", &pairs("k", &["d:day", "t"]))
         .await
         .unwrap();
-    assert_eq!(spent, vec![1300, 1300]);
-    match s.admit(&plan, "r6", ttl).await.unwrap() {
+    assert_eq!(spent, vec![1050, 1050]);
+    match s.admit(&plan, "r7", ttl).await.unwrap() {
         Err(Refusal::Cost {
             kind: LimitKind::Daily,
-            current_nanos: 1300,
+            current_nanos: 1050,
             limit_nanos: 1000,
             ..
         }) => {}
         other => panic!("expected the daily limit: {other:?}"),
     }
+    // Requests that cost nothing pass (concurrency and windows only) and reserve nothing.
+    let free = crate::limits::Plan {
+        cost: None,
+        ..limit_plan("k")
+    };
+    let e = s.admit(&free, "r8", ttl).await.unwrap().unwrap();
+    assert_eq!(e.reserved_nanos, 0);
+    s.settle(&settle(e, 0)).await.unwrap();
     // Another key is unaffected.
     assert!(s
         .admit(&limit_plan("other"), "x", ttl)
         .await
         .unwrap()
         .is_ok());
+}
+
+/// A user's budget counter is shared by all their keys.
+async fn owner_budgets_are_shared_across_keys(f: Fixture) {
+    use crate::limits::{CostAsk, Counter, LimitKind, Plan, Refusal, Settlement};
+    let s = &f.store;
+    let ttl = Duration::from_secs(60);
+    let plan = |key: &str| Plan {
+        key_id: key.into(),
+        concurrency: 0,
+        window: None,
+        counters: vec![Counter {
+            scope: "u:alice".into(),
+            id: "ud:day".into(),
+            limit_nanos: 1000,
+            ttl: Some(Duration::from_secs(60)),
+            kind: LimitKind::UserDaily,
+            reset_at: None,
+        }],
+        cost: Some(CostAsk {
+            input_nanos: 0,
+            output_per_ktok: 1_000_000,
+            max_output: 1,
+            min_output: 1,
+        }),
+        keys_version: None,
+    };
+    let a = s.admit(&plan("k1"), "a", ttl).await.unwrap().unwrap();
+    assert_eq!(a.reserved_nanos, 1000);
+    assert!(
+        matches!(
+            s.admit(&plan("k2"), "b", ttl).await.unwrap(),
+            Err(Refusal::Cost {
+                kind: LimitKind::UserDaily,
+                ..
+            })
+        ),
+        "the other key of the same owner sees the reservation"
+    );
+    s.settle(&Settlement {
+        reservation: Some(a),
+        actual_nanos: 400,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (spent, _) = s
+        .limit_usage("k2", &[("u:alice".to_string(), "ud:day".to_string())])
+        .await
+        .unwrap();
+    assert_eq!(spent, vec![400]);
 }
 
 async fn admission_windows_reset(f: Fixture) {
@@ -451,7 +539,7 @@ async fn admission_windows_reset(f: Fixture) {
             max_cost_nanos: 0,
         }),
         counters: vec![],
-        estimate_nanos: 0,
+        cost: None,
         keys_version: None,
     };
     let ttl = Duration::from_secs(60);
@@ -697,7 +785,7 @@ async fn imported_usage_adds_to_buckets_and_limit_counters(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(got, vec![twice, twice]);
-    let (spent, window) = s.limit_usage("imp", &["t".to_string()]).await.unwrap();
+    let (spent, window) = s.limit_usage("imp", &pairs("imp", &["t"])).await.unwrap();
     assert_eq!(spent, vec![14_000]);
     assert!(window.is_none());
     assert_eq!(s.models_used("2026-01-02").await.unwrap(), vec!["claude-x"]);

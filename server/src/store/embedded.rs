@@ -57,11 +57,9 @@ struct Live {
     /// Accounts picked by the scheduler (ms), for least-recently-used order.
     picked: HashMap<String, i64>,
     locks: HashMap<String, (String, Instant)>,
-    /// Admission reservations not settled yet, per `<key id>|<counter id>`.
+    /// Admission reservations not settled yet, per `<scope>|<counter id>`.
     reserved: HashMap<String, u64>,
     windows: HashMap<String, Win>,
-    /// Settled cost and count per key, for admission estimates.
-    avg: HashMap<String, (u64, u64)>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -73,8 +71,9 @@ struct Win {
     reserved: u64,
 }
 
-fn limit_key(key_id: &str, counter: &str) -> String {
-    format!("{key_id}|{counter}")
+/// A cost counter's row: `<scope>|<counter id>` (the scope is the key, or `u:<user>`).
+fn limit_key(scope: &str, counter: &str) -> String {
+    format!("{scope}|{counter}")
 }
 
 fn decode_spent(raw: &[u8], now_secs: u64) -> u64 {
@@ -435,7 +434,7 @@ impl EmbeddedStore {
         Ok(out)
     }
 
-    /// The in-memory part of a settlement: leases, reservations, window, averages.
+    /// The in-memory part of a settlement: leases, reservations, window.
     fn settle_live(&self, s: &Settlement) {
         let mut live = self.live.lock();
         for (scope, lease) in &s.leases {
@@ -449,9 +448,11 @@ impl EmbeddedStore {
                 l.remove(lease);
             }
         }
-        for (c, _) in &r.counters {
-            if let Some(v) = live.reserved.get_mut(&limit_key(&r.key_id, c)) {
-                *v = v.saturating_sub(r.estimate_nanos);
+        if r.reserved_nanos > 0 {
+            for (scope, c, _) in &r.counters {
+                if let Some(v) = live.reserved.get_mut(&limit_key(scope, c)) {
+                    *v = v.saturating_sub(r.reserved_nanos);
+                }
             }
         }
         if r.window {
@@ -460,15 +461,10 @@ impl EmbeddedStore {
                 .get_mut(&r.key_id)
                 .filter(|w| w.start_ms == r.window_start_ms)
             {
-                w.reserved = w.reserved.saturating_sub(r.estimate_nanos);
+                w.reserved = w.reserved.saturating_sub(r.reserved_nanos);
                 w.tok += s.tokens;
                 w.cost += s.actual_nanos;
             }
-        }
-        if s.actual_nanos > 0 {
-            let a = live.avg.entry(r.key_id.clone()).or_default();
-            a.0 += s.actual_nanos;
-            a.1 += 1;
         }
     }
 
@@ -777,7 +773,7 @@ impl Store for EmbeddedStore {
             .map(|r| {
                 r.counters
                     .iter()
-                    .map(|(c, ttl)| (limit_key(&r.key_id, c), *ttl))
+                    .map(|(scope, c, ttl)| (limit_key(scope, c), *ttl))
                     .collect()
             })
             .unwrap_or_default();
@@ -951,7 +947,7 @@ impl Store for EmbeddedStore {
             Some(r) if settlement.actual_nanos > 0 => r
                 .counters
                 .iter()
-                .map(|(c, ttl)| (limit_key(&r.key_id, c), *ttl))
+                .map(|(scope, c, ttl)| (limit_key(scope, c), *ttl))
                 .collect(),
             _ => {
                 self.settle_live(settlement);
@@ -978,19 +974,22 @@ impl Store for EmbeddedStore {
         lease_id: &str,
         lease_ttl: Duration,
     ) -> Result<Result<Reservation, Refusal>, StoreError> {
+        use crate::limits::admission::{self, CounterState, Snapshot, Verdict, WindowState};
         let _turn = self.admission.lock().await;
         self.check_key_copy(plan.keys_version)?;
         let rows: Vec<String> = plan
             .counters
             .iter()
-            .map(|c| limit_key(&plan.key_id, &c.id))
+            .map(|c| limit_key(&c.scope, &c.id))
             .collect();
         let now_secs = Utc::now().timestamp().max(0) as u64;
+        let read_rows = rows.clone();
         let spent: Vec<u64> = self
             .run(move |db| {
                 let r = db.begin_read().map_err(e)?;
                 let t = r.open_table(LIMITS).map_err(e)?;
-                rows.iter()
+                read_rows
+                    .iter()
                     .map(|row| {
                         Ok(t.get(row.as_str())
                             .map_err(e)?
@@ -1003,110 +1002,69 @@ impl Store for EmbeddedStore {
         let now = Instant::now();
         let now_ms = now_ms();
         let mut live = self.live.lock();
-        let mut est = plan.estimate_nanos;
-        if let Some((s, n)) = live.avg.get(&plan.key_id).copied().filter(|(_, n)| *n > 0) {
-            est = est.max(s / n);
-        }
         let scope = plan.lease_scope();
-        if plan.concurrency > 0 {
-            let held = live.lease_count(&scope, now) as u64;
-            if held >= u64::from(plan.concurrency) {
-                return Ok(Err(Refusal::Concurrency {
-                    current: held,
-                    limit: u64::from(plan.concurrency),
-                }));
-            }
-        }
-        let mut window_start = 0;
-        if let Some(w) = &plan.window {
-            let len = w.length.as_millis() as i64;
-            let win = live.windows.entry(plan.key_id.clone()).or_default();
-            if now_ms - win.start_ms >= len {
-                *win = Win {
-                    start_ms: now_ms,
-                    ..Default::default()
-                };
-            }
-            let reset = win.start_ms + len;
-            if w.max_requests > 0 && win.req >= w.max_requests {
-                return Ok(Err(Refusal::WindowRequests {
-                    current: win.req,
-                    limit: w.max_requests,
-                    reset_at_ms: reset,
-                }));
-            }
-            if w.max_tokens > 0 && win.tok >= w.max_tokens {
-                return Ok(Err(Refusal::WindowTokens {
-                    current: win.tok,
-                    limit: w.max_tokens,
-                    reset_at_ms: reset,
-                }));
-            }
-            if w.max_cost_nanos > 0 && win.cost + win.reserved >= w.max_cost_nanos {
-                return Ok(Err(Refusal::WindowCost {
-                    current_nanos: win.cost + win.reserved,
-                    limit_nanos: w.max_cost_nanos,
-                    reset_at_ms: reset,
-                }));
-            }
-            window_start = win.start_ms;
-        }
-        for (c, spent) in plan.counters.iter().zip(&spent) {
-            let used = spent
-                + live
-                    .reserved
-                    .get(&limit_key(&plan.key_id, &c.id))
-                    .copied()
-                    .unwrap_or(0);
-            if used >= c.limit_nanos {
-                return Ok(Err(Refusal::Cost {
-                    kind: c.kind.clone(),
-                    current_nanos: used,
-                    limit_nanos: c.limit_nanos,
-                    reset_at: c.reset_at,
-                }));
-            }
-        }
+        let win = live.windows.get(&plan.key_id).copied().unwrap_or_default();
+        let snapshot = Snapshot {
+            held: if plan.concurrency > 0 {
+                live.lease_count(&scope, now) as u64
+            } else {
+                0
+            },
+            window: WindowState {
+                start_ms: win.start_ms,
+                requests: win.req,
+                tokens: win.tok,
+                cost: win.cost,
+                reserved: win.reserved,
+            },
+            counters: rows
+                .iter()
+                .zip(&spent)
+                .map(|(row, spent)| CounterState {
+                    spent: *spent,
+                    reserved: live.reserved.get(row).copied().unwrap_or(0),
+                })
+                .collect(),
+        };
+        let grant = match admission::decide(plan, &snapshot, now_ms) {
+            Verdict::Refuse(refusal) => return Ok(Err(refusal)),
+            Verdict::Admit(grant) => grant,
+        };
+        // The decision's effects, under the same lock.
         if plan.concurrency > 0 {
             live.leases
-                .entry(scope.clone())
+                .entry(scope)
                 .or_default()
                 .insert(lease_id.to_string(), now + lease_ttl);
         }
-        if let Some(win) = plan
-            .window
-            .as_ref()
-            .and_then(|_| live.windows.get_mut(&plan.key_id))
-        {
-            win.req += 1;
-            win.reserved += est;
+        if plan.window.is_some() {
+            let w = live.windows.entry(plan.key_id.clone()).or_default();
+            if grant.window_reset {
+                *w = Win {
+                    start_ms: grant.window_start_ms,
+                    ..Default::default()
+                };
+            }
+            w.req += 1;
+            w.reserved += grant.reserve_nanos;
         }
-        for c in &plan.counters {
-            *live
-                .reserved
-                .entry(limit_key(&plan.key_id, &c.id))
-                .or_default() += est;
+        if grant.reserve_nanos > 0 {
+            for row in rows {
+                *live.reserved.entry(row).or_default() += grant.reserve_nanos;
+            }
         }
-        Ok(Ok(Reservation {
-            key_id: plan.key_id.clone(),
-            counters: plan
-                .counters
-                .iter()
-                .map(|c| (c.id.clone(), c.ttl))
-                .collect(),
-            window: plan.window.is_some(),
-            window_start_ms: window_start,
-            estimate_nanos: est,
-            lease: (plan.concurrency > 0).then(|| (scope, lease_id.to_string())),
-        }))
+        Ok(Ok(Reservation::of(plan, &grant, lease_id)))
     }
 
     async fn limit_usage(
         &self,
         key_id: &str,
-        counters: &[String],
+        counters: &[(String, String)],
     ) -> Result<(Vec<u64>, Option<(i64, u64, u64, u64)>), StoreError> {
-        let rows: Vec<String> = counters.iter().map(|c| limit_key(key_id, c)).collect();
+        let rows: Vec<String> = counters
+            .iter()
+            .map(|(scope, id)| limit_key(scope, id))
+            .collect();
         let now_secs = Utc::now().timestamp().max(0) as u64;
         let spent = self
             .run(move |db| {

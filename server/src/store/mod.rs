@@ -8,6 +8,8 @@ pub mod redis;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod equivalence;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -583,12 +585,12 @@ pub trait Store: Send + Sync + 'static {
         lease_id: &str,
         lease_ttl: Duration,
     ) -> Result<Result<Reservation, Refusal>, StoreError>;
-    /// What a key has spent on each counter (reserved amounts excluded), and its rate window
-    /// `(started ms, requests, tokens, cost)` if one is running.
+    /// What was spent on each counter `(scope, id)` (reserved amounts excluded), and the key's
+    /// rate window `(started ms, requests, tokens, cost)` if one is running.
     async fn limit_usage(
         &self,
         key_id: &str,
-        counters: &[String],
+        counters: &[(String, String)],
     ) -> Result<(Vec<u64>, Option<(i64, u64, u64, u64)>), StoreError>;
     /// Counters of several buckets (missing ones are zero), in one round trip.
     async fn usage(&self, buckets: &[String]) -> Result<Vec<UsageCounters>, StoreError>;

@@ -172,100 +172,37 @@ return {'none'}
 
 const FAMILIES: [&str; 4] = ["opus", "sonnet", "haiku", "fable"];
 
-/// Admission (see `limits`). KEYS: key leases, window, average, then one hash per cost
-/// counter (fields s = spent, r = reserved). ARGV: lease id, concurrency limit, lease ttl ms,
-/// window ms, max requests, max tokens, max cost, estimate, then per counter: limit, then the
-/// keys version key and the version of the request's key copy ('' = not checked).
-/// Refusals: {'refused', what, current, limit, reset ms}; what is a counter index for costs.
-const ADMIT_LUA: &str = r"
-local kv = ARGV[#ARGV]
-if kv ~= '' and (redis.call('GET', ARGV[#ARGV - 1]) or '0') ~= kv then return {'keys'} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local conc, lease_ttl, win = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local maxreq, maxtok, maxcost = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local est = tonumber(ARGV[8])
-local avg = redis.call('HMGET', KEYS[3], 's', 'n')
-local n = tonumber(avg[2] or '0') or 0
-if n > 0 then
-  local a = math.floor((tonumber(avg[1]) or 0) / n)
-  if a > est then est = a end
-end
-if conc > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-  local c = redis.call('ZCARD', KEYS[1])
-  if c >= conc then return {'refused', 'concurrency', c, conc, 0} end
-end
-local wstart = 0
-if win > 0 then
-  local w = redis.call('HMGET', KEYS[2], 'start', 'req', 'tok', 'cost', 'rc')
-  wstart = tonumber(w[1] or '0') or 0
-  local req, tok, cost, rc = tonumber(w[2] or '0') or 0, tonumber(w[3] or '0') or 0, tonumber(w[4] or '0') or 0, tonumber(w[5] or '0') or 0
-  if now - wstart >= win then
-    redis.call('DEL', KEYS[2])
-    redis.call('HSET', KEYS[2], 'start', now)
-    wstart, req, tok, cost, rc = now, 0, 0, 0, 0
-  end
-  if maxreq > 0 and req >= maxreq then return {'refused', 'window_requests', req, maxreq, wstart + win} end
-  if maxtok > 0 and tok >= maxtok then return {'refused', 'window_tokens', tok, maxtok, wstart + win} end
-  if maxcost > 0 and cost + rc >= maxcost then return {'refused', 'window_cost', cost + rc, maxcost, wstart + win} end
-end
-for i = 4, #KEYS do
-  local c = redis.call('HMGET', KEYS[i], 's', 'r')
-  local used = (tonumber(c[1] or '0') or 0) + (tonumber(c[2] or '0') or 0)
-  local limit = tonumber(ARGV[8 + i - 3])
-  if used >= limit then return {'refused', tostring(i - 4), used, limit, 0} end
-end
-if conc > 0 then
-  redis.call('ZADD', KEYS[1], now + lease_ttl, ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], lease_ttl)
-end
-if win > 0 then
-  redis.call('HINCRBY', KEYS[2], 'req', 1)
-  redis.call('HINCRBY', KEYS[2], 'rc', est)
-  redis.call('PEXPIRE', KEYS[2], win)
-end
-for i = 4, #KEYS do redis.call('HINCRBY', KEYS[i], 'r', est) end
-return {'ok', est, wstart}
-";
+/// Admission and settlement: the rules of `limits::admission`, as Lua kept beside them.
+const ADMIT_LUA: &str = include_str!("../limits/admit.lua");
+const SETTLE_LUA: &str = include_str!("../limits/settle.lua");
 
-/// Settlement: same KEYS as admission. ARGV: lease id (or ''), estimate, actual, tokens,
-/// window start (0 = no window), then per counter: ttl seconds (0 = keep).
-const SETTLE_LUA: &str = r"
-if ARGV[1] ~= '' then redis.call('ZREM', KEYS[1], ARGV[1]) end
-local est, actual, tokens, wstart = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-if wstart > 0 and tonumber(redis.call('HGET', KEYS[2], 'start') or '-1') == wstart then
-  if est > 0 and redis.call('HINCRBY', KEYS[2], 'rc', -est) < 0 then redis.call('HSET', KEYS[2], 'rc', 0) end
-  redis.call('HINCRBY', KEYS[2], 'tok', tokens)
-  redis.call('HINCRBY', KEYS[2], 'cost', actual)
-end
-if actual > 0 then
-  redis.call('HINCRBY', KEYS[3], 's', actual)
-  redis.call('HINCRBY', KEYS[3], 'n', 1)
-end
-for i = 4, #KEYS do
-  if actual > 0 then redis.call('HINCRBY', KEYS[i], 's', actual) end
-  if est > 0 and redis.call('HINCRBY', KEYS[i], 'r', -est) < 0 then redis.call('HSET', KEYS[i], 'r', 0) end
-  local ttl = tonumber(ARGV[5 + i - 3])
-  if ttl > 0 then redis.call('EXPIRE', KEYS[i], ttl) end
-end
-return 1
-";
-
-fn limiter_keys(key_id: &str, counters: impl Iterator<Item = String>) -> Vec<String> {
+/// The Redis keys of a key's limiter: its leases, its window, then each cost counter (under
+/// its scope: the key, or its owner's budget).
+fn limiter_keys<'a>(
+    key_id: &str,
+    counters: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<String> {
     let mut keys = vec![
         format!("{P}lease:{}", crate::store::key_lease_scope(key_id)),
         format!("{P}lim:{{{key_id}}}:win"),
-        format!("{P}lim:{{{key_id}}}:avg"),
     ];
-    keys.extend(counters.map(|c| format!("{P}lim:{{{key_id}}}:c:{c}")));
+    keys.extend(counters.map(|(scope, id)| counter_key(scope, id)));
     keys
+}
+
+fn counter_key(scope: &str, id: &str) -> String {
+    format!("{P}lim:{{{scope}}}:c:{id}")
 }
 
 /// EVALSHA for the settlement, to ride in a pipeline.
 fn settle_cmd(script: &Script, s: &Settlement) -> Option<::redis::Cmd> {
     let r = s.reservation.as_ref()?;
-    let keys = limiter_keys(&r.key_id, r.counters.iter().map(|(id, _)| id.clone()));
+    let keys = limiter_keys(
+        &r.key_id,
+        r.counters
+            .iter()
+            .map(|(scope, id, _)| (scope.as_str(), id.as_str())),
+    );
     let mut cmd = ::redis::cmd("EVALSHA");
     cmd.arg(script.get_hash()).arg(keys.len());
     for k in &keys {
@@ -273,11 +210,11 @@ fn settle_cmd(script: &Script, s: &Settlement) -> Option<::redis::Cmd> {
     }
     let lease = r.lease.as_ref().map(|l| l.1.as_str()).unwrap_or("");
     cmd.arg(lease)
-        .arg(r.estimate_nanos)
+        .arg(r.reserved_nanos)
         .arg(s.actual_nanos)
         .arg(s.tokens)
         .arg(if r.window { r.window_start_ms } else { 0 });
-    for (_, ttl) in &r.counters {
+    for (_, _, ttl) in &r.counters {
         cmd.arg(ttl.map(|t| t.as_secs()).unwrap_or(0));
     }
     Some(cmd)
@@ -887,12 +824,18 @@ impl Store for RedisStore {
         lease_id: &str,
         lease_ttl: Duration,
     ) -> Result<Result<Reservation, Refusal>, StoreError> {
-        let keys = limiter_keys(&plan.key_id, plan.counters.iter().map(|c| c.id.clone()));
+        let keys = limiter_keys(
+            &plan.key_id,
+            plan.counters
+                .iter()
+                .map(|c| (c.scope.as_str(), c.id.as_str())),
+        );
         let mut inv = self.scripts.admit.prepare_invoke();
         for k in &keys {
             inv.key(k);
         }
         let w = plan.window.as_ref();
+        let cost = plan.cost.as_ref();
         inv.arg(lease_id)
             .arg(plan.concurrency)
             .arg(lease_ttl.as_millis().max(1) as u64)
@@ -900,7 +843,11 @@ impl Store for RedisStore {
             .arg(w.map(|w| w.max_requests).unwrap_or(0))
             .arg(w.map(|w| w.max_tokens).unwrap_or(0))
             .arg(w.map(|w| w.max_cost_nanos).unwrap_or(0))
-            .arg(plan.estimate_nanos);
+            .arg(if cost.is_some() { 1 } else { 0 })
+            .arg(cost.map(|c| c.input_nanos).unwrap_or(0))
+            .arg(cost.map(|c| c.output_per_ktok).unwrap_or(0))
+            .arg(cost.map(|c| c.max_output).unwrap_or(0))
+            .arg(cost.map(|c| c.min_output).unwrap_or(0));
         for c in &plan.counters {
             inv.arg(c.limit_nanos);
         }
@@ -918,24 +865,22 @@ impl Store for RedisStore {
         };
         match text(parts.first()).as_deref() {
             Some("keys") => Err(StoreError::KeyChanged),
-            Some("ok") => Ok(Ok(Reservation {
-                key_id: plan.key_id.clone(),
-                counters: plan
-                    .counters
-                    .iter()
-                    .map(|c| (c.id.clone(), c.ttl))
-                    .collect(),
-                window: plan.window.is_some(),
-                window_start_ms: num(2),
-                estimate_nanos: num(1).max(0) as u64,
-                lease: (plan.concurrency > 0).then(|| (plan.lease_scope(), lease_id.to_string())),
-            })),
+            Some("ok") => {
+                let grant = crate::limits::admission::Grant {
+                    reserve_nanos: num(1).max(0) as u64,
+                    output_limit: u64::try_from(num(3)).ok(),
+                    window_start_ms: num(2),
+                    window_reset: false,
+                };
+                Ok(Ok(Reservation::of(plan, &grant, lease_id)))
+            }
             _ => Ok(Err(crate::limits::refusal_from(
                 plan,
                 text(parts.get(1)).as_deref().unwrap_or(""),
                 num(2),
                 num(3),
                 num(4),
+                num(5),
             ))),
         }
     }
@@ -943,7 +888,7 @@ impl Store for RedisStore {
     async fn limit_usage(
         &self,
         key_id: &str,
-        counters: &[String],
+        counters: &[(String, String)],
     ) -> Result<(Vec<u64>, Option<(i64, u64, u64, u64)>), StoreError> {
         let mut pipe = ::redis::pipe();
         pipe.cmd("HMGET")
@@ -952,8 +897,8 @@ impl Store for RedisStore {
             .arg("req")
             .arg("tok")
             .arg("cost");
-        for c in counters {
-            pipe.hget(format!("{P}lim:{{{key_id}}}:c:{c}"), "s");
+        for (scope, id) in counters {
+            pipe.hget(counter_key(scope, id), "s");
         }
         let (win, spent): (Vec<Option<i64>>, Vec<Option<u64>>) = {
             let v: Vec<Value> = pipe.query_async(&mut self.conn()).await.map_err(err)?;

@@ -604,6 +604,8 @@ pub async fn test_account(
         headers: &headers,
         query: None,
         body: Bytes::from(payload.to_string()),
+        output_limit: None,
+        strip_usage: false,
     };
     let request = crate::upstream::request(&state, &a, &call)
         .await
@@ -625,6 +627,9 @@ pub async fn test_account(
         protocol,
         span: tracing::Span::current(),
         preview: None,
+        output_limit: None,
+        input_estimate: 0,
+        strip_usage: false,
     };
     let (status, answer) = match passthrough::send(&state, request, ex).await {
         Attempt::Delivered(resp) => (resp.status().as_u16(), body_text(resp).await),

@@ -453,8 +453,39 @@ pub async fn limits_report(
             None,
         ));
     }
+    // The owner's budget, shared by all their keys.
+    let mut owner_rows: Vec<(Vec<String>, String, f64, Option<String>)> = Vec::new();
+    if k.user_id.is_some() {
+        owner_rows.push((
+            vec!["ownerBudget".into(), "dailyCost".into()],
+            format!("ud:{}", p.day),
+            k.owner_budget.daily_cost,
+            Some(midnight.clone()),
+        ));
+        owner_rows.push((
+            vec!["ownerBudget".into(), "monthlyCost".into()],
+            format!("um:{}", p.month),
+            k.owner_budget.monthly_cost,
+            Some(format_time(crate::limits::next_month(now, tz))),
+        ));
+    }
     rows.retain(|r| usd_to_nanos(r.2) > 0);
-    let ids: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
+    owner_rows.retain(|r| usd_to_nanos(r.2) > 0);
+    let owner_scope = k
+        .user_id
+        .as_deref()
+        .map(crate::limits::user_scope)
+        .unwrap_or_default();
+    let ids: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (k.id.clone(), r.1.clone()))
+        .chain(
+            owner_rows
+                .iter()
+                .map(|r| (owner_scope.clone(), r.1.clone())),
+        )
+        .collect();
+    rows.extend(owner_rows);
     let (spent, window) = state.store.limit_usage(&k.id, &ids).await?;
     let mut report = json!({});
     for (row, spent) in rows.iter().zip(spent) {

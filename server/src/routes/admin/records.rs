@@ -106,7 +106,7 @@ pub async fn csv(
 ) -> Result<Response, AdminError> {
     let rows = matching(&state, &q).await?;
     let mut out = String::from(
-        "timestamp,request_id,key_id,key_name,account_id,account_name,model,endpoint,status,stream,input_tokens,output_tokens,cache_create_tokens,cache_read_tokens,cost_usd,rated_cost_usd,duration_ms\n",
+        "timestamp,request_id,key_id,key_name,account_id,account_name,model,endpoint,status,stream,input_tokens,output_tokens,cache_create_tokens,cache_read_tokens,cost_usd,rated_cost_usd,duration_ms,output_limit_lowered_to,usage_estimated\n",
     );
     for row in rows {
         let r = &row.record;
@@ -128,6 +128,10 @@ pub async fn csv(
             format!("{:.9}", r.cost_nanos as f64 / 1e9),
             format!("{:.9}", r.rated_cost_nanos as f64 / 1e9),
             r.duration_ms.to_string(),
+            r.output_limit_lowered_to
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            r.usage_estimated.to_string(),
         ];
         out.push_str(&fields.join(","));
         out.push('\n');
