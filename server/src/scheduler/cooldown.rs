@@ -651,26 +651,31 @@ mod tests {
         bodies
     }
 
-    proptest! {
-        /// Whatever client text an upstream quotes into a request error, in any provider's
-        /// shape, the account is untouched: no class, no rest, no block, no failover.
-        #[test]
-        fn quoted_client_text_changes_nothing(
-            code in prop::sample::select(vec![400u16, 403, 404, 413, 422]),
-            prefix in prop::sample::select(QUOTING.to_vec()),
-            phrase in prop::option::of(prop::sample::select(PHRASES.to_vec())),
-            before in ".{0,40}",
-            after in ".{0,40}",
-            close in prop::sample::select(vec!["", "'", "`", "'.", " is not supported"]),
-        ) {
-            let quoted = match phrase {
-                Some(p) => format!("{before}{p}{after}"),
-                None => format!("{before}{after}"),
-            };
-            let message = format!("{prefix}{quoted}{close}");
-            for (body, headers) in quoted_bodies(code, &message) {
-                let v = status(code, &headers, &body);
-                prop_assert_eq!(&v, &Verdict::pass_through(), "{} {}", code, body);
+    /// In the `proptests` modules the README's `cargo test -p server --lib proptests` runs.
+    mod proptests {
+        use super::*;
+
+        proptest! {
+            /// Whatever client text an upstream quotes into a request error, in any provider's
+            /// shape, the account is untouched: no class, no rest, no block, no failover.
+            #[test]
+            fn quoted_client_text_changes_nothing(
+                code in prop::sample::select(vec![400u16, 403, 404, 413, 422]),
+                prefix in prop::sample::select(QUOTING.to_vec()),
+                phrase in prop::option::of(prop::sample::select(PHRASES.to_vec())),
+                before in ".{0,40}",
+                after in ".{0,40}",
+                close in prop::sample::select(vec!["", "'", "`", "'.", " is not supported"]),
+            ) {
+                let quoted = match phrase {
+                    Some(p) => format!("{before}{p}{after}"),
+                    None => format!("{before}{after}"),
+                };
+                let message = format!("{prefix}{quoted}{close}");
+                for (body, headers) in quoted_bodies(code, &message) {
+                    let v = status(code, &headers, &body);
+                    prop_assert_eq!(&v, &Verdict::pass_through(), "{} {}", code, body);
+                }
             }
         }
     }
