@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::model_name::{is_valid_model_name, model_matches, normalize_model};
+
 /// The kinds of upstream account, with the original's wire names. More arrive with their issues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -241,9 +243,14 @@ impl ApiKey {
             .unwrap_or(1.0)
     }
 
-    /// Whether the model is on the key's blacklist.
+    /// Whether the model is on the key's blacklist: entries and the model compared by their
+    /// normalised names (`crate::model_name`), an entry ending in `*` a prefix of it.
     pub fn model_blocked(&self, model: &str) -> bool {
-        self.enable_model_restriction && self.restricted_models.iter().any(|m| m == model)
+        self.enable_model_restriction
+            && self
+                .restricted_models
+                .iter()
+                .any(|m| model_matches(m, model))
     }
     /// Whether the key may use a service (`claude`, `gemini`, `openai`).
     pub fn allows_service(&self, service: &str) -> bool {
@@ -330,9 +337,10 @@ impl Account {
     }
 }
 
-/// The model family a Claude model belongs to, for family-only rate limits.
+/// The model family a Claude model belongs to, for family-only rate limits (by its
+/// normalised name).
 pub fn model_family(model: &str) -> Option<&'static str> {
-    let m = model.to_ascii_lowercase();
+    let m = normalize_model(model);
     ["opus", "sonnet", "haiku", "fable"]
         .into_iter()
         .find(|f| m.contains(f))
@@ -1071,6 +1079,39 @@ mod tests {
         key.permissions = vec!["gemini".into()];
         assert!(!key.allows_service("claude"));
         assert!(key.allows_service("gemini"));
+    }
+
+    #[test]
+    fn a_restriction_holds_for_every_form_of_the_model() {
+        let mut key = ApiKey {
+            enable_model_restriction: true,
+            restricted_models: vec!["claude-opus-4-1".into()],
+            ..Default::default()
+        };
+        for refused in [
+            "claude-opus-4-1",
+            "claude-opus-4-1-20250805",
+            "CLAUDE-OPUS-4-1",
+            "claude-opus-4-1@20250805",
+            "anthropic.claude-opus-4-1-20250805-v1:0",
+            "us.anthropic.claude-opus-4-1-20250805-v1:0",
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-opus-4-1-20250805-v1:0",
+        ] {
+            assert!(key.model_blocked(refused), "{refused}");
+        }
+        for allowed in ["claude-opus-4", "claude-opus-4-5", "claude-sonnet-4-5"] {
+            assert!(!key.model_blocked(allowed), "{allowed}");
+        }
+        key.restricted_models = vec!["Claude-Opus-*".into()];
+        assert!(key.model_blocked("us.anthropic.claude-opus-4-5-20251101-v1:0"));
+        assert!(!key.model_blocked("claude-sonnet-4-5"));
+        key.enable_model_restriction = false;
+        assert!(!key.model_blocked("claude-opus-4-1"));
+        assert_eq!(
+            model_family("us.anthropic.claude-opus-4-1-20250805-v1:0"),
+            Some("opus")
+        );
+        assert_eq!(model_family("gpt-4o"), None);
     }
 
     #[test]

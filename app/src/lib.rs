@@ -5,6 +5,7 @@
 #![recursion_limit = "256"]
 
 pub mod domain;
+pub mod model_name;
 pub mod pages;
 pub mod server_fns;
 

@@ -424,12 +424,10 @@ pub fn week_start(now: DateTime<Utc>, tz_hours: i32, day: u8, hour: u8) -> DateT
         .unwrap_or(now)
 }
 
-/// A model-limit pattern: an exact name, or a prefix ending in `*`.
+/// A model-limit pattern: a name, or a prefix ending in `*`, compared with the model by their
+/// normalised names (`app::model_name`), so a limit holds for the dated, Vertex and Bedrock forms.
 pub fn pattern_matches(pattern: &str, model: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => model.starts_with(prefix),
-        None => pattern == model,
-    }
+    app::domain::model_matches(pattern, model)
 }
 
 /// The scope of a user's budget counters.
@@ -497,7 +495,9 @@ pub fn plan(key: &ApiKey, facts: &Facts<'_>) -> Plan {
         LimitKind::Weekly,
         next_week,
     );
-    if app::domain::model_family(facts.model).is_some() && facts.model.starts_with("claude") {
+    if app::domain::model_family(facts.model).is_some()
+        && app::domain::normalize_model(facts.model).starts_with("claude")
+    {
         add(
             k,
             format!("wo:{week_id}"),

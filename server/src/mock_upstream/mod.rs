@@ -12,6 +12,7 @@
 //! | `no-stop` | a stream that ends without `message_stop` |
 //! | `malformed` | a stream with junk lines between the events |
 //! | `family-limit` | 429 with `anthropic-ratelimit-unified-reset` one minute ahead |
+//! | `quote-<code>` | that status with a request error in the provider's shape whose message quotes the client's input (its last message or input text, else its model), as upstreams do (`messages.0.content: …`, `Invalid value: '…'`, `model: …`) |
 //! | `usage-<n>` | Messages answers report `n` input tokens; combines with `+` (`usage-9+drip-20`) |
 //! | `long-<n>` | streams answer with `n` text deltas of one token (`"tok "`, 4 bytes) each, reporting `n` output tokens; combines with `+` (`long-400+drip-5`) |
 //! | `big-<n>` | streams answer with `n` text deltas of 1,000 bytes each (to fill a client's socket buffers) |
@@ -181,6 +182,7 @@ enum Behaviour {
     NoStop,
     Malformed,
     FamilyLimit,
+    Quote(u16),
 }
 
 fn behaviour(s: Scenario, path: &str) -> Behaviour {
@@ -203,6 +205,9 @@ fn behaviour(s: Scenario, path: &str) -> Behaviour {
     let num = |p: &str| name.strip_prefix(p).and_then(|n| n.parse::<u64>().ok());
     if let Some(code) = num("status-") {
         return Behaviour::Status(code as u16);
+    }
+    if let Some(code) = num("quote-") {
+        return Behaviour::Quote(code as u16);
     }
     if let Some(code) = num("html-") {
         return Behaviour::Html(code as u16);
@@ -334,6 +339,106 @@ async fn failure(b: &Behaviour, error_body: impl Fn(u16) -> Value) -> Option<Res
     }
 }
 
+/// The provider shapes of a quoting request error.
+#[derive(Clone, Copy)]
+enum Shape {
+    Anthropic,
+    OpenAi,
+    Gemini,
+    Bedrock,
+}
+
+/// The client's own text in a request: the last message's (or input's) text, else the model.
+fn client_text(body: &Bytes, path_model: Option<&str>) -> String {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let text_of = |c: &Value| -> Option<String> {
+        match c {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(parts) => parts
+                .iter()
+                .find_map(|p| p.get("text").and_then(Value::as_str).map(str::to_string)),
+            _ => None,
+        }
+    };
+    v.get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last())
+        .and_then(|m| m.get("content"))
+        .and_then(text_of)
+        .or_else(|| v.get("input").and_then(text_of))
+        .or_else(|| {
+            v.get("contents")
+                .and_then(Value::as_array)
+                .and_then(|c| c.last())
+                .and_then(|c| c.get("parts"))
+                .and_then(text_of)
+        })
+        .or_else(|| v.get("model").and_then(Value::as_str).map(str::to_string))
+        .or_else(|| path_model.map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A request error that quotes the client (`quote-<code>`), in the provider's shape.
+fn quoting_error(shape: Shape, code: u16, body: &Bytes, path_model: Option<&str>) -> Response {
+    let text = client_text(body, path_model);
+    let message = match code {
+        400 => format!("messages.0.content: {text}"),
+        403 => format!("Invalid value: '{text}'"),
+        404 => format!("model: {text}"),
+        413 => format!("Request too large for input: {text}"),
+        _ => format!("Invalid 'input[0]': {text}"),
+    };
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+    let (json, aws_type) = match shape {
+        Shape::Anthropic => {
+            let kind = match code {
+                404 => "not_found_error",
+                413 => "request_too_large",
+                _ => "invalid_request_error",
+            };
+            (
+                json!({"type": "error", "error": {"type": kind, "message": message}}),
+                None,
+            )
+        }
+        Shape::OpenAi => {
+            let code_field = match code {
+                403 | 404 => json!("model_not_found"),
+                _ => Value::Null,
+            };
+            (
+                json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code_field}}),
+                None,
+            )
+        }
+        Shape::Gemini => {
+            let status = match code {
+                404 => "NOT_FOUND",
+                403 => "FAILED_PRECONDITION",
+                _ => "INVALID_ARGUMENT",
+            };
+            (
+                json!({"error": {"code": code, "message": message, "status": status}}),
+                None,
+            )
+        }
+        Shape::Bedrock => (
+            json!({"message": message}),
+            Some(if code == 404 {
+                "ResourceNotFoundException"
+            } else {
+                "ValidationException"
+            }),
+        ),
+    };
+    let mut resp = (status, Json(json)).into_response();
+    if let Some(t) = aws_type {
+        resp.headers_mut()
+            .insert("x-amzn-errortype", HeaderValue::from_static(t));
+    }
+    resp
+}
+
 fn anthropic_error(code: u16) -> Value {
     let kind = match code {
         400 => "invalid_request_error",
@@ -424,6 +529,14 @@ async fn bedrock(
             .into_response();
     }
     let b = behaviour(s, uri.path());
+    if let Behaviour::Quote(code) = b {
+        return quoting_error(
+            Shape::Bedrock,
+            code,
+            &body,
+            params.get("model_id").map(String::as_str),
+        );
+    }
     if let Some(resp) = failure(
         &b,
         |c| json!({"message": format!("mock bedrock error {c}")}),
@@ -493,6 +606,9 @@ async fn messages(
         return (StatusCode::BAD_REQUEST, Json(anthropic_error(400))).into_response();
     }
     let b = behaviour(s, uri.path());
+    if let Behaviour::Quote(code) = b {
+        return quoting_error(Shape::Anthropic, code, &body, None);
+    }
     if let Some(resp) = failure(&b, anthropic_error).await {
         return resp;
     }
@@ -557,6 +673,9 @@ async fn chat_completions(
 ) -> Response {
     remember(&log, &uri, &headers, &body);
     let b = behaviour(s, uri.path());
+    if let Behaviour::Quote(code) = b {
+        return quoting_error(Shape::OpenAi, code, &body, None);
+    }
     if let Some(resp) = failure(&b, openai_error).await {
         return resp;
     }
@@ -620,6 +739,9 @@ async fn responses(
 ) -> Response {
     remember(&log, &uri, &headers, &body);
     let b = behaviour(s, uri.path());
+    if let Behaviour::Quote(code) = b {
+        return quoting_error(Shape::OpenAi, code, &body, None);
+    }
     if let Some(resp) = failure(&b, openai_error).await {
         return resp;
     }
@@ -689,11 +811,15 @@ async fn gemini(
     body: Bytes,
 ) -> Response {
     remember(&log, &uri, &headers, &body);
+    let model_action = params.get("model_action").cloned().unwrap_or_default();
     let b = behaviour(s, uri.path());
+    if let Behaviour::Quote(code) = b {
+        let model = model_action.split(':').next();
+        return quoting_error(Shape::Gemini, code, &body, model);
+    }
     if let Some(resp) = failure(&b, gemini_error).await {
         return resp;
     }
-    let model_action = params.get("model_action").cloned().unwrap_or_default();
     let (model, action) = model_action
         .split_once(':')
         .unwrap_or((model_action.as_str(), "generateContent"));

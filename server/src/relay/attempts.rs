@@ -27,8 +27,9 @@ pub struct Call<'a> {
     pub platforms: &'a [Platform],
     /// The client-facing endpoint, for records and logs (`/v1/messages`).
     pub endpoint: &'static str,
-    /// The upstream path: `/v1/messages`, `/v1/responses`, `/v1/chat/completions`, or for Gemini
-    /// `<model>:<action>`.
+    /// The upstream path: `/v1/messages`, `/v1/responses`, `/v1/chat/completions`, for Gemini
+    /// `<model>:<action>`, for a client-named Azure deployment
+    /// `upstream::azure::with_client_deployment`.
     pub upstream_path: String,
     pub model: &'a str,
     pub stream: bool,
@@ -152,6 +153,11 @@ async fn attempts(
             Err(e) => {
                 held.lease = None;
                 passthrough::release(state, selected.lease, None);
+                // The request itself cannot be sent (an invalid id in it): no other account
+                // would fare better.
+                if matches!(e, RelayError::BadRequest(_)) {
+                    return Err(e.respond(call.protocol));
+                }
                 tried.push(account_id);
                 last = Some(e.respond(call.protocol));
                 continue;

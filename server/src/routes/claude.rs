@@ -96,6 +96,18 @@ const CLAUDE_PLATFORMS: [Platform; 3] = [
     Platform::Bedrock,
 ];
 
+/// The requested model name may end up in an upstream URL (Bedrock ids, Gemini and Azure
+/// paths): only names of the safe shape (`app::domain::is_valid_model_name`) are relayed.
+pub(crate) fn check_model_name(model: &str) -> Result<(), RelayError> {
+    if app::domain::is_valid_model_name(model) {
+        return Ok(());
+    }
+    Err(RelayError::BadRequest(format!(
+        "model: not a valid model name (letters, digits and . _ - : / @ [ ] only, no '..', at most {} characters)",
+        app::model_name::MAX_MODEL_NAME_LEN
+    )))
+}
+
 async fn prepare(
     state: &AppState,
     headers: &HeaderMap,
@@ -119,6 +131,7 @@ async fn prepare(
             ))
         }
     };
+    check_model_name(&model)?;
     let messages_ok = peek.messages.is_some_and(|m| {
         let t = m.get().trim();
         t.starts_with('[') && t[1..].trim_start() != "]"

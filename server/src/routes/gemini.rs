@@ -4,7 +4,10 @@
 use app::domain::Platform;
 use axum::{
     body::Bytes,
-    extract::{rejection::BytesRejection, Path, State},
+    extract::{
+        rejection::{BytesRejection, PathRejection},
+        Path, State,
+    },
     http::{HeaderMap, StatusCode, Uri},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -25,6 +28,7 @@ use crate::{
         shape::{self, Dialect},
     },
     state::AppState,
+    upstream::gemini,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -41,29 +45,59 @@ fn fail(e: RelayError) -> Response {
     e.respond(Protocol::Gemini)
 }
 
+/// The decoded `{model_action}` segment, checked before anything else: it becomes part of the
+/// upstream URL, so the model id must be a plain id (`upstream::gemini::valid_model_id`) and
+/// the method one the relay passes (`upstream::gemini::ACTIONS`). Encoded traversal, `?`, `#`,
+/// `\`, spaces or non-ASCII are a 400 `INVALID_ARGUMENT`; a well-formed but unknown method a
+/// 404, as Gemini answers it.
+fn check_model_action(path: Result<Path<String>, PathRejection>) -> Result<String, RelayError> {
+    let invalid = || {
+        RelayError::BadRequest(
+            "Invalid model name in the request path (letters, digits, . _ - only)".into(),
+        )
+    };
+    let Ok(Path(model_action)) = path else {
+        return Err(invalid());
+    };
+    let (model, action) = match model_action.split_once(':') {
+        Some((m, a)) => (m, Some(a)),
+        None => (model_action.as_str(), None),
+    };
+    if !gemini::valid_model_id(model) || !app::domain::is_valid_model_name(model) {
+        return Err(invalid());
+    }
+    let Some(action) = action else {
+        return Err(RelayError::NotFound(format!(
+            "Unknown method: models/{model}"
+        )));
+    };
+    if !gemini::ACTIONS.contains(&action) {
+        if action.is_empty() || !action.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(RelayError::BadRequest(
+                "Invalid method in the request path".into(),
+            ));
+        }
+        return Err(RelayError::NotFound(format!("Unknown method: {action}")));
+    }
+    Ok(model_action)
+}
+
 async fn generate(
     State(state): State<AppState>,
-    Path(model_action): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let model_action = match check_model_action(path) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
     let body = match body {
         Ok(b) => b,
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return fail(RelayError::TooLarge),
         Err(r) => return fail(RelayError::BadRequest(r.body_text())),
     };
-    let Some((_, action)) = model_action.split_once(':') else {
-        return fail(RelayError::NotFound(format!(
-            "Unknown method: models/{model_action}"
-        )));
-    };
-    if !matches!(
-        action,
-        "generateContent" | "streamGenerateContent" | "countTokens"
-    ) {
-        return fail(RelayError::NotFound(format!("Unknown method: {action}")));
-    }
     rerun_if_key_changed(&state, &headers, uri.query(), || {
         generate_once(&state, &headers, &uri, &model_action, body.clone())
     })

@@ -5,7 +5,10 @@
 use app::domain::Platform;
 use axum::{
     body::{Body, Bytes},
-    extract::{rejection::BytesRejection, State},
+    extract::{
+        rejection::{BytesRejection, PathRejection},
+        Path, State,
+    },
     http::{header, HeaderMap, HeaderValue, Uri},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -44,6 +47,73 @@ pub fn routes() -> Router<AppState> {
         .route("/azure/chat/completions", post(azure_chat))
         .route("/azure/responses", post(azure_responses))
         .route("/azure/models", get(models))
+        // What `openai.AzureOpenAI(azure_endpoint=<relay>/azure)` calls.
+        .route(
+            "/azure/openai/deployments/{deployment}/chat/completions",
+            post(azure_sdk_chat),
+        )
+        .route(
+            "/azure/openai/deployments/{deployment}/responses",
+            post(azure_sdk_responses),
+        )
+        .route("/azure/openai/responses", post(azure_responses))
+}
+
+/// The `{deployment}` of the SDK's path, decoded and validated: it may name the model and the
+/// upstream deployment, so anything but a plain deployment name is a 400 here.
+fn client_deployment(path: Result<Path<String>, PathRejection>) -> Result<String, RelayError> {
+    match path {
+        Ok(Path(d)) if crate::upstream::azure::valid_deployment(&d) => Ok(d),
+        _ => Err(RelayError::BadRequest(
+            "Invalid deployment name in the request path (letters, digits, . _ - only)".into(),
+        )),
+    }
+}
+
+async fn azure_sdk_chat(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let deployment = match client_deployment(path) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    passthrough_to(
+        &state,
+        &headers,
+        &uri,
+        body,
+        &AZURE,
+        "/v1/chat/completions",
+        Some(&deployment),
+    )
+    .await
+}
+
+async fn azure_sdk_responses(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let deployment = match client_deployment(path) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    passthrough_to(
+        &state,
+        &headers,
+        &uri,
+        body,
+        &AZURE,
+        "/v1/responses",
+        Some(&deployment),
+    )
+    .await
 }
 
 async fn azure_chat(
@@ -73,12 +143,33 @@ async fn passthrough(
     platforms: &'static [Platform],
     path: &'static str,
 ) -> Response {
+    passthrough_to(state, headers, uri, body, platforms, path, None).await
+}
+
+/// `passthrough`, with the (validated) deployment an Azure SDK path names.
+async fn passthrough_to(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: Result<Bytes, BytesRejection>,
+    platforms: &'static [Platform],
+    path: &'static str,
+    deployment: Option<&str>,
+) -> Response {
     let body = match body {
         Ok(b) => b,
         Err(r) => return fail(RelayError::from(r)),
     };
     rerun_if_key_changed(state, headers, uri.query(), || {
-        passthrough_once(state, headers, uri, body.clone(), platforms, path)
+        passthrough_once(
+            state,
+            headers,
+            uri,
+            body.clone(),
+            platforms,
+            path,
+            deployment,
+        )
     })
     .await
 }
@@ -90,9 +181,10 @@ async fn passthrough_once(
     body: Bytes,
     platforms: &'static [Platform],
     path: &'static str,
+    deployment: Option<&str>,
 ) -> Response {
     let service = platforms.first().map(|p| p.service()).unwrap_or("openai");
-    let r = match prepare(state, headers, uri, &body, Some(service)).await {
+    let r = match prepare(state, headers, uri, &body, Some(service), deployment).await {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -145,7 +237,10 @@ async fn passthrough_once(
         protocol: Protocol::OpenAi,
         platforms,
         endpoint: path,
-        upstream_path: path.into(),
+        upstream_path: match deployment {
+            Some(d) => crate::upstream::azure::with_client_deployment(d, path),
+            None => path.into(),
+        },
         model: &r.model,
         stream: r.stream,
         session: session.as_deref(),
@@ -215,6 +310,7 @@ async fn prepare(
     uri: &Uri,
     body: &[u8],
     service: Option<&str>,
+    deployment: Option<&str>,
 ) -> Result<Request, RelayError> {
     let key = authenticate_relay(state, headers, uri.query()).await?;
     let json: Value = serde_json::from_slice(body)
@@ -224,14 +320,17 @@ async fn prepare(
             "Request body must be a JSON object".into(),
         ));
     }
-    let model = match json.get("model") {
-        Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
+    // Azure's SDK path names the deployment, which stands for the model when the body has none.
+    let model = match (json.get("model"), deployment) {
+        (Some(Value::String(m)), _) if !m.trim().is_empty() => m.clone(),
+        (None, Some(d)) => d.to_string(),
         _ => {
             return Err(RelayError::BadRequest(
                 "model: a non-empty string is required".into(),
             ))
         }
     };
+    super::claude::check_model_name(&model)?;
     let service = service.unwrap_or(if is_openai_model(&model) {
         "openai"
     } else {
@@ -340,7 +439,7 @@ async fn converted(
     };
     let body = &body;
     rerun_if_key_changed(state, headers, uri.query(), || async move {
-        match prepare(state, headers, uri, body, service).await {
+        match prepare(state, headers, uri, body, service, None).await {
             Ok(r) => to_claude(state, headers, uri, r, body).await,
             Err(e) => fail(e),
         }

@@ -1,6 +1,26 @@
 //! What an upstream failure says about the account that produced it (behaviour reference
 //! §3.4): how long it rests, whether only one model family is limited, whether it is blocked
 //! until an admin resets it, and whether the request may try another account.
+//!
+//! The pool must be safe from its users: a key holder decides what the request says, and
+//! upstream error messages often quote the request (`Invalid value: '…'`, `model: …`). So a
+//! verdict rests on the status and the error's structured fields only (Anthropic and OpenAI
+//! `error.type`, OpenAI and Azure `error.code`, Gemini `error.status`, Bedrock's
+//! `x-amzn-errortype` header), never on a search through the message:
+//!
+//! | upstream answer | verdict |
+//! |---|---|
+//! | 400/401/403 with Anthropic's `invalid_request_error`, `permission_error` or `authentication_error` and a message that is, whole, "This organization has been disabled." or "OAuth authentication is currently not allowed for this organization." (trimmed, any case, final period optional) | blocked until an admin resets it; failover |
+//! | 401 | `auth_error` rest; failover |
+//! | 403 with an account-level type: Anthropic `permission_error`/`authentication_error`, Gemini `PERMISSION_DENIED`, an OpenAI/Azure account or organisation code (`account_deactivated`, `billing_not_active`, `PermissionDenied`, …), an AWS access or credential error | `auth_error` rest; failover |
+//! | any other 403 (a proxy's or WAF's HTML page, a type about the request) | back to the client; nothing rests; no failover |
+//! | 400, 404, 413, 422 and any other 4xx | back to the client; nothing rests; no failover; not in the error history |
+//! | 429 | `rate_limit` rest (`retry-after` or the unified reset, capped; with the unified reset only the model family rests); failover — except when the message speaks of "extra usage" (billing beyond the plan, the caller's business) |
+//! | 529 | `overload` rest; failover |
+//! | 503, 504, other 5xx, a timeout, an unreachable upstream | `service_unavailable`, `timeout`, `server_error`, `unreachable` rests; failover |
+//!
+//! A verdict without a class (`Verdict::pass_through`) changes nothing about the account: it
+//! does not even enter its error history (`health::report`).
 
 use std::time::Duration;
 
@@ -80,12 +100,6 @@ impl Verdict {
     }
 }
 
-const BLOCKED_PATTERNS: [&str; 3] = [
-    "this organization has been disabled",
-    "oauth authentication is currently not allowed",
-    "account has been disabled",
-];
-
 /// Seconds until a reset time given as epoch seconds or RFC 3339, or as `retry-after` seconds
 /// or an HTTP date.
 fn header_secs(headers: &HeaderMap, now: DateTime<Utc>) -> (Option<u64>, bool) {
@@ -134,8 +148,8 @@ pub fn classify_at(
             body,
         } => (status, headers, body),
     };
-    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
-    if matches!(status, 400 | 403) && BLOCKED_PATTERNS.iter().any(|p| text.contains(p)) {
+    let error = UpstreamError::parse(headers, body);
+    if matches!(status, 400 | 401 | 403) && error.is_account_disabled() {
         return Verdict {
             class: Some("blocked"),
             rest: None,
@@ -145,9 +159,15 @@ pub fn classify_at(
         };
     }
     match status {
+        401 => Verdict::rest("auth_error", policy.auth),
+        403 if error.is_account_level_denial() => Verdict::rest("auth_error", policy.auth),
         429 => {
             // Billing beyond the plan ("extra usage") is the caller's business, not a limit.
-            if text.contains("extra usage") {
+            if error
+                .message
+                .as_deref()
+                .is_some_and(|m| m.to_ascii_lowercase().contains("extra usage"))
+            {
                 return Verdict::pass_through();
             }
             let (secs, has_reset) = header_secs(headers, now);
@@ -171,9 +191,123 @@ pub fn classify_at(
         529 => Verdict::rest("overload", policy.overload),
         503 => Verdict::rest("service_unavailable", policy.service_unavailable),
         504 => Verdict::rest("timeout", policy.timeout),
-        401 | 403 => Verdict::rest("auth_error", policy.auth),
         500..=599 => Verdict::rest("server_error", policy.server_error),
+        // 400, 404, 413, 422, a 403 about the request or from a proxy, any other 4xx: the
+        // request's own fault, so the client gets it and no account is touched.
         _ => Verdict::pass_through(),
+    }
+}
+
+/// The structured fields of an upstream error, in any provider's shape: Anthropic
+/// `{"type":"error","error":{"type","message"}}`, OpenAI and Azure `{"error":{"type","code",
+/// "message"}}`, Gemini `{"error":{"code","status","message"}}`, Bedrock's
+/// `x-amzn-errortype` header. Only the upstream sets these; the message may quote the client.
+#[derive(Debug, Default)]
+struct UpstreamError {
+    /// `error.type` (Anthropic, OpenAI).
+    kind: Option<String>,
+    /// `error.code` when a string (OpenAI, Azure).
+    code: Option<String>,
+    /// `error.status` (Gemini).
+    status: Option<String>,
+    /// The body is Anthropic's envelope (`"type": "error"`).
+    anthropic: bool,
+    /// Bedrock's `x-amzn-errortype`, without its `:…` namespace.
+    aws: Option<String>,
+    message: Option<String>,
+}
+
+/// Anthropic error types that speak about the account, not the request.
+const ANTHROPIC_ACCOUNT_TYPES: [&str; 2] = ["permission_error", "authentication_error"];
+/// Gemini statuses that speak about the account.
+const GEMINI_ACCOUNT_STATUSES: [&str; 2] = ["PERMISSION_DENIED", "UNAUTHENTICATED"];
+/// OpenAI and Azure codes and types that speak about the account or its organisation.
+const OPENAI_ACCOUNT_CODES: [&str; 13] = [
+    "account_deactivated",
+    "organization_deactivated",
+    "deactivated_workspace",
+    "invalid_organization",
+    "no_organization",
+    "organization_not_found",
+    "billing_not_active",
+    "access_terminated",
+    "insufficient_quota",
+    "unsupported_country_region_territory",
+    "invalid_api_key",
+    // Azure
+    "PermissionDenied",
+    "AuthenticationTypeDisabled",
+];
+/// AWS error types that speak about the Bedrock account's credentials or access.
+const AWS_ACCOUNT_TYPES: [&str; 6] = [
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "IncompleteSignatureException",
+    "ExpiredTokenException",
+    "MissingAuthenticationTokenException",
+];
+/// The upstream's fixed messages for a disabled account; compared whole, never searched for.
+const DISABLED_MESSAGES: [&str; 2] = [
+    "this organization has been disabled",
+    "oauth authentication is currently not allowed for this organization",
+];
+
+impl UpstreamError {
+    fn parse(headers: &HeaderMap, body: &[u8]) -> Self {
+        let aws = headers
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(':').next())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return UpstreamError {
+                aws,
+                ..Default::default()
+            };
+        };
+        let string = |v: Option<&serde_json::Value>| v.and_then(|x| x.as_str()).map(str::to_string);
+        let error = v.get("error").filter(|e| e.is_object());
+        UpstreamError {
+            kind: string(error.and_then(|e| e.get("type"))),
+            code: string(error.and_then(|e| e.get("code"))),
+            status: string(error.and_then(|e| e.get("status"))),
+            anthropic: v.get("type").and_then(|t| t.as_str()) == Some("error"),
+            aws,
+            message: string(error.and_then(|e| e.get("message")))
+                .or_else(|| string(v.get("message").or_else(|| v.get("Message")))),
+        }
+    }
+
+    /// A 403 that says the account may not do this (its permissions, its organisation, its
+    /// credentials), as opposed to a 403 about the request or an unstructured one.
+    fn is_account_level_denial(&self) -> bool {
+        let is = |field: &Option<String>, set: &[&str]| {
+            field.as_deref().is_some_and(|f| set.contains(&f))
+        };
+        (self.anthropic && is(&self.kind, &ANTHROPIC_ACCOUNT_TYPES))
+            || is(&self.status, &GEMINI_ACCOUNT_STATUSES)
+            || is(&self.code, &OPENAI_ACCOUNT_CODES)
+            || (!self.anthropic && is(&self.kind, &OPENAI_ACCOUNT_CODES))
+            || is(&self.aws, &AWS_ACCOUNT_TYPES)
+    }
+
+    /// Anthropic's account-disabled errors: an error type the upstream uses for them and a
+    /// message that is one of the fixed texts, whole (trimmed, any case, final period
+    /// optional). A message quoting such a text among others never matches.
+    fn is_account_disabled(&self) -> bool {
+        let typed = self.anthropic
+            && matches!(
+                self.kind.as_deref(),
+                Some("invalid_request_error" | "permission_error" | "authentication_error")
+            );
+        let Some(message) = self.message.as_deref().filter(|_| typed) else {
+            return false;
+        };
+        let m = message.trim();
+        let m = m.strip_suffix('.').unwrap_or(m).trim_end();
+        DISABLED_MESSAGES.iter().any(|d| m.eq_ignore_ascii_case(d))
     }
 }
 
@@ -182,6 +316,7 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
     use chrono::TimeZone;
+    use proptest::prelude::*;
 
     fn status(code: u16, headers: &HeaderMap, body: &str) -> Verdict {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
@@ -197,15 +332,32 @@ mod tests {
         )
     }
 
+    fn anthropic(kind: &str, message: &str) -> String {
+        serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
+            .to_string()
+    }
+    fn openai(kind: &str, code: Option<&str>, message: &str) -> String {
+        serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+            .to_string()
+    }
+    fn gemini(code: u16, status: &str, message: &str) -> String {
+        serde_json::json!({"error": {"code": code, "message": message, "status": status}})
+            .to_string()
+    }
+
     #[test]
     fn default_rest_by_class() {
         let h = HeaderMap::new();
         let secs = |v: Verdict| (v.class.unwrap(), v.rest.unwrap().as_secs(), v.failover);
         assert_eq!(secs(status(503, &h, "")), ("service_unavailable", 60, true));
+        assert_eq!(secs(status(504, &h, "")), ("timeout", 300, true));
         assert_eq!(secs(status(500, &h, "")), ("server_error", 300, true));
+        assert_eq!(
+            secs(status(502, &h, "<html/>")),
+            ("server_error", 300, true)
+        );
         assert_eq!(secs(status(529, &h, "")), ("overload", 600, true));
         assert_eq!(secs(status(401, &h, "")), ("auth_error", 1800, true));
-        assert_eq!(secs(status(403, &h, "")), ("auth_error", 1800, true));
         assert_eq!(secs(status(429, &h, "")), ("rate_limit", 300, true));
         let p = CooldownPolicy::default();
         assert_eq!(
@@ -216,13 +368,106 @@ mod tests {
             classify(&p, Failure::Unreachable, "m").class,
             Some("unreachable")
         );
-        let bad = status(
-            400,
-            &h,
-            "{\"error\":{\"message\":\"max_tokens too large\"}}",
+    }
+
+    #[test]
+    fn request_errors_go_back_to_the_client() {
+        let h = HeaderMap::new();
+        for code in [400, 404, 405, 408, 409, 413, 422] {
+            for body in [
+                String::new(),
+                anthropic("invalid_request_error", "max_tokens too large"),
+                openai("invalid_request_error", Some("model_not_found"), "no"),
+                gemini(code, "INVALID_ARGUMENT", "bad"),
+                // Even with an account-level type: the status says the request was wrong.
+                anthropic("permission_error", "x"),
+            ] {
+                assert_eq!(
+                    status(code, &h, &body),
+                    Verdict::pass_through(),
+                    "{code} {body}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_403_rests_the_account_only_with_an_account_level_type() {
+        let h = HeaderMap::new();
+        let rests = |body: &str| {
+            let v = status(403, &h, body);
+            (v.class, v.failover, v.block)
+        };
+        let rest = (Some("auth_error"), true, false);
+        assert_eq!(
+            rests(&anthropic(
+                "permission_error",
+                "Your API key does not have permission"
+            )),
+            rest
         );
-        assert_eq!(bad, Verdict::pass_through());
-        assert!(!status(404, &h, "").failover);
+        assert_eq!(rests(&anthropic("authentication_error", "x")), rest);
+        assert_eq!(
+            rests(&gemini(403, "PERMISSION_DENIED", "Permission denied")),
+            rest
+        );
+        assert_eq!(
+            rests(&openai(
+                "invalid_request_error",
+                Some("account_deactivated"),
+                "x"
+            )),
+            rest
+        );
+        assert_eq!(rests(&openai("insufficient_quota", None, "x")), rest);
+        assert_eq!(
+            rests(
+                r#"{"error":{"code":"PermissionDenied","message":"Principal does not have access"}}"#
+            ),
+            rest
+        );
+        let mut aws = HeaderMap::new();
+        aws.insert(
+            "x-amzn-errortype",
+            HeaderValue::from_static(
+                "AccessDeniedException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+            ),
+        );
+        assert_eq!(
+            status(403, &aws, r#"{"message":"You don't have access"}"#).class,
+            Some("auth_error")
+        );
+
+        let pass = (None, false, false);
+        // A proxy's or WAF's page, nothing at all, an unknown shape.
+        assert_eq!(rests("<html><body>403 Forbidden</body></html>"), pass);
+        assert_eq!(rests(""), pass);
+        assert_eq!(rests(r#"{"message":"Missing Authentication Token"}"#), pass);
+        // Types about the request.
+        assert_eq!(rests(&anthropic("invalid_request_error", "x")), pass);
+        assert_eq!(
+            rests(&openai(
+                "invalid_request_error",
+                Some("model_not_found"),
+                "Project has no access to model `x`"
+            )),
+            pass
+        );
+        assert_eq!(rests(&gemini(403, "INVALID_ARGUMENT", "x")), pass);
+        // A Gemini status in a message, or an Anthropic type outside Anthropic's envelope,
+        // is not a field of the error.
+        assert_eq!(
+            rests(&openai(
+                "api_error",
+                Some("403"),
+                "PERMISSION_DENIED permission_error"
+            )),
+            pass
+        );
+        assert_eq!(
+            rests(r#"{"error":{"type":"permission_error","message":"x"}}"#),
+            pass
+        );
     }
 
     #[test]
@@ -255,7 +500,11 @@ mod tests {
         );
         assert_eq!(status(429, &h, "").rest.unwrap().as_secs(), 300);
         assert_eq!(
-            status(429, &HeaderMap::new(), "You have run out of extra usage"),
+            status(
+                429,
+                &HeaderMap::new(),
+                &anthropic("rate_limit_error", "You have run out of extra usage")
+            ),
             Verdict::pass_through()
         );
     }
@@ -263,17 +512,171 @@ mod tests {
     #[test]
     fn disabled_organisations_are_blocked() {
         let h = HeaderMap::new();
-        let v = status(
+        let blocked = |code, body: &str| {
+            let v = status(code, &h, body);
+            v.block && v.failover && v.class == Some("blocked")
+        };
+        assert!(blocked(
             400,
-            &h,
-            r#"{"error":{"message":"This organization has been disabled."}}"#,
-        );
-        assert!(v.block && v.failover);
-        let v = status(
+            &anthropic(
+                "invalid_request_error",
+                "This organization has been disabled."
+            )
+        ));
+        assert!(blocked(
             403,
-            &h,
-            "OAuth authentication is currently not allowed for this organization",
+            &anthropic("permission_error", "  this organization has been disabled ")
+        ));
+        assert!(blocked(
+            403,
+            &anthropic(
+                "permission_error",
+                "OAuth authentication is currently not allowed for this organization."
+            )
+        ));
+        assert!(blocked(
+            401,
+            &anthropic(
+                "authentication_error",
+                "OAuth authentication is currently not allowed for this organization"
+            )
+        ));
+        // The text, but not the whole message, not Anthropic's envelope, or not a known type.
+        assert!(!blocked(
+            400,
+            &anthropic(
+                "invalid_request_error",
+                "model: This organization has been disabled"
+            )
+        ));
+        assert!(!blocked(
+            400,
+            &anthropic(
+                "invalid_request_error",
+                "This organization has been disabled. Or has it?"
+            )
+        ));
+        assert!(!blocked(
+            400,
+            &openai(
+                "invalid_request_error",
+                None,
+                "This organization has been disabled."
+            )
+        ));
+        assert!(!blocked(
+            400,
+            &anthropic("not_found_error", "This organization has been disabled.")
+        ));
+        assert!(!blocked(400, "This organization has been disabled."));
+        assert!(!blocked(
+            400,
+            &openai(
+                "invalid_request_error",
+                None,
+                "Invalid value: 'account has been disabled'"
+            )
+        ));
+        // Not on statuses that cannot mean it.
+        assert!(!blocked(
+            404,
+            &anthropic(
+                "invalid_request_error",
+                "This organization has been disabled."
+            )
+        ));
+    }
+
+    /// What upstreams put before a quoted piece of the request.
+    const QUOTING: [&str; 10] = [
+        "Invalid value: '",
+        "model: ",
+        "messages.0.content: ",
+        "messages.1.content.0.text: ",
+        "system: ",
+        "Unknown parameter: '",
+        "The model `",
+        "Invalid 'input[0]': ",
+        "* GenerateContentRequest.contents[0].parts[0].text: ",
+        "Project does not have access to model ",
+    ];
+    const PHRASES: [&str; 6] = [
+        "This organization has been disabled.",
+        "OAuth authentication is currently not allowed for this organization.",
+        "account has been disabled",
+        "permission_error",
+        "PERMISSION_DENIED",
+        "account_deactivated",
+    ];
+
+    fn quoted_bodies(code: u16, message: &str) -> Vec<(String, HeaderMap)> {
+        let mut aws = HeaderMap::new();
+        aws.insert(
+            "x-amzn-errortype",
+            HeaderValue::from_static("ValidationException"),
         );
-        assert!(v.block);
+        let request_kind = match code {
+            404 => "not_found_error",
+            413 => "request_too_large",
+            _ => "invalid_request_error",
+        };
+        let gemini_status = match code {
+            404 => "NOT_FOUND",
+            403 => "INVALID_ARGUMENT",
+            _ => "INVALID_ARGUMENT",
+        };
+        let mut bodies = vec![
+            (anthropic(request_kind, message), HeaderMap::new()),
+            (
+                openai("invalid_request_error", None, message),
+                HeaderMap::new(),
+            ),
+            (
+                openai("invalid_request_error", Some("model_not_found"), message),
+                HeaderMap::new(),
+            ),
+            (gemini(code, gemini_status, message), HeaderMap::new()),
+            (serde_json::json!({"message": message}).to_string(), aws),
+            (
+                format!("<html><body>{message}</body></html>"),
+                HeaderMap::new(),
+            ),
+            (message.to_string(), HeaderMap::new()),
+        ];
+        // Status codes that are never about the account may carry any type at all.
+        if code != 403 {
+            bodies.push((anthropic("permission_error", message), HeaderMap::new()));
+            bodies.push((gemini(code, "PERMISSION_DENIED", message), HeaderMap::new()));
+        }
+        bodies
+    }
+
+    /// In the `proptests` modules the README's `cargo test -p server --lib proptests` runs.
+    mod proptests {
+        use super::*;
+
+        proptest! {
+            /// Whatever client text an upstream quotes into a request error, in any provider's
+            /// shape, the account is untouched: no class, no rest, no block, no failover.
+            #[test]
+            fn quoted_client_text_changes_nothing(
+                code in prop::sample::select(vec![400u16, 403, 404, 413, 422]),
+                prefix in prop::sample::select(QUOTING.to_vec()),
+                phrase in prop::option::of(prop::sample::select(PHRASES.to_vec())),
+                before in ".{0,40}",
+                after in ".{0,40}",
+                close in prop::sample::select(vec!["", "'", "`", "'.", " is not supported"]),
+            ) {
+                let quoted = match phrase {
+                    Some(p) => format!("{before}{p}{after}"),
+                    None => format!("{before}{after}"),
+                };
+                let message = format!("{prefix}{quoted}{close}");
+                for (body, headers) in quoted_bodies(code, &message) {
+                    let v = status(code, &headers, &body);
+                    prop_assert_eq!(&v, &Verdict::pass_through(), "{} {}", code, body);
+                }
+            }
+        }
     }
 }

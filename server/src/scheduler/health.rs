@@ -1,5 +1,6 @@
 //! What happens to an account after its upstream failed: a rest by error class (or a block
-//! until an admin resets it), always an entry in its error history.
+//! until an admin resets it), always an entry in its error history. A failure the request
+//! caused (a verdict without a class, `cooldown`) changes nothing here, not even the history.
 
 use std::time::Duration;
 

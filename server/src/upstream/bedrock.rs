@@ -34,6 +34,15 @@ pub fn model_id(model: &str, region: &str) -> String {
     format!("{geo}.anthropic.{model}-v1:0")
 }
 
+/// An AWS region as it goes into the endpoint's host name (`us-east-1`, `us-gov-west-1`).
+pub fn valid_region(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= 32
+        && region
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+}
+
 pub fn endpoint(account: &StoredAccount, region: &str) -> String {
     let base = account.account.api_url.trim_end_matches('/');
     if base.is_empty() {
@@ -83,7 +92,20 @@ pub fn build(
         .region
         .clone()
         .unwrap_or_else(|| "us-east-1".into());
+    if !valid_region(&region) {
+        return Err(RelayError::NoAccount(
+            "The Bedrock account's region is invalid".into(),
+        ));
+    }
     let payload = body(messages_body)?;
+    // Only a validated id goes into the path (the routes check the model name too), and it is
+    // %-encoded as one segment.
+    let id = model_id(model, &region);
+    if !app::domain::is_valid_model_name(&id) {
+        return Err(RelayError::BadRequest(
+            "model: not a valid Bedrock model id".into(),
+        ));
+    }
     let action = if stream {
         "invoke-with-response-stream"
     } else {
@@ -92,7 +114,7 @@ pub fn build(
     let url = format!(
         "{}/model/{}/{action}",
         endpoint(account, &region),
-        encode_segment(&model_id(model, &region))
+        encode_segment(&id)
     );
     let accept = if stream {
         "application/vnd.amazon.eventstream"
@@ -270,6 +292,64 @@ pub fn encode_events(events: &[Value]) -> Vec<u8> {
 mod tests {
     use super::*;
     use futures_util::StreamExt;
+
+    #[test]
+    fn only_validated_ids_reach_the_path() {
+        let account = StoredAccount {
+            account: app::domain::Account {
+                platform: app::domain::Platform::Bedrock,
+                region: Some("us-east-1".into()),
+                ..Default::default()
+            },
+            secret: String::new(),
+        };
+        let secrets = AccountSecrets {
+            api_key: Some("bedrock-key".into()),
+            ..Default::default()
+        };
+        let http = reqwest::Client::new();
+        let body = br#"{"max_tokens":5,"messages":[]}"#;
+        for bad in [
+            "../../model/other",
+            "anthropic.claude/../../x",
+            "claude..%2F..%2Fx",
+            "anthropic.claude%2e%2e",
+            "claude x",
+            "claude?x",
+            "claude#x",
+            "claude\\x",
+        ] {
+            assert!(
+                matches!(
+                    build(&http, &account, &secrets, bad, false, body),
+                    Err(RelayError::BadRequest(_))
+                ),
+                "{bad}"
+            );
+        }
+        let ok = build(
+            &http,
+            &account,
+            &secrets,
+            "claude-sonnet-4-5-20250929",
+            false,
+            body,
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        assert_eq!(
+            ok.url().path(),
+            "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke"
+        );
+        let mut bad_region = account.clone();
+        bad_region.account.region = Some("evil.test/x#".into());
+        assert!(matches!(
+            build(&http, &bad_region, &secrets, "claude-x", false, body),
+            Err(RelayError::NoAccount(_))
+        ));
+        assert!(valid_region("us-gov-west-1") && !valid_region("US-EAST-1"));
+    }
 
     #[test]
     fn ids_and_bodies() {

@@ -4,9 +4,32 @@
 use axum::http::HeaderMap;
 use bytes::Bytes;
 
-use crate::store::StoredAccount;
+use crate::{relay::error::RelayError, store::StoredAccount};
 
 pub const DEFAULT_BASE: &str = "https://generativelanguage.googleapis.com";
+
+/// The methods the relay passes through.
+pub const ACTIONS: [&str; 3] = ["generateContent", "streamGenerateContent", "countTokens"];
+
+/// A Gemini model id that may go into an upstream URL: `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`,
+/// never `..`. The route checks it on the decoded path segment, so `%2F`, `%2e%2e`, `%23`,
+/// `%3f` and the like never reach the upstream.
+pub fn valid_model_id(model: &str) -> bool {
+    let b = model.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && !model.contains("..")
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// `<model>:<action>` with a valid model id and a known action.
+pub fn valid_model_action(model_action: &str) -> bool {
+    model_action
+        .split_once(':')
+        .is_some_and(|(m, a)| valid_model_id(m) && ACTIONS.contains(&a))
+}
 
 /// `<base>/v1beta/models/<model>:<action>`, keeping `alt=sse` (and only that) from the query.
 pub fn url(api_url: &str, model_action: &str, query: Option<&str>) -> String {
@@ -31,7 +54,7 @@ pub fn build(
     query: Option<&str>,
     client_headers: &HeaderMap,
     body: Bytes,
-) -> reqwest::RequestBuilder {
+) -> Result<reqwest::RequestBuilder, RelayError> {
     use reqwest::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_TYPE, USER_AGENT};
     let mut headers = reqwest::header::HeaderMap::with_capacity(4);
     if let Some(ua) = client_headers.get(USER_AGENT) {
@@ -50,18 +73,25 @@ pub fn build(
             v.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }
-        return http
+        return Ok(http
             .post(format!("{base}/v1beta/openai/chat/completions"))
             .headers(headers)
-            .body(body);
+            .body(body));
+    }
+    // The route validated it already; the URL is built from validated parts only.
+    if !valid_model_action(model_action) {
+        return Err(RelayError::BadRequest(
+            "Invalid model or method in the request path".into(),
+        ));
     }
     if let Ok(mut v) = HeaderValue::from_str(key) {
         v.set_sensitive(true);
         headers.insert("x-goog-api-key", v);
     }
-    http.post(url(&account.account.api_url, model_action, query))
+    Ok(http
+        .post(url(&account.account.api_url, model_action, query))
         .headers(headers)
-        .body(body)
+        .body(body))
 }
 
 #[cfg(test)]
@@ -76,5 +106,36 @@ mod tests {
             super::url("http://m.test/v1beta/", "g:generateContent", None),
             "http://m.test/v1beta/models/g:generateContent"
         );
+    }
+
+    #[test]
+    fn model_ids_and_actions() {
+        use super::{valid_model_action, valid_model_id};
+        for ok in ["gemini-2.5-pro", "gemini-1.5-flash-002", "gemma_3.1", "G"] {
+            assert!(valid_model_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "../../v1beta/cachedContents#",
+            "..",
+            ".hidden",
+            "-x",
+            "a..b",
+            "a/b",
+            "a\\b",
+            "a?b",
+            "a#b",
+            "a b",
+            "a%2e",
+            "gémini",
+            &"g".repeat(129),
+        ] {
+            assert!(!valid_model_id(bad), "{bad:?}");
+        }
+        assert!(valid_model_action("gemini-2.5-pro:streamGenerateContent"));
+        assert!(!valid_model_action("gemini-2.5-pro:generateContent#"));
+        assert!(!valid_model_action("gemini-2.5-pro:explode"));
+        assert!(!valid_model_action("gemini-2.5-pro"));
+        assert!(!valid_model_action("a/b:generateContent"));
     }
 }

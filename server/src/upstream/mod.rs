@@ -205,18 +205,11 @@ pub async fn request(
         }
         Platform::AzureOpenai => {
             let key = secrets.api_key.as_deref().ok_or_else(unreadable)?;
-            Ok(azure::build(
-                &http,
-                account,
-                key,
-                &call.upstream_path,
-                call.headers,
-                body,
-            ))
+            azure::build(&http, account, key, &call.upstream_path, call.headers, body)
         }
         Platform::GeminiApi => {
             let key = secrets.api_key.as_deref().ok_or_else(unreadable)?;
-            Ok(gemini::build(
+            gemini::build(
                 &http,
                 account,
                 key,
@@ -224,7 +217,7 @@ pub async fn request(
                 call.query,
                 call.headers,
                 body,
-            ))
+            )
         }
     }
 }

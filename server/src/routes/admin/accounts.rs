@@ -162,14 +162,34 @@ fn apply(state: &AppState, a: &mut StoredAccount, input: AccountInput) -> Result
     if let Some(ua) = input.user_agent {
         a.account.user_agent = Some(ua).filter(|u| !u.trim().is_empty());
     }
+    // These three go into upstream URLs: only plain values are stored.
     if let Some(d) = input.deployment_name {
-        a.account.deployment_name = Some(d.trim().to_string()).filter(|d| !d.is_empty());
+        let d = d.trim();
+        if !d.is_empty() && !crate::upstream::azure::valid_deployment(d) {
+            return Err(AdminError::BadRequest(
+                "deploymentName must be letters, digits, '.', '_' or '-' (at most 64)".into(),
+            ));
+        }
+        a.account.deployment_name = Some(d.to_string()).filter(|d| !d.is_empty());
     }
     if let Some(v) = input.api_version {
-        a.account.api_version = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+        let v = v.trim();
+        if !v.is_empty() && !crate::upstream::azure::valid_api_version(v) {
+            return Err(AdminError::BadRequest(
+                "apiVersion must be letters, digits, '.' or '-' (at most 32), e.g. 2024-10-21"
+                    .into(),
+            ));
+        }
+        a.account.api_version = Some(v.to_string()).filter(|v| !v.is_empty());
     }
     if let Some(r) = input.region {
-        a.account.region = Some(r.trim().to_string()).filter(|r| !r.is_empty());
+        let r = r.trim();
+        if !r.is_empty() && !crate::upstream::bedrock::valid_region(r) {
+            return Err(AdminError::BadRequest(
+                "region must be an AWS region such as us-east-1".into(),
+            ));
+        }
+        a.account.region = Some(r.to_string()).filter(|r| !r.is_empty());
     }
     if let Some(c) = input.aws_credentials {
         if c.access_key_id.trim().is_empty() || c.secret_access_key.trim().is_empty() {
