@@ -504,6 +504,8 @@ pub async fn admit_request(
     r: &RequestFacts<'_>,
 ) -> Result<Option<Reservation>, crate::relay::error::RelayError> {
     use crate::relay::error::RelayError;
+    // UNPRICED_MODEL_POLICY=refuse: a model that cannot be billed never goes upstream.
+    crate::accounting::unpriced::check(state, r.model)?;
     let key = &stored.key;
     if key.model_blocked(r.model) {
         return Err(RelayError::PermissionDenied(format!(
