@@ -215,10 +215,11 @@ async fn platform_and_model_limits(engine: Engine) {
         (402, Some("model_daily_cost_limit_exceeded")),
         "{v}"
     );
-    // Another family is not limited by the sonnet pattern, only by the platform total.
+    // A model outside the sonnet pattern (Sonnet 3.7, at Sonnet 4.5's price) is limited only by
+    // the platform total.
     for i in 3..5 {
         assert_eq!(
-            h.messages(&key, with_model(i, "claude-opus-4-1-20250805"))
+            h.messages(&key, with_model(i, "claude-3-7-sonnet-20250219"))
                 .send()
                 .await
                 .unwrap()
@@ -228,7 +229,7 @@ async fn platform_and_model_limits(engine: Engine) {
         wait_cost(&h, &key_id, i as u64).await;
     }
     let (s, v) = status_and_body(
-        h.messages(&key, with_model(5, "claude-opus-4-1-20250805"))
+        h.messages(&key, with_model(5, "claude-3-7-sonnet-20250219"))
             .send()
             .await
             .unwrap(),
