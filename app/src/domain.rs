@@ -469,6 +469,21 @@ pub struct DashboardSummary {
     /// Today's usage per model, largest cost first.
     pub models: Vec<ModelUsage>,
     pub store_engine: String,
+    /// Models requested without a price in the table, most recently seen first.
+    pub unpriced_models: Vec<UnpricedModel>,
+}
+
+/// A model requested without a price (billed at the fallback price, or refused).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UnpricedModel {
+    pub model: String,
+    /// Requests billed at the fallback price (their records are flagged).
+    pub requests: u64,
+    /// Requests refused (`UNPRICED_MODEL_POLICY=refuse`).
+    pub refused: u64,
+    pub first_seen: String,
+    pub last_seen: String,
 }
 
 /// Usage over one period of a chart.

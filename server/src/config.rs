@@ -37,6 +37,12 @@ pub struct Config {
     pub pricing_refresh: Duration,
     /// How often `pricing_file` is checked for a change (zero = never).
     pub pricing_watch_interval: Duration,
+    /// Overrides merged over every table; `None` = `overrides.json` beside `pricing_file`, if any.
+    pub pricing_overrides_file: Option<PathBuf>,
+    /// What happens to a model without a price (`UNPRICED_MODEL_POLICY`).
+    pub unpriced_policy: crate::accounting::UnpricedAction,
+    /// Whose price an unpriced model is billed at; `None` = a current Sonnet.
+    pub unpriced_fallback_model: Option<String>,
     /// Hours east of UTC for day/month/hour buckets (the original's `TIMEZONE_OFFSET`).
     pub timezone_offset_hours: i32,
     pub usage_records_per_key: usize,
@@ -216,6 +222,14 @@ impl Config {
                 crate::limits::MAX_OUTPUT_TOKENS
             )));
         }
+        let unpriced_policy = match var("UNPRICED_MODEL_POLICY") {
+            None => crate::accounting::UnpricedAction::Fallback,
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError(format!(
+                    "UNPRICED_MODEL_POLICY={v:?} must be fallback or refuse"
+                ))
+            })?,
+        };
         Ok(Config {
             host: parse(&var, "HOST", IpAddr::from([0, 0, 0, 0]))?,
             port: parse(&var, "PORT", 3000)?,
@@ -245,6 +259,9 @@ impl Config {
             pricing_sha256_url,
             pricing_refresh: Duration::from_secs(pricing_refresh_hours.saturating_mul(3600)),
             pricing_watch_interval: secs("PRICING_WATCH_SECONDS", 3)?,
+            pricing_overrides_file: var("PRICING_OVERRIDES_FILE").map(PathBuf::from),
+            unpriced_policy,
+            unpriced_fallback_model: var("UNPRICED_FALLBACK_MODEL"),
             timezone_offset_hours: tz,
             usage_records_per_key: parse(&var, "USAGE_RECORDS_PER_KEY", 200)?,
             request_records_kept: parse(&var, "REQUEST_RECORDS_KEPT", 10_000)?,
@@ -383,5 +400,19 @@ mod tests {
             .to_string();
         assert!(e.contains("UPSTREAM_TIMEOUT_MS"), "{e}");
         assert!(!e.contains('\n'));
+        let e = from(&[("UNPRICED_MODEL_POLICY", "ignore")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("UNPRICED_MODEL_POLICY"), "{e}");
+        let c = from(&[
+            ("UNPRICED_MODEL_POLICY", "refuse"),
+            ("UNPRICED_FALLBACK_MODEL", "claude-opus-4-5"),
+        ])
+        .unwrap();
+        assert_eq!(c.unpriced_policy, crate::accounting::UnpricedAction::Refuse);
+        assert_eq!(
+            c.unpriced_fallback_model.as_deref(),
+            Some("claude-opus-4-5")
+        );
     }
 }

@@ -30,7 +30,7 @@ use std::{future::Future, net::SocketAddr, path::Path, time::Duration};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::{accounting::Pricing, config::Config, crypto::Crypto, state::AppState};
+use crate::{config::Config, crypto::Crypto, state::AppState};
 
 /// Opens the store, creates the admin on first start, loads pricing: everything a server
 /// needs before it accepts a connection. Errors are one line each.
@@ -63,7 +63,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         );
     }
     crate::telemetry::install();
-    let pricing = Pricing::load(&config.pricing_file)?;
+    let pricing = accounting::pricing::load_at_start(&config)?;
     let state = AppState::new(config, store, Crypto::new(&encryption_key), pricing)?;
     state
         .settings

@@ -124,6 +124,11 @@ pub fn key_copy_outdated() {
     counter!("crs_key_copy_outdated_total").increment(1);
 }
 
+/// A request for a model without a price (`outcome`: `fallback` or `refused`).
+pub fn unpriced_request(outcome: &'static str) {
+    counter!("crs_unpriced_requests_total", "outcome" => outcome).increment(1);
+}
+
 pub fn limit_rejected(kind: &str) {
     counter!("crs_limit_rejections_total", "kind" => kind.to_string()).increment(1);
 }

@@ -333,3 +333,584 @@ async fn crs_pricing_update_checks_before_replacing_the_file() {
     assert_eq!(std::fs::read(&target).unwrap(), table(7.0, 2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 models"));
 }
+
+// --- Prices of every Claude id, long context, unpriced models ---
+
+/// The table a relay starts with (bundled table and overrides), as `Config::for_tests` sets it.
+fn relay_table() -> crs::accounting::Pricing {
+    let dir = tempfile::tempdir().unwrap();
+    crs::accounting::pricing::load_at_start(&crs::config::Config::for_tests(
+        dir.path().to_path_buf(),
+    ))
+    .unwrap()
+}
+
+/// USD per million tokens: input, output, 5-minute cache write, 1-hour cache write, cache read.
+type Usd = [f64; 5];
+
+fn usd(r: crs::accounting::Rates) -> Usd {
+    // nano-dollars per token = USD per thousand tokens: ×1000 for USD per million.
+    [
+        r.input,
+        r.output,
+        r.cache_write_5m,
+        r.cache_write_1h,
+        r.cache_read,
+    ]
+    .map(|n| n / 1000.0)
+}
+
+fn assert_usd(model: &str, got: Usd, want: Usd) {
+    let close = got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-9);
+    assert!(
+        close,
+        "{model}: got {got:?} USD/MTok, Anthropic's price is {want:?}"
+    );
+}
+
+/// Anthropic's published prices (USD per million tokens; 5-minute cache writes 1.25x input,
+/// 1-hour 2x, reads 0.1x; Haiku 3's writes are $0.30), and every id of each model that Claude
+/// Code, the Anthropic SDKs, Bedrock and Vertex send.
+const KNOWN: &[(Usd, &[&str])] = &[
+    (
+        [5.0, 25.0, 6.25, 10.0, 0.5], // Opus 4.5
+        &[
+            "claude-opus-4-5-20251101",
+            "claude-opus-4-5",
+            "claude-opus-4-5@20251101",
+            "vertex_ai/claude-opus-4-5@20251101",
+            "anthropic.claude-opus-4-5-20251101-v1:0",
+            "global.anthropic.claude-opus-4-5-20251101-v1:0",
+            "arn:aws:bedrock:us-east-1:111122223333:inference-profile/global.anthropic.claude-opus-4-5-20251101-v1:0",
+        ],
+    ),
+    (
+        [5.5, 27.5, 6.875, 11.0, 0.55], // Opus 4.5 in a Bedrock region (LiteLLM lists a premium)
+        &[
+            "us.anthropic.claude-opus-4-5-20251101-v1:0",
+            "eu.anthropic.claude-opus-4-5-20251101-v1:0",
+            "arn:aws:bedrock:us-east-1:111122223333:inference-profile/us.anthropic.claude-opus-4-5-20251101-v1:0",
+        ],
+    ),
+    (
+        [15.0, 75.0, 18.75, 30.0, 1.5], // Opus 4.1 (dropped from LiteLLM's Anthropic entries)
+        &[
+            "claude-opus-4-1-20250805",
+            "claude-opus-4-1",
+            "claude-opus-4-1@20250805",
+            "vertex_ai/claude-opus-4-1@20250805",
+            "anthropic.claude-opus-4-1-20250805-v1:0",
+            "us.anthropic.claude-opus-4-1-20250805-v1:0",
+            "eu.anthropic.claude-opus-4-1-20250805-v1:0",
+            "arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-opus-4-1-20250805-v1:0",
+        ],
+    ),
+    (
+        [15.0, 75.0, 18.75, 30.0, 1.5], // Opus 4
+        &[
+            "claude-opus-4-20250514",
+            "claude-opus-4-0",
+            "claude-opus-4@20250514",
+            "anthropic.claude-opus-4-20250514-v1:0",
+            "us.anthropic.claude-opus-4-20250514-v1:0",
+        ],
+    ),
+    (
+        [3.0, 15.0, 3.75, 6.0, 0.3], // Sonnet 4.5
+        &[
+            "claude-sonnet-4-5-20250929",
+            "claude-sonnet-4-5",
+            "claude-sonnet-4-5@20250929",
+            "vertex_ai/claude-sonnet-4-5@20250929",
+            "anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ],
+    ),
+    (
+        [3.3, 16.5, 4.125, 6.6, 0.33], // Sonnet 4.5 in a Bedrock region
+        &[
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "jp.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "au.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "arn:aws:bedrock:eu-west-1:111122223333:inference-profile/eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ],
+    ),
+    (
+        [3.0, 15.0, 3.75, 6.0, 0.3], // Sonnet 4 (dropped from LiteLLM's Anthropic entries)
+        &[
+            "claude-sonnet-4-20250514",
+            "claude-sonnet-4-0",
+            "claude-sonnet-4@20250514",
+            "vertex_ai/claude-sonnet-4@20250514",
+            "anthropic.claude-sonnet-4-20250514-v1:0",
+            "global.anthropic.claude-sonnet-4-20250514-v1:0",
+            "us.anthropic.claude-sonnet-4-20250514-v1:0",
+            "eu.anthropic.claude-sonnet-4-20250514-v1:0",
+            "apac.anthropic.claude-sonnet-4-20250514-v1:0",
+        ],
+    ),
+    (
+        [3.0, 15.0, 3.75, 6.0, 0.3], // Sonnet 3.7
+        &[
+            "claude-3-7-sonnet-20250219",
+            "claude-3-7-sonnet-latest",
+            "claude-3-7-sonnet@20250219",
+            "anthropic.claude-3-7-sonnet-20250219-v1:0",
+            "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+            "eu.anthropic.claude-3-7-sonnet-20250219-v1:0",
+        ],
+    ),
+    (
+        [1.0, 5.0, 1.25, 2.0, 0.1], // Haiku 4.5
+        &[
+            "claude-haiku-4-5-20251001",
+            "claude-haiku-4-5",
+            "claude-haiku-4-5@20251001",
+            "vertex_ai/claude-haiku-4-5@20251001",
+            "anthropic.claude-haiku-4-5-20251001-v1:0",
+            "global.anthropic.claude-haiku-4-5-20251001-v1:0",
+        ],
+    ),
+    (
+        [1.1, 5.5, 1.375, 2.2, 0.11], // Haiku 4.5 in a Bedrock region
+        &[
+            "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+            "eu.anthropic.claude-haiku-4-5-20251001-v1:0",
+            "apac.anthropic.claude-haiku-4-5-20251001-v1:0",
+            "jp.anthropic.claude-haiku-4-5-20251001-v1:0",
+            "au.anthropic.claude-haiku-4-5-20251001-v1:0",
+        ],
+    ),
+    (
+        [0.8, 4.0, 1.0, 1.6, 0.08], // Haiku 3.5 (dropped from LiteLLM's Anthropic entries)
+        &[
+            "claude-3-5-haiku-20241022",
+            "claude-3-5-haiku-latest",
+            "claude-3-5-haiku@20241022",
+            "vertex_ai/claude-3-5-haiku@20241022",
+            "anthropic.claude-3-5-haiku-20241022-v1:0",
+            "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+            "eu.anthropic.claude-3-5-haiku-20241022-v1:0",
+        ],
+    ),
+    (
+        [0.25, 1.25, 0.3, 0.5, 0.03], // Haiku 3
+        &[
+            "claude-3-haiku-20240307",
+            "claude-3-haiku@20240307",
+            "vertex_ai/claude-3-haiku@20240307",
+            "anthropic.claude-3-haiku-20240307-v1:0",
+            "us.anthropic.claude-3-haiku-20240307-v1:0",
+        ],
+    ),
+];
+
+/// Models newer than the published list above: the bundled table's Anthropic entry is the
+/// published figure, and every other form must resolve to it. (name, dated id, global Bedrock
+/// id where the table lists one.)
+const NEWER: &[(&str, Option<&str>, Option<&str>)] = &[
+    (
+        "claude-opus-4-6",
+        Some("claude-opus-4-6-20260205"),
+        Some("global.anthropic.claude-opus-4-6-v1"),
+    ),
+    (
+        "claude-opus-4-7",
+        Some("claude-opus-4-7-20260416"),
+        Some("global.anthropic.claude-opus-4-7"),
+    ),
+    (
+        "claude-opus-4-8",
+        None,
+        Some("global.anthropic.claude-opus-4-8"),
+    ),
+    (
+        "claude-opus-5",
+        None,
+        Some("global.anthropic.claude-opus-5"),
+    ),
+    (
+        "claude-opus-5-5",
+        None,
+        Some("global.anthropic.claude-opus-5-5"),
+    ),
+    (
+        "claude-sonnet-4-6",
+        None,
+        Some("global.anthropic.claude-sonnet-4-6"),
+    ),
+    (
+        "claude-sonnet-5",
+        None,
+        Some("global.anthropic.claude-sonnet-5"),
+    ),
+    (
+        "claude-sonnet-5-5",
+        None,
+        Some("global.anthropic.claude-sonnet-5-5"),
+    ),
+    (
+        "claude-haiku-5-5",
+        None,
+        Some("global.anthropic.claude-haiku-5-5"),
+    ),
+    (
+        "claude-fable-5",
+        None,
+        Some("global.anthropic.claude-fable-5"),
+    ),
+    (
+        "claude-fable-5-1",
+        None,
+        Some("global.anthropic.claude-fable-5-1"),
+    ),
+    ("claude-mythos-5", None, None),
+    (
+        "claude-mythos-5-1",
+        None,
+        Some("global.anthropic.claude-mythos-5-1"),
+    ),
+    // LiteLLM prices Mythos Preview on Bedrock apart (an exact Bedrock entry of its own).
+    ("claude-mythos-preview", None, None),
+];
+
+#[test]
+fn every_claude_id_resolves_to_anthropics_price() {
+    let p = relay_table();
+    for (want, ids) in KNOWN {
+        for id in *ids {
+            let price = p.price(id).unwrap_or_else(|| panic!("{id} has no price"));
+            assert_usd(id, usd(price.base()), *want);
+        }
+    }
+    for (name, dated, bedrock) in NEWER {
+        let published = *p
+            .exact(name)
+            .unwrap_or_else(|| panic!("{name} not in the table"));
+        let mut forms = vec![
+            format!("{name}@default"),
+            format!("vertex_ai/{name}"),
+            format!("vertex_ai/{name}@default"),
+        ];
+        forms.extend(dated.map(str::to_string));
+        if let Some(global) = bedrock {
+            forms.push(global.to_string());
+            forms.push(global.trim_start_matches("global.").to_string());
+            forms.push(format!(
+                "arn:aws:bedrock:us-east-1:111122223333:inference-profile/{global}"
+            ));
+        }
+        for id in forms {
+            let price = p.price(&id).unwrap_or_else(|| panic!("{id} has no price"));
+            assert_usd(&id, usd(price.base()), usd(published.base()));
+        }
+    }
+    // Family aliases follow LiteLLM's `alias_of`.
+    assert_eq!(p.price("claude-opus-latest"), p.exact("claude-opus-5-5"));
+    assert_eq!(
+        p.price("claude-sonnet-latest"),
+        p.exact("claude-sonnet-5-5")
+    );
+    // Every Claude model the table lists for Anthropic's API is in this test.
+    let covered: Vec<&str> = KNOWN
+        .iter()
+        .flat_map(|(_, ids)| ids.iter().copied())
+        .chain(
+            NEWER
+                .iter()
+                .flat_map(|(n, d, _)| std::iter::once(*n).chain(*d)),
+        )
+        .collect();
+    for m in p.claude_models() {
+        assert!(
+            covered.contains(&m.as_str()),
+            "{m} is not covered by this test"
+        );
+    }
+}
+
+#[test]
+fn sonnet_4_and_4_5_have_long_context_rates() {
+    let p = relay_table();
+    let long: Usd = [6.0, 22.5, 7.5, 12.0, 0.6];
+    for id in [
+        "claude-sonnet-4-5-20250929",
+        "claude-sonnet-4-5",
+        "claude-sonnet-4-5@20250929",
+        "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "claude-sonnet-4-20250514",
+        "claude-sonnet-4-0",
+        "anthropic.claude-sonnet-4-20250514-v1:0",
+    ] {
+        let price = p.price(id).unwrap();
+        let rates = price.above_200k.unwrap_or_else(|| panic!("{id}"));
+        assert_usd(id, usd(rates), long);
+        assert_eq!(price.rates_for(200_000), price.base(), "{id}");
+        assert_eq!(price.rates_for(200_001), rates, "{id}");
+        assert_eq!(price.max_output_tokens, Some(64_000), "{id}");
+    }
+    // Anthropic's names accept the 1M context (LiteLLM's provider entries say 200k).
+    for id in ["claude-sonnet-4-5", "claude-sonnet-4-20250514"] {
+        assert_eq!(
+            p.price(id).unwrap().max_input_tokens,
+            Some(1_000_000),
+            "{id}"
+        );
+    }
+    // Models Anthropic bills at one rate have none.
+    for id in [
+        "claude-opus-4-1-20250805",
+        "claude-haiku-4-5",
+        "claude-3-5-haiku-latest",
+    ] {
+        assert_eq!(p.price(id).unwrap().above_200k, None, "{id}");
+    }
+}
+
+#[test]
+fn a_250k_token_request_pays_long_context_rates() {
+    let p = relay_table();
+    let usage = |input| app::domain::TokenUsage {
+        input_tokens: input,
+        output_tokens: 1_000,
+        cache_create_5m_tokens: 10_000,
+        cache_create_1h_tokens: 20_000,
+        cache_read_tokens: 20_000,
+    };
+    let cost = |input| crs::accounting::cost_nanos(&p, "claude-sonnet-4-5-20250929", &usage(input));
+    // 250k prompt tokens (input + cache writes + reads): every kind at the long rates, in
+    // nano-dollars per token ($6 / $22.50 / $7.50 / $12 / $0.60 per million).
+    assert_eq!(
+        cost(200_000),
+        (
+            200_000 * 6_000 + 1_000 * 22_500 + 10_000 * 7_500 + 20_000 * 12_000 + 20_000 * 600,
+            false
+        )
+    );
+    // 199k: the base rates ($3 / $15 / $3.75 / $6 / $0.30).
+    assert_eq!(
+        cost(149_000),
+        (
+            149_000 * 3_000 + 1_000 * 15_000 + 10_000 * 3_750 + 20_000 * 6_000 + 20_000 * 300,
+            false
+        )
+    );
+}
+
+/// What one request of the mock (which reports `input` input tokens) cost through a relay.
+async fn relayed_cost(input: u64) -> u64 {
+    let h = Harness::new(Engine::Embedded).await;
+    h.account("a", Some(&format!("usage-{input}")), 1).await;
+    let (key_id, key) = h.key(json!({})).await;
+    one_request_cost(&h, &key, &key_id, 1).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_context_through_the_relay() {
+    use crs::mock_upstream as mock;
+    let cached =
+        mock::CACHE_CREATE_5M_TOKENS + mock::CACHE_CREATE_1H_TOKENS + mock::CACHE_READ_TOKENS;
+    let kinds = |input: u64, r: [u64; 5]| {
+        input * r[0]
+            + mock::OUTPUT_TOKENS * r[1]
+            + mock::CACHE_CREATE_5M_TOKENS * r[2]
+            + mock::CACHE_CREATE_1H_TOKENS * r[3]
+            + mock::CACHE_READ_TOKENS * r[4]
+    };
+    let long = 250_000 - cached;
+    assert_eq!(
+        relayed_cost(long).await,
+        kinds(long, [6_000, 22_500, 7_500, 12_000, 600])
+    );
+    let short = 199_000 - cached;
+    assert_eq!(
+        relayed_cost(short).await,
+        kinds(short, [3_000, 15_000, 3_750, 6_000, 300])
+    );
+}
+
+const UNPRICED: &str = "claude-imaginary-9-20990101";
+
+fn unpriced_body() -> Value {
+    let mut b = body(false);
+    b["model"] = json!(UNPRICED);
+    b
+}
+
+async fn unpriced_metric(h: &Harness, outcome: &str) -> u64 {
+    let text = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("crs_unpriced_requests_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+async fn dashboard_unpriced(h: &Harness) -> Vec<Value> {
+    let (status, body) = h
+        .admin(reqwest::Method::GET, "/admin/dashboard", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["unpricedModels"].as_array().unwrap().clone()
+}
+
+/// Waits for this instance's sightings to reach the store (written every 2 s).
+async fn stored_unpriced(h: &Harness) -> Vec<Value> {
+    let store = &h.relay().state.store;
+    for _ in 0..100 {
+        let docs = store
+            .list_docs(crs::accounting::unpriced::DOC_KIND)
+            .await
+            .unwrap();
+        if !docs.is_empty() {
+            return docs
+                .iter()
+                .map(|d| serde_json::from_str(d).unwrap())
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no unpriced model reached the store");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpriced_model_is_billed_at_the_fallback_and_flagged() {
+    let h = Harness::new(Engine::Embedded).await;
+    h.account("a", None, 1).await;
+    let (key_id, key) = h.key(json!({})).await;
+    let before = unpriced_metric(&h, "fallback").await;
+    let r = h.messages(&key, unpriced_body()).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let bucket = crs::store::buckets::key_total(&key_id);
+    let usage = h.wait_requests(&bucket, 1).await;
+    // The fallback model's (Sonnet 4.5's) price for the mock's usage.
+    use crs::mock_upstream as mock;
+    assert_eq!(
+        usage.cost_nanos,
+        mock::INPUT_TOKENS * 3_000
+            + mock::OUTPUT_TOKENS * 15_000
+            + mock::CACHE_CREATE_5M_TOKENS * 3_750
+            + mock::CACHE_CREATE_1H_TOKENS * 6_000
+            + mock::CACHE_READ_TOKENS * 300
+    );
+    let records = h.relay().state.store.all_records(10).await.unwrap();
+    let record = records.iter().find(|r| r.model == UNPRICED).unwrap();
+    assert!(record.used_fallback_pricing, "the record is flagged");
+    assert!(unpriced_metric(&h, "fallback").await > before, "counted");
+    let listed = dashboard_unpriced(&h).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["model"], UNPRICED);
+    assert_eq!(listed[0]["requests"], 1);
+    assert!(listed[0]["lastSeen"].is_string());
+    // A priced model is not listed; the sighting reaches the store.
+    let r = h.messages(&key, body(false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    h.wait_requests(&bucket, 2).await;
+    let stored = stored_unpriced(&h).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        (stored[0]["model"].as_str(), stored[0]["requests"].as_u64()),
+        (Some(UNPRICED), Some(1))
+    );
+    assert_eq!(dashboard_unpriced(&h).await.len(), 1);
+    let s = pricing_status(&h).await;
+    assert_eq!(s["unpricedPolicy"], "fallback");
+    assert_eq!(s["fallbackModel"], "claude-sonnet-4-5-20250929");
+    assert!(s["overridesFile"]
+        .as_str()
+        .unwrap()
+        .ends_with("overrides.json"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpriced_model_is_refused_before_going_upstream() {
+    let h = Harness::with_config(Engine::Embedded, |c| {
+        c.unpriced_policy = crs::accounting::UnpricedAction::Refuse;
+    })
+    .await;
+    h.account("a", None, 1).await;
+    let (_, key) = h.key(json!({})).await;
+    let before = unpriced_metric(&h, "refused").await;
+    let r = h.messages(&key, unpriced_body()).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(UNPRICED) && message.contains("no price"),
+        "{message}"
+    );
+    // The OpenAI shape on an OpenAI route.
+    let r = h
+        .http
+        .post(h.url("/openai/claude/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": UNPRICED, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("no price"),
+        "{v}"
+    );
+    assert!(v.get("type").is_none(), "OpenAI's shape: {v}");
+    assert_eq!(h.mock.log.count(), 0, "nothing went upstream");
+    assert!(unpriced_metric(&h, "refused").await >= before + 2);
+    let listed = dashboard_unpriced(&h).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0]["model"].as_str(), listed[0]["refused"].as_u64()),
+        (Some(UNPRICED), Some(2))
+    );
+    // Priced models still pass.
+    let r = h.messages(&key, body(false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(h.mock.log.count(), 1);
+    assert_eq!(pricing_status(&h).await["unpricedPolicy"], "refuse");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_fallback_model_or_overrides_file_stops_the_start() {
+    // Each start on its own data directory (a failed start may hold its store a moment).
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let config = |i: usize| crs::config::Config::for_tests(dirs[i].path().to_path_buf());
+    let mut c = config(0);
+    c.unpriced_fallback_model = Some("claude-nonexistent".into());
+    let e = format!("{:#}", crs::start(c).await.err().unwrap());
+    assert!(
+        e.contains("UNPRICED_FALLBACK_MODEL=\"claude-nonexistent\""),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "{e}");
+
+    let overrides = dirs[1].path().join("o.json");
+    std::fs::write(
+        &overrides,
+        br#"{"claude-x": {"input_cost_per_token": "cheap"}}"#,
+    )
+    .unwrap();
+    let mut c = config(1);
+    c.pricing_overrides_file = Some(overrides);
+    let e = format!("{:#}", crs::start(c).await.err().unwrap());
+    assert!(
+        e.contains("invalid pricing overrides") && e.contains("claude-x"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "{e}");
+
+    let mut c = config(2);
+    c.pricing_overrides_file = Some(dirs[2].path().join("missing.json"));
+    let e = format!("{:#}", crs::start(c).await.err().unwrap());
+    assert!(e.contains("missing.json"), "{e}");
+}

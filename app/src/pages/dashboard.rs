@@ -1,5 +1,5 @@
 //! The dashboard: keys and accounts (by state), today's usage and cost, realtime rates, the
-//! usage trend and today's model distribution.
+//! usage trend, today's model distribution, and the models requested without a price.
 
 use leptos::prelude::*;
 
@@ -8,7 +8,7 @@ use super::{
     load_error, CARD,
 };
 use crate::{
-    domain::{format_usd, DashboardSummary},
+    domain::{format_usd, DashboardSummary, UnpricedModel},
     server_fns::get_dashboard,
 };
 
@@ -87,7 +87,49 @@ fn Dashboard(summary: DashboardSummary) -> impl IntoView {
                 <ModelChart models=summary.models.clone() />
             </div>
         </div>
+        <UnpricedModels models=summary.unpriced_models.clone() />
     }
+}
+
+/// Models requested without a price: billed at the fallback price (records flagged) or
+/// refused, per `UNPRICED_MODEL_POLICY`. Add them to the pricing overrides file.
+#[component]
+fn UnpricedModels(models: Vec<UnpricedModel>) -> impl IntoView {
+    if models.is_empty() {
+        return view! {
+            <p id="unpriced-models" class="mt-4 text-sm text-slate-500 dark:text-slate-400">
+                "Every model requested has a price."
+            </p>
+        }
+        .into_any();
+    }
+    view! {
+        <div id="unpriced-models" class=format!("mt-4 {CARD} border-amber-400 dark:border-amber-600")>
+            <h2 class="mb-1 font-semibold">"Models without a price"</h2>
+            <p class="mb-2 text-sm text-slate-500 dark:text-slate-400">
+                "Billed at the fallback model's price (records flagged) or refused; add them to the pricing overrides file."
+            </p>
+            <table class="w-full text-left text-sm">
+                <thead><tr>
+                    <th class="py-1">"Model"</th><th>"Billed at fallback"</th><th>"Refused"</th><th>"Last seen"</th>
+                </tr></thead>
+                <tbody>
+                    {models.into_iter().map(|m| {
+                        let name = m.model.clone();
+                        view! {
+                        <tr data-model=name class="border-t border-slate-200 dark:border-slate-700">
+                            <td class="py-1 font-mono break-all">{m.model}</td>
+                            <td>{m.requests}</td>
+                            <td>{m.refused}</td>
+                            <td class="whitespace-nowrap">{m.last_seen}</td>
+                        </tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+    .into_any()
 }
 
 #[component]

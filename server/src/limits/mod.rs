@@ -656,9 +656,8 @@ pub fn cost_ask(
     requested_output: Option<u64>,
     config: &crate::config::Config,
 ) -> CostAsk {
-    // TODO(pricing merge): the model's context window, long-context rates and output maximum.
-    let input_tokens = input_tokens_estimate(body_len, None);
-    let rates = price;
+    let input_tokens = input_tokens_estimate(body_len, price.max_input_tokens);
+    let rates = price.rates_for(input_tokens);
     let input_rate = rates
         .input
         .max(rates.cache_write_5m)
@@ -683,6 +682,7 @@ pub fn cost_ask(
             MAX_OUTPUT_PER_KTOK
         },
         max_output: requested_output
+            .or(price.max_output_tokens)
             .unwrap_or(config.default_max_output_tokens)
             .min(MAX_OUTPUT_TOKENS),
         min_output: config.min_output_tokens,
@@ -699,6 +699,8 @@ pub async fn admit_request(
     r: &RequestFacts<'_>,
 ) -> Result<Admission, crate::relay::error::RelayError> {
     use crate::relay::error::RelayError;
+    // UNPRICED_MODEL_POLICY=refuse: a model that cannot be billed never goes upstream.
+    crate::accounting::unpriced::check(state, r.model)?;
     let key = &stored.key;
     if key.model_blocked(r.model) {
         return Err(RelayError::PermissionDenied(format!(

@@ -37,6 +37,8 @@ pub enum RelayError {
     /// The request's key copy from memory is out of date: the handler runs again with a
     /// fresh one (`auth::key_cache`); a client sees this only if that fails as well.
     KeyChanged,
+    /// The model has no price and `UNPRICED_MODEL_POLICY=refuse`.
+    Unpriced(String),
 }
 
 impl RelayError {
@@ -47,7 +49,7 @@ impl RelayError {
                 StatusCode::UNAUTHORIZED
             }
             PermissionDenied(_) | DedicatedRateLimited(_) => StatusCode::FORBIDDEN,
-            BadRequest(_) => StatusCode::BAD_REQUEST,
+            BadRequest(_) | Unpriced(_) => StatusCode::BAD_REQUEST,
             TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             NotFound(_) | ModelUnavailable(_) => StatusCode::NOT_FOUND,
             NoAccount(_) | DedicatedUnavailable(_) | StoreUnavailable | KeyChanged => {
@@ -80,6 +82,9 @@ impl RelayError {
             UpstreamTimeout => "Upstream timeout".into(),
             StoreUnavailable => "The relay's store is unavailable; retry shortly".into(),
             KeyChanged => "The API key changed during the request; retry".into(),
+            Unpriced(model) => format!(
+                "Model {model:?} has no price on this relay, which refuses models it cannot bill"
+            ),
             Limited(r) => crate::limits::refusal_message(r),
             ClientNotAllowed(_) => "Client not allowed: your client is not authorized to use this API key".into(),
         }
@@ -93,7 +98,7 @@ impl RelayError {
             }
             PermissionDenied(_) => "permission_error",
             DedicatedRateLimited(_) => "rate_limit_error",
-            BadRequest(_) => "invalid_request_error",
+            BadRequest(_) | Unpriced(_) => "invalid_request_error",
             TooLarge => "request_too_large",
             NotFound(_) | ModelUnavailable(_) => "not_found_error",
             NoAccount(_) | DedicatedUnavailable(_) | StoreUnavailable | KeyChanged => {

@@ -458,6 +458,7 @@ impl Finisher {
         // Bill the model that answered when the upstream says which; else the one asked for.
         let model = answered_model.filter(|m| !m.is_empty()).unwrap_or(ex.model);
         let (cost_nanos, fallback) = accounting::cost_nanos(&state.pricing.load(), &model, &usage);
+        accounting::unpriced::seen(&state, &model, fallback);
         let lease = ex.lease.clone();
         if let Some(l) = &lease {
             state.leases.forget(l);

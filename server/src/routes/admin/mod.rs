@@ -279,6 +279,7 @@ pub async fn dashboard_summary(state: &AppState) -> Result<DashboardSummary, Adm
         .chain(models.iter().map(|m| buckets::model_day(m, &today.day)))
         .collect();
     let usage = state.store.usage(&names).await?;
+    let unpriced_models = crate::accounting::unpriced::list(state).await?;
     let (trend_usage, rest) = usage.split_at(days.len());
     let (minute_usage, model_usage) = rest.split_at(minutes.len());
     let mut models: Vec<ModelUsage> = models
@@ -321,6 +322,7 @@ pub async fn dashboard_summary(state: &AppState) -> Result<DashboardSummary, Adm
             .collect(),
         models,
         store_engine: state.store.engine().to_string(),
+        unpriced_models,
     })
 }
 
