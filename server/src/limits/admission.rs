@@ -413,7 +413,95 @@ mod tests {
         prop::collection::vec(prop_oneof![admit, settle], 1..80)
     }
 
+    /// A key with a daily, a platform, a model and an owner's limit, and a window cost, as
+    /// `limits::plan` builds them for a request.
+    fn key_plan(limits: &[u64; 5]) -> Plan {
+        use app::domain::{ApiKey, Budget, CostLimits};
+        let usd = |n: u64| n as f64 / 1e9;
+        let mut key = ApiKey {
+            id: "k".into(),
+            user_id: Some("alice".into()),
+            daily_cost_limit: usd(limits[0]),
+            rate_limit_window: 60,
+            rate_limit_cost: usd(limits[4]),
+            owner_budget: Budget {
+                daily_cost: usd(limits[3]),
+                monthly_cost: 0.0,
+            },
+            ..Default::default()
+        };
+        key.platform_limits.insert(
+            "claude".into(),
+            CostLimits {
+                daily_cost: usd(limits[1]),
+                total_cost: 0.0,
+            },
+        );
+        key.model_limits.insert(
+            "claude-opus-*".into(),
+            CostLimits {
+                daily_cost: usd(limits[2]),
+                total_cost: 0.0,
+            },
+        );
+        crate::limits::plan(
+            &key,
+            &crate::limits::Facts {
+                service: "claude",
+                model: "claude-opus-4-1-20250805",
+                cost: None,
+                now: chrono::Utc::now(),
+                tz_hours: 8,
+            },
+        )
+    }
+
     proptest! {
+        /// Daily, platform, model, owner-budget and window-cost limits of one key: after any
+        /// interleaving of admissions and settlements (each costing at most what it reserved),
+        /// spent + reserved ≤ limit for every one of them.
+        #[test]
+        fn no_kind_of_limit_is_ever_passed(
+            limits in prop::array::uniform5(1u64..3_000_000_000),
+            ops in ops(),
+        ) {
+            let mut p = key_plan(&limits);
+            let kinds: Vec<LimitKind> = p.counters.iter().map(|c| c.kind.clone()).collect();
+            prop_assert_eq!(kinds, vec![
+                LimitKind::Daily,
+                LimitKind::PlatformDaily("claude".into()),
+                LimitKind::ModelDaily("claude-opus-*".into()),
+                LimitKind::UserDaily,
+            ]);
+            let mut s = snapshot(&[(0, 0); 4]);
+            let mut in_flight: Vec<u64> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Admit { input, max_output, per_ktok } => {
+                        p.cost = Some(CostAsk { input_nanos: input, output_per_ktok: per_ktok, max_output, min_output: 1_024 });
+                        if let Verdict::Admit(g) = decide(&p, &s, 0) {
+                            for c in &mut s.counters { c.reserved += g.reserve_nanos; }
+                            s.window.reserved += g.reserve_nanos;
+                            in_flight.push(g.reserve_nanos);
+                        }
+                    }
+                    Op::Settle { which, share } => {
+                        if in_flight.is_empty() { continue; }
+                        let reserved = in_flight.remove(which % in_flight.len());
+                        let actual = reserved * share / 100;
+                        for c in &mut s.counters { c.reserved -= reserved; c.spent += actual; }
+                        s.window.reserved -= reserved;
+                        s.window.cost += actual;
+                    }
+                }
+                for (c, counter) in s.counters.iter().zip(&p.counters) {
+                    prop_assert!(c.spent + c.reserved <= counter.limit_nanos, "{:?}", counter.kind);
+                }
+                let window_max = p.window.as_ref().map_or(0, |w| w.max_cost_nanos);
+                prop_assert!(s.window.cost + s.window.reserved <= window_max);
+            }
+        }
+
         /// spent + reserved ≤ limit for every cost limit (key, platform, model, owner budget and
         /// window cost alike: they are all the same kind of counter to the decision), after any
         /// interleaving of admissions and settlements.
