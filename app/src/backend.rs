@@ -51,7 +51,8 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// Creates `form.count` keys (1 by default); the answer is the keys themselves, shown once.
     async fn create_keys(&self, scope: KeyScope, form: KeyForm) -> Result<Vec<String>, String>;
     async fn update_key(&self, scope: KeyScope, id: &str, form: KeyForm) -> Result<(), String>;
-    /// `enable`, `disable`, `delete` (soft), `restore`.
+    /// `enable`, `disable`, `delete` (soft), `restore`, `purge` (an admin's permanent delete
+    /// of a deleted key). A key an admin disabled cannot be enabled by its owner.
     async fn key_action(&self, scope: KeyScope, id: &str, action: &str) -> Result<(), String>;
 
     // Accounts and groups.
@@ -78,6 +79,14 @@ pub trait AdminBackend: Send + Sync + 'static {
     ) -> Result<(), String>;
     /// `enable`, `disable`, `make-admin`, `make-user`.
     async fn user_action(&self, id: &str, action: &str) -> Result<(), String>;
+    /// Sets a user's daily and monthly budget (USD as typed; empty = none) and copies it into
+    /// every key they own.
+    async fn set_user_budget(
+        &self,
+        id: &str,
+        daily_cost: &str,
+        monthly_cost: &str,
+    ) -> Result<(), String>;
 
     /// The request log: every key's newest requests, filtered and paginated.
     async fn records(&self, query: RecordQuery) -> Result<RecordPage, String>;

@@ -179,6 +179,8 @@ pub struct ApiKey {
     /// The owning user's budget, shared by all their keys (a copy of the user's, kept in step
     /// by the user's updates, so the hot path reads nothing more than the key).
     pub owner_budget: Budget,
+    /// Disabled by an administrator: its owner cannot enable it again (only an admin can).
+    pub disabled_by_admin: bool,
 }
 
 /// A daily and a monthly cost budget in USD across all of a user's keys (0 = none).
@@ -542,6 +544,9 @@ pub struct User {
     pub is_active: bool,
     pub created_at: String,
     pub last_login_at: Option<String>,
+    /// Daily and monthly cost across all the user's keys, set by an admin (0 = none). Every
+    /// key of the user carries a copy (`ApiKey::owner_budget`).
+    pub budget: Budget,
 }
 
 /// A row of the admin's user table.
@@ -550,6 +555,8 @@ pub struct User {
 pub struct UserRow {
     pub user: User,
     pub key_count: u64,
+    /// Keys the user deleted: they still count against the allowance.
+    pub deleted_key_count: u64,
     pub total: UsageCounters,
 }
 
@@ -598,10 +605,32 @@ pub struct Settings {
     pub webhooks: Vec<WebhookChannel>,
     /// Local users may create their own keys.
     pub user_keys_enabled: bool,
-    /// Keys one local user may hold.
+    /// Keys one local user may hold (deleted ones count too, until an admin removes them).
     pub max_keys_per_user: u32,
     /// Webhook notifications on or off as a whole.
     pub webhooks_enabled: bool,
+    /// What every key a local user creates gets: users only name and describe their keys.
+    pub user_key_defaults: UserKeyDefaults,
+}
+
+/// The limits, services and expiry of the keys local users create for themselves (0 = none,
+/// no permission = every service). Set by an admin; a user cannot change them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UserKeyDefaults {
+    pub daily_cost_limit: f64,
+    pub total_cost_limit: f64,
+    pub weekly_cost_limit: f64,
+    pub concurrency_limit: u32,
+    /// Rate window length in minutes, and what it allows.
+    pub rate_limit_window: u32,
+    pub rate_limit_requests: u64,
+    pub token_limit: u64,
+    pub rate_limit_cost: f64,
+    /// Services (`claude`, `gemini`, `openai`); empty means all.
+    pub permissions: Vec<String>,
+    /// Days from creation until the key expires (0 = never).
+    pub expiry_days: u32,
 }
 
 impl Default for Settings {
@@ -614,6 +643,7 @@ impl Default for Settings {
             user_keys_enabled: true,
             max_keys_per_user: 3,
             webhooks_enabled: false,
+            user_key_defaults: UserKeyDefaults::default(),
         }
     }
 }
@@ -718,6 +748,8 @@ pub struct KeyRow {
     pub tags: Vec<String>,
     /// The owning local user's name, if any.
     pub owner: Option<String>,
+    /// Disabled by an administrator (its owner cannot enable it).
+    pub disabled_by_admin: bool,
     pub total: UsageCounters,
     pub limits: Vec<LimitBar>,
 }
@@ -945,6 +977,20 @@ pub struct SettingsForm {
     pub webhooks_enabled: Option<String>,
     pub user_keys_enabled: Option<String>,
     pub max_keys_per_user: String,
+    /// Defaults of user-created keys (empty = none).
+    pub user_key_daily_cost_limit: String,
+    pub user_key_total_cost_limit: String,
+    pub user_key_weekly_cost_limit: String,
+    pub user_key_concurrency_limit: String,
+    pub user_key_rate_limit_window: String,
+    pub user_key_rate_limit_requests: String,
+    pub user_key_token_limit: String,
+    pub user_key_rate_limit_cost: String,
+    /// None ticked = every service.
+    pub user_key_perm_claude: Option<String>,
+    pub user_key_perm_openai: Option<String>,
+    pub user_key_perm_gemini: Option<String>,
+    pub user_key_expiry_days: String,
 }
 
 impl SettingsForm {
@@ -954,6 +1000,13 @@ impl SettingsForm {
                 .get(k)
                 .map(|r| r.to_string())
                 .unwrap_or_default()
+        };
+        let d = &s.user_key_defaults;
+        let perm = |p: &str| {
+            d.permissions
+                .iter()
+                .any(|x| x == p)
+                .then(|| "on".to_string())
         };
         SettingsForm {
             site_name: s.site_name.clone(),
@@ -978,6 +1031,18 @@ impl SettingsForm {
             webhooks_enabled: s.webhooks_enabled.then(|| "on".into()),
             user_keys_enabled: s.user_keys_enabled.then(|| "on".into()),
             max_keys_per_user: s.max_keys_per_user.to_string(),
+            user_key_daily_cost_limit: num(d.daily_cost_limit),
+            user_key_total_cost_limit: num(d.total_cost_limit),
+            user_key_weekly_cost_limit: num(d.weekly_cost_limit),
+            user_key_concurrency_limit: whole_num(u64::from(d.concurrency_limit)),
+            user_key_rate_limit_window: whole_num(u64::from(d.rate_limit_window)),
+            user_key_rate_limit_requests: whole_num(d.rate_limit_requests),
+            user_key_token_limit: whole_num(d.token_limit),
+            user_key_rate_limit_cost: num(d.rate_limit_cost),
+            user_key_perm_claude: perm("claude"),
+            user_key_perm_openai: perm("openai"),
+            user_key_perm_gemini: perm("gemini"),
+            user_key_expiry_days: whole_num(u64::from(d.expiry_days)),
         }
     }
 }

@@ -379,6 +379,21 @@ pub async fn user_action(id: String, action: String) -> Result<(), ServerFnError
     backend.0.user_action(&id, &action).await.map_err(invalid)
 }
 
+/// A user's budget (USD across all their keys; empty = none), from the users page.
+#[server(prefix = "/admin-next/api", endpoint = "user-budget")]
+pub async fn set_user_budget(
+    id: String,
+    daily_cost: String,
+    monthly_cost: String,
+) -> Result<(), ServerFnError> {
+    let (backend, _) = require_admin().await?;
+    backend
+        .0
+        .set_user_budget(&id, &daily_cost, &monthly_cost)
+        .await
+        .map_err(invalid)
+}
+
 /// The settings page's test button for one saved webhook channel.
 #[server(prefix = "/admin-next/api", endpoint = "test-webhook")]
 pub async fn test_webhook(index: usize) -> Result<(), ServerFnError> {

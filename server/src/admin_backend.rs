@@ -10,8 +10,8 @@ use app::{
     domain::{
         AccountDetail, AccountForm, AccountGroup, AccountRow, AccountTest, ApiKey,
         DashboardSummary, KeyForm, KeyPage, KeyQuery, KeyRow, KeyStats, OAuthStart, Platform,
-        RecordPage, RecordQuery, SessionInfo, Settings, SettingsForm, UserRole, UserRow,
-        WebhookChannel, KEYS_PER_PAGE,
+        RecordPage, RecordQuery, SessionInfo, Settings, SettingsForm, UserKeyDefaults, UserRole,
+        UserRow, WebhookChannel, KEYS_PER_PAGE,
     },
 };
 use axum::{extract::State, Json};
@@ -156,6 +156,84 @@ pub fn key_input(f: &KeyForm) -> Result<Value, String> {
     }
     Ok(input)
 }
+
+/// The defaults of user-created keys from the settings form, checked by the key limits' own
+/// rules (a refused value is named `userKeyDefaults.<field>`).
+pub fn user_key_defaults(f: &SettingsForm) -> Result<UserKeyDefaults, String> {
+    let permissions: Vec<&str> = [
+        ("claude", &f.user_key_perm_claude),
+        ("openai", &f.user_key_perm_openai),
+        ("gemini", &f.user_key_perm_gemini),
+    ]
+    .into_iter()
+    .filter(|(_, v)| v.is_some())
+    .map(|(p, _)| p)
+    .collect();
+    let input = json!({
+        "permissions": permissions,
+        "concurrencyLimit": f.user_key_concurrency_limit,
+        "rateLimitWindow": f.user_key_rate_limit_window,
+        "rateLimitRequests": f.user_key_rate_limit_requests,
+        "tokenLimit": f.user_key_token_limit,
+        "rateLimitCost": f.user_key_rate_limit_cost,
+        "dailyCostLimit": f.user_key_daily_cost_limit,
+        "totalCostLimit": f.user_key_total_cost_limit,
+        "weeklyCostLimit": f.user_key_weekly_cost_limit,
+    });
+    let input: keys::KeyInput =
+        serde_json::from_value(input).map_err(|e| format!("invalid form: {e}"))?;
+    let mut k = ApiKey::default();
+    keys::apply_key(&mut k, input).map_err(|e| format!("userKeyDefaults.{}", e.message()))?;
+    let expiry_days = match f.user_key_expiry_days.trim() {
+        "" => 0,
+        v => v.parse::<u32>().map_err(|_| {
+            "userKeyDefaults.expiryDays must be a whole number of days ≥ 0".to_string()
+        })?,
+    };
+    Ok(UserKeyDefaults {
+        daily_cost_limit: k.daily_cost_limit,
+        total_cost_limit: k.total_cost_limit,
+        weekly_cost_limit: k.weekly_cost_limit,
+        concurrency_limit: k.concurrency_limit,
+        rate_limit_window: k.rate_limit_window,
+        rate_limit_requests: k.rate_limit_requests,
+        token_limit: k.token_limit,
+        rate_limit_cost: k.rate_limit_cost,
+        permissions: k.permissions,
+        expiry_days,
+    })
+}
+
+/// The admin API's `KeyInput` of a key a user creates: their name and description, and
+/// everything else from the admin's defaults.
+pub fn user_key_input(
+    d: &UserKeyDefaults,
+    name: &str,
+    description: &str,
+    now: chrono::DateTime<Utc>,
+) -> Value {
+    let expires_at = (d.expiry_days > 0)
+        .then(|| format_time(now + chrono::Duration::days(i64::from(d.expiry_days))));
+    json!({
+        "name": name,
+        "description": description,
+        "permissions": d.permissions,
+        "concurrencyLimit": d.concurrency_limit,
+        "rateLimitWindow": d.rate_limit_window,
+        "rateLimitRequests": d.rate_limit_requests,
+        "tokenLimit": d.token_limit,
+        "rateLimitCost": d.rate_limit_cost,
+        "dailyCostLimit": d.daily_cost_limit,
+        "totalCostLimit": d.total_cost_limit,
+        "weeklyCostLimit": d.weekly_cost_limit,
+        "expirationMode": "fixed",
+        "expiresAt": expires_at,
+    })
+}
+
+/// One user's key creation at a time (on this instance): the allowance is counted and the key
+/// written without another creation in between.
+static USER_KEY_CREATION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The account form as the admin API's `AccountInput`.
 pub fn account_input(f: &AccountForm, editing: bool) -> Result<Value, String> {
@@ -422,6 +500,7 @@ impl AdminBackend for AdminPages {
                     .and_then(|ms| chrono::DateTime::from_timestamp_millis(*ms))
                     .map(format_time),
                 owner: k.user_id.as_ref().and_then(|u| owners.get(u).cloned()),
+                disabled_by_admin: k.disabled_by_admin && !k.is_active,
                 is_active: k.is_active && !k.owner_disabled,
                 limits: crate::routes::api_stats::limit_bars(&report),
                 id: k.id,
@@ -449,6 +528,10 @@ impl AdminBackend for AdminPages {
 
     async fn create_keys(&self, scope: KeyScope, form: KeyForm) -> Result<Vec<String>, String> {
         let state = &self.0;
+        let _one_at_a_time = match &scope {
+            KeyScope::OwnedBy(_) => Some(USER_KEY_CREATION.lock().await),
+            KeyScope::All => None,
+        };
         let (input, owner, count) = match &scope {
             KeyScope::All => {
                 let count = match form.count.trim() {
@@ -460,26 +543,39 @@ impl AdminBackend for AdminPages {
                 };
                 (key_input(&form)?, None, count)
             }
-            // A user names their key; limits and bindings are the admin's to set.
+            // A user names and describes their key; limits, services and expiry are the
+            // admin's defaults, bindings the admin's to set.
             KeyScope::OwnedBy(uid) => {
                 let settings = state.settings.get();
                 if !settings.user_keys_enabled {
                     return Err("Creating keys is turned off by the administrator".into());
                 }
-                let held = state
-                    .all_keys()
-                    .await
-                    .map_err(unavailable)?
-                    .iter()
-                    .filter(|k| !k.key.is_deleted && k.key.user_id.as_deref() == Some(uid))
-                    .count();
+                // Deleted keys count: deleting never frees a slot (an admin's permanent
+                // delete does).
+                let (mut held, mut deleted) = (0usize, 0usize);
+                for k in state.all_keys().await.map_err(unavailable)?.iter() {
+                    if k.key.user_id.as_deref() == Some(uid) {
+                        held += 1;
+                        deleted += usize::from(k.key.is_deleted);
+                    }
+                }
                 if held >= settings.max_keys_per_user as usize {
+                    let of_which = match deleted {
+                        0 => String::new(),
+                        1 => " (1 of them deleted: deleted keys count too)".to_string(),
+                        n => format!(" ({n} of them deleted: deleted keys count too)"),
+                    };
                     return Err(format!(
-                        "name: you already hold the maximum of {} keys",
+                        "name: you already have the maximum of {} keys{of_which}; ask an administrator to remove one",
                         settings.max_keys_per_user
                     ));
                 }
-                let input = json!({"name": form.name, "description": form.description});
+                let input = user_key_input(
+                    &settings.user_key_defaults,
+                    &form.name,
+                    &form.description,
+                    Utc::now(),
+                );
                 (input, Some(uid.clone()), 1)
             }
         };
@@ -526,21 +622,49 @@ impl AdminBackend for AdminPages {
 
     async fn key_action(&self, scope: KeyScope, id: &str, action: &str) -> Result<(), String> {
         let mut stored = self.scoped_key(&scope, id).await?;
+        let admin = scope == KeyScope::All;
         match (action, stored.key.is_deleted) {
+            ("enable", false) if admin => {
+                stored.key.is_active = true;
+                stored.key.disabled_by_admin = false;
+            }
+            ("enable", false) if stored.key.disabled_by_admin => {
+                return Err(
+                    "This key was disabled by an administrator; only an administrator can enable it again"
+                        .into(),
+                )
+            }
             ("enable", false) => stored.key.is_active = true,
-            ("disable", false) => stored.key.is_active = false,
+            ("disable", false) => {
+                stored.key.is_active = false;
+                // An owner's own disable leaves an admin's mark as it is.
+                stored.key.disabled_by_admin |= admin;
+            }
             // Soft delete, as the admin API: the key stops working, its usage stays.
             ("delete", false) => {
                 stored.key.is_deleted = true;
                 stored.key.is_active = false;
             }
-            ("restore", true) if scope == KeyScope::All => {
+            ("restore", true) if admin => {
                 stored.key.is_deleted = false;
                 stored.key.is_active = true;
+                stored.key.disabled_by_admin = false;
+            }
+            // Permanent: the record goes (its usage stays in the counters), and with it the
+            // slot it held in its owner's allowance.
+            ("purge", true) if admin => {
+                self.0.store.delete_key(id).await.map_err(unavailable)?;
+                tracing::info!(key = %id, "key removed permanently from the admin pages");
+                return Ok(());
             }
             ("enable" | "disable" | "delete", true) => return Err("API key not found".into()),
             ("restore", _) => {
                 return Err("Only a deleted key can be restored, by an administrator".into())
+            }
+            ("purge", _) => {
+                return Err(
+                    "Only a deleted key can be removed permanently, by an administrator".into(),
+                )
             }
             (other, _) => return Err(format!("unknown action {other:?}")),
         }
@@ -807,10 +931,11 @@ impl AdminBackend for AdminPages {
         let keys = state.all_keys().await.map_err(unavailable)?;
         let mut rows = Vec::with_capacity(users.len());
         for u in users {
-            let own: Vec<&StoredKey> = keys
+            let all_own = keys
                 .iter()
-                .filter(|k| !k.key.is_deleted && k.key.user_id.as_deref() == Some(&u.user.id))
-                .collect();
+                .filter(|k| k.key.user_id.as_deref() == Some(&u.user.id));
+            let deleted = all_own.clone().filter(|k| k.key.is_deleted).count();
+            let own: Vec<&StoredKey> = all_own.filter(|k| !k.key.is_deleted).collect();
             let names: Vec<String> = own.iter().map(|k| buckets::key_total(&k.key.id)).collect();
             let mut total = app::domain::UsageCounters::default();
             for c in state.store.usage(&names).await.map_err(unavailable)? {
@@ -818,6 +943,7 @@ impl AdminBackend for AdminPages {
             }
             rows.push(UserRow {
                 key_count: own.len() as u64,
+                deleted_key_count: deleted as u64,
                 user: u.user,
                 total,
             });
@@ -856,6 +982,23 @@ impl AdminBackend for AdminPages {
             "make-admin" => crate::users::set_role(store, id, UserRole::Admin).await,
             "make-user" => crate::users::set_role(store, id, UserRole::User).await,
             other => return Err(format!("unknown action {other:?}")),
+        };
+        result.map(|_| ()).map_err(|e| match e {
+            crate::users::UserError::Store(e) => unavailable(e),
+            other => other.to_string(),
+        })
+    }
+
+    async fn set_user_budget(
+        &self,
+        id: &str,
+        daily_cost: &str,
+        monthly_cost: &str,
+    ) -> Result<(), String> {
+        let store = &self.0.store;
+        let result = match crate::users::parse_budget(daily_cost, monthly_cost) {
+            Ok(budget) => crate::users::set_budget(store, id, budget).await,
+            Err(e) => Err(e),
         };
         result.map(|_| ()).map_err(|e| match e {
             crate::users::UserError::Store(e) => unavailable(e),
@@ -954,6 +1097,7 @@ impl AdminBackend for AdminPages {
                 .parse()
                 .map_err(|_| "maxKeysPerUser must be a whole number".to_string())?,
         };
+        s.user_key_defaults = user_key_defaults(&form)?;
         self.0
             .settings
             .save(&self.0.store, &self.0.crypto, s)
@@ -1067,6 +1211,80 @@ mod tests {
         assert_eq!(again.concurrency_limit, 2);
         assert_eq!(again.tags, key.tags);
         assert_eq!(again.platform_limits, key.platform_limits);
+    }
+
+    #[test]
+    fn user_key_defaults_are_checked_and_become_a_users_key() {
+        let form = SettingsForm {
+            user_key_daily_cost_limit: "1.5".into(),
+            user_key_concurrency_limit: "2".into(),
+            user_key_rate_limit_window: "10".into(),
+            user_key_rate_limit_requests: "5".into(),
+            user_key_perm_claude: Some("on".into()),
+            user_key_expiry_days: "30".into(),
+            ..Default::default()
+        };
+        let d = user_key_defaults(&form).expect("defaults");
+        assert_eq!(d.daily_cost_limit, 1.5);
+        assert_eq!(d.concurrency_limit, 2);
+        assert_eq!((d.rate_limit_window, d.rate_limit_requests), (10, 5));
+        assert_eq!(d.permissions, vec!["claude".to_string()]);
+        assert_eq!(d.expiry_days, 30);
+        for (bad, field) in [
+            (
+                SettingsForm {
+                    user_key_total_cost_limit: "-1".into(),
+                    ..Default::default()
+                },
+                "userKeyDefaults.totalCostLimit",
+            ),
+            (
+                SettingsForm {
+                    user_key_concurrency_limit: "1.5".into(),
+                    ..Default::default()
+                },
+                "userKeyDefaults.concurrencyLimit",
+            ),
+            (
+                SettingsForm {
+                    user_key_expiry_days: "soon".into(),
+                    ..Default::default()
+                },
+                "userKeyDefaults.expiryDays",
+            ),
+        ] {
+            let err = user_key_defaults(&bad).expect_err(field);
+            assert!(err.starts_with(field), "{err}");
+        }
+
+        let now = Utc::now();
+        let input: keys::KeyInput =
+            serde_json::from_value(user_key_input(&d, "laptop", "mine", now)).expect("parse");
+        let mut key = ApiKey::default();
+        keys::apply_key(&mut key, input).expect("apply");
+        assert_eq!(key.name, "laptop");
+        assert_eq!(key.daily_cost_limit, 1.5);
+        assert_eq!(key.concurrency_limit, 2);
+        assert_eq!(key.rate_limit_requests, 5);
+        assert_eq!(key.permissions, vec!["claude".to_string()]);
+        let expires = key
+            .expires_at
+            .as_deref()
+            .and_then(parse_time)
+            .expect("expiry");
+        assert!(
+            (expires - now - chrono::Duration::days(30))
+                .num_seconds()
+                .abs()
+                <= 1
+        );
+        // No expiry by default.
+        let input: keys::KeyInput =
+            serde_json::from_value(user_key_input(&UserKeyDefaults::default(), "k", "", now))
+                .expect("parse");
+        let mut key = ApiKey::default();
+        keys::apply_key(&mut key, input).expect("apply");
+        assert!(key.expires_at.is_none() && !key.has_limits());
     }
 
     #[test]

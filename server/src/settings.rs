@@ -116,6 +116,37 @@ pub fn validate(s: &Settings) -> Result<(), SettingsError> {
     if s.max_keys_per_user > 1000 {
         return bad("maxKeysPerUser", "must be at most 1000");
     }
+    let d = &s.user_key_defaults;
+    for (field, v) in [
+        ("userKeyDefaults.dailyCostLimit", d.daily_cost_limit),
+        ("userKeyDefaults.totalCostLimit", d.total_cost_limit),
+        ("userKeyDefaults.weeklyCostLimit", d.weekly_cost_limit),
+        ("userKeyDefaults.rateLimitCost", d.rate_limit_cost),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return bad(field, "must be a number ≥ 0");
+        }
+    }
+    if let Some(p) = d
+        .permissions
+        .iter()
+        .find(|p| !["claude", "openai", "gemini"].contains(&p.as_str()))
+    {
+        return Err(SettingsError::Invalid(
+            "userKeyDefaults.permissions",
+            format!("unknown service {p:?}; use claude, gemini or openai"),
+        ));
+    }
+    let windowed = d.rate_limit_requests > 0 || d.token_limit > 0 || d.rate_limit_cost > 0.0;
+    if windowed && d.rate_limit_window == 0 {
+        return bad(
+            "userKeyDefaults.rateLimitWindow",
+            "set the window's minutes to limit requests, tokens or cost per window",
+        );
+    }
+    if d.expiry_days > 36_500 {
+        return bad("userKeyDefaults.expiryDays", "must be at most 36500 days");
+    }
     for w in &s.webhooks {
         if !WEBHOOK_KINDS.contains(&w.kind.as_str()) {
             return bad("webhooks", "unknown channel type");
@@ -171,6 +202,28 @@ mod tests {
             validate(&s),
             Err(SettingsError::Invalid("siteName", _))
         ));
+        s.site_name = "relay".into();
+        s.user_key_defaults.daily_cost_limit = -1.0;
+        assert!(matches!(
+            validate(&s),
+            Err(SettingsError::Invalid("userKeyDefaults.dailyCostLimit", _))
+        ));
+        s.user_key_defaults.daily_cost_limit = f64::NAN;
+        assert!(validate(&s).is_err());
+        s.user_key_defaults.daily_cost_limit = 1.0;
+        s.user_key_defaults.rate_limit_requests = 10;
+        assert!(matches!(
+            validate(&s),
+            Err(SettingsError::Invalid("userKeyDefaults.rateLimitWindow", _))
+        ));
+        s.user_key_defaults.rate_limit_window = 1;
+        s.user_key_defaults.permissions = vec!["claude".into(), "mistral".into()];
+        assert!(matches!(
+            validate(&s),
+            Err(SettingsError::Invalid("userKeyDefaults.permissions", _))
+        ));
+        s.user_key_defaults.permissions = vec!["claude".into()];
+        assert!(validate(&s).is_ok());
     }
 
     #[tokio::test]

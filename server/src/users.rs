@@ -1,8 +1,9 @@
-//! Local users: a username and an argon2 password, a role, and the keys they create for
-//! themselves. Disabling a user stops their keys at once (the keys carry an
-//! `ownerDisabled` flag, so the hot path reads nothing more than the key).
+//! Local users: a username and an argon2 password, a role, a budget, and the keys they create
+//! for themselves. Disabling a user stops their keys at once, and a budget holds across all of
+//! them (the keys carry an `ownerDisabled` flag and a copy of the `ownerBudget`, so the hot
+//! path reads nothing more than the key).
 
-use app::domain::{User, UserRole};
+use app::domain::{ApiKey, Budget, User, UserRole};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +118,7 @@ pub async fn create(
         is_active: true,
         created_at: format_time(Utc::now()),
         last_login_at: None,
+        budget: Budget::default(),
     };
     save(
         store,
@@ -164,6 +166,72 @@ pub async fn set_active(store: &DynStore, id: &str, active: bool) -> Result<User
     }
     tracing::info!(user = %id, active, "local user changed");
     Ok(u.user)
+}
+
+/// A budget from the users page's text fields (USD, empty = none), each checked on its own.
+pub fn parse_budget(daily_cost: &str, monthly_cost: &str) -> Result<Budget, UserError> {
+    let usd = |field: &'static str, v: &str| -> Result<f64, UserError> {
+        let v = v.trim();
+        if v.is_empty() {
+            return Ok(0.0);
+        }
+        match v.parse::<f64>() {
+            Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+            _ => Err(UserError::Invalid(
+                field,
+                "must be a number ≥ 0 (USD; empty or 0 = no budget)".into(),
+            )),
+        }
+    };
+    Ok(Budget {
+        daily_cost: usd("dailyCost", daily_cost)?,
+        monthly_cost: usd("monthlyCost", monthly_cost)?,
+    })
+}
+
+/// Sets a user's budget and copies it into every key they own (one write per changed key).
+pub async fn set_budget(store: &DynStore, id: &str, budget: Budget) -> Result<User, UserError> {
+    for (field, v) in [
+        ("dailyCost", budget.daily_cost),
+        ("monthlyCost", budget.monthly_cost),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(UserError::Invalid(field, "must be a number ≥ 0".into()));
+        }
+    }
+    let mut u = get(store, id).await?.ok_or(UserError::NotFound)?;
+    u.user.budget = budget;
+    // The user first: a key created meanwhile either is in the list below or reads this.
+    save(store, &u).await?;
+    for mut k in store.list_keys().await? {
+        if k.key.user_id.as_deref() == Some(id) && k.key.owner_budget != budget {
+            k.key.owner_budget = budget;
+            store.update_key(&k).await?;
+        }
+    }
+    tracing::info!(
+        user = %id,
+        daily = budget.daily_cost,
+        monthly = budget.monthly_cost,
+        "local user's budget changed"
+    );
+    Ok(u.user)
+}
+
+/// Gives a key its owner's current state (budget, enabled or not); whether anything changed.
+/// A key whose owner is gone is left as it is.
+pub async fn stamp_owner(store: &DynStore, key: &mut ApiKey) -> Result<bool, StoreError> {
+    let Some(uid) = key.user_id.as_deref() else {
+        return Ok(false);
+    };
+    let Some(u) = get(store, uid).await? else {
+        return Ok(false);
+    };
+    let (budget, disabled) = (u.user.budget, !u.user.is_active);
+    let changed = key.owner_budget != budget || key.owner_disabled != disabled;
+    key.owner_budget = budget;
+    key.owner_disabled = disabled;
+    Ok(changed)
 }
 
 pub async fn set_role(store: &DynStore, id: &str, role: UserRole) -> Result<User, UserError> {
@@ -229,6 +297,54 @@ mod tests {
             .await
             .expect("verify")
             .is_none());
+        // A budget reaches every key of the user, and only theirs.
+        let other = StoredKey::new(
+            ApiKey {
+                id: "k2".into(),
+                is_active: true,
+                ..Default::default()
+            },
+            "h2".into(),
+        );
+        store.insert_key(&other).await.expect("insert");
+        assert!(matches!(
+            parse_budget("1", "-2"),
+            Err(UserError::Invalid("monthlyCost", _))
+        ));
+        assert!(matches!(
+            parse_budget("x", ""),
+            Err(UserError::Invalid("dailyCost", _))
+        ));
+        assert!(matches!(
+            parse_budget("inf", ""),
+            Err(UserError::Invalid("dailyCost", _))
+        ));
+        let budget = parse_budget(" 2.5 ", "").expect("budget");
+        assert_eq!(
+            budget,
+            Budget {
+                daily_cost: 2.5,
+                monthly_cost: 0.0
+            }
+        );
+        set_budget(&store, &alice.id, budget).await.expect("budget");
+        let k = store.get_key("k1").await.expect("get").expect("key");
+        assert_eq!(k.key.owner_budget, budget);
+        let k = store.get_key("k2").await.expect("get").expect("key");
+        assert_eq!(k.key.owner_budget, Budget::default());
+        assert_eq!(
+            get(&store, &alice.id)
+                .await
+                .expect("get")
+                .expect("user")
+                .user
+                .budget,
+            budget
+        );
+        assert!(matches!(
+            set_budget(&store, "nobody", budget).await,
+            Err(UserError::NotFound)
+        ));
         set_active(&store, &alice.id, true).await.expect("enable");
         assert!(
             !store

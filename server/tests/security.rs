@@ -162,6 +162,14 @@ fn admin_functions(victim_user: &str) -> Vec<(&'static str, Vec<(&'static str, S
             "user-action",
             vec![("id", s(victim_user)), ("action", s("make-admin"))],
         ),
+        (
+            "user-budget",
+            vec![
+                ("id", s(victim_user)),
+                ("daily_cost", s("")),
+                ("monthly_cost", s("")),
+            ],
+        ),
         ("test-webhook", vec![("index", s("0"))]),
         ("records", vec![("query[page]", s("1"))]),
         ("settings", vec![]),

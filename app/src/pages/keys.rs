@@ -1,7 +1,8 @@
 //! API keys: a searchable, filterable, sortable table paginated on the server, with usage and
 //! per-key limit progress; single and batch creation (keys shown once, with client set-up
-//! snippets); enable, disable, soft delete and restore. Local users get the same page for
-//! their own keys (`/admin-next/my-keys`), without the admin's fields.
+//! snippets); enable, disable, soft delete, restore and permanent delete. Local users get the
+//! same page for their own keys (`/admin-next/my-keys`), without the admin's fields: their keys
+//! get the admin's defaults, and a key an admin disabled stays disabled for them.
 
 use leptos::prelude::*;
 use leptos_router::{components::Form, hooks::use_query_map};
@@ -244,7 +245,10 @@ fn Row(k: KeyRow, act: ServerAction<KeyAction>, own: bool) -> impl IntoView {
                 </div>
             </td>
             <td class=format!("{TD} font-mono text-xs")>{k.key_preview.clone()}</td>
-            <td class=TD><span class="key-status">{status}</span></td>
+            <td class=TD>
+                <span class="key-status">{status}</span>
+                {(k.disabled_by_admin && !k.is_deleted).then(|| view! { <div class="key-admin-disabled text-xs text-slate-500">"by an administrator"</div> })}
+            </td>
             <td class=TD>{k.total.requests}</td>
             <td class=TD>{format_usd(k.total.cost_nanos)}</td>
             <td class=TD>
@@ -261,11 +265,18 @@ fn Row(k: KeyRow, act: ServerAction<KeyAction>, own: bool) -> impl IntoView {
             <td class=format!("{TD} whitespace-nowrap")>
                 {(!own && !k.is_deleted).then(|| view! { <a href=format!("/admin-next/keys/{id}") data-action="edit" class=BUTTON_SMALL>"Edit"</a> })}
                 {if k.is_deleted {
-                    (!own).then(|| view! { <KeyButton act id=k.id.clone() action="restore" label="Restore" /> }).into_any()
+                    (!own).then(|| view! {
+                        <KeyButton act id=k.id.clone() action="restore" label="Restore" />
+                        <KeyButton act id=k.id.clone() action="purge" label="Delete permanently" />
+                    }).into_any()
                 } else {
+                    // An owner cannot enable a key an administrator disabled.
+                    let locked = own && k.disabled_by_admin;
                     view! {
-                        <KeyButton act id=k.id.clone() action=if k.is_active { "disable" } else { "enable" }
-                            label=if k.is_active { "Disable" } else { "Enable" } />
+                        {(!locked).then(|| view! {
+                            <KeyButton act id=k.id.clone() action=if k.is_active { "disable" } else { "enable" }
+                                label=if k.is_active { "Disable" } else { "Enable" } />
+                        })}
                         <KeyButton act id=k.id.clone() action="delete" label="Delete" />
                     }.into_any()
                 }}
@@ -281,13 +292,15 @@ fn KeyButton(
     action: &'static str,
     label: &'static str,
 ) -> impl IntoView {
-    if action == "delete" {
+    if action == "delete" || action == "purge" {
         // Deleting asks first, which needs the hydrated page.
+        let question = if action == "purge" {
+            "Remove this key for good? Its usage stays in the totals; its owner gets the slot back."
+        } else {
+            "Delete this key? It stops working at once."
+        };
         let on_click = move |_| {
-            if window()
-                .confirm_with_message("Delete this key? It stops working at once.")
-                .unwrap_or(false)
-            {
+            if window().confirm_with_message(question).unwrap_or(false) {
                 act.dispatch(KeyAction {
                     id: id.clone(),
                     action: action.to_string(),

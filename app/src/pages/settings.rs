@@ -1,5 +1,5 @@
-//! Settings: site name and logo, service-wide cost rates, webhook channels and the relay's
-//! toggles for local users.
+//! Settings: site name and logo, service-wide cost rates, webhook channels, and local users'
+//! key creation: the allowance and the limits, services and expiry every user key gets.
 
 use leptos::prelude::*;
 
@@ -70,7 +70,26 @@ pub fn SettingsPage() -> impl IntoView {
                             <legend class="px-1 font-semibold">"Users"</legend>
                             <div class="grid grid-cols-1 items-end gap-3 sm:grid-cols-2">
                                 <Check label="Users may create their own keys" name="form[user_keys_enabled]" checked=f.user_keys_enabled.is_some() />
-                                <Field label="Keys per user" name="form[max_keys_per_user]" api_name="maxKeysPerUser" value=f.max_keys_per_user.clone() error />
+                                <Field label="Keys per user (deleted ones count)" name="form[max_keys_per_user]" api_name="maxKeysPerUser" value=f.max_keys_per_user.clone() error />
+                            </div>
+                            <h3 class="mt-4 text-sm font-semibold">"Keys users create"</h3>
+                            <p class="mb-2 text-xs text-slate-500">"Every key a user creates gets these limits, services and expiry (empty = none); users only name their keys. Changing them leaves existing keys as they are. Budgets across a user's keys are set on the users page."</p>
+                            <div id="user-key-defaults" class="grid grid-cols-2 gap-3 sm:grid-cols-4">
+                                <Field label="Daily cost limit ($)" name="form[user_key_daily_cost_limit]" api_name="userKeyDefaults.dailyCostLimit" value=f.user_key_daily_cost_limit.clone() placeholder="none" error />
+                                <Field label="Total cost limit ($)" name="form[user_key_total_cost_limit]" api_name="userKeyDefaults.totalCostLimit" value=f.user_key_total_cost_limit.clone() placeholder="none" error />
+                                <Field label="Weekly cost limit ($)" name="form[user_key_weekly_cost_limit]" api_name="userKeyDefaults.weeklyCostLimit" value=f.user_key_weekly_cost_limit.clone() placeholder="none" error />
+                                <Field label="Concurrent requests" name="form[user_key_concurrency_limit]" api_name="userKeyDefaults.concurrencyLimit" value=f.user_key_concurrency_limit.clone() placeholder="none" error />
+                                <Field label="Rate window (minutes)" name="form[user_key_rate_limit_window]" api_name="userKeyDefaults.rateLimitWindow" value=f.user_key_rate_limit_window.clone() placeholder="none" error />
+                                <Field label="Requests per window" name="form[user_key_rate_limit_requests]" api_name="userKeyDefaults.rateLimitRequests" value=f.user_key_rate_limit_requests.clone() placeholder="none" error />
+                                <Field label="Tokens per window" name="form[user_key_token_limit]" api_name="userKeyDefaults.tokenLimit" value=f.user_key_token_limit.clone() placeholder="none" error />
+                                <Field label="Cost per window ($)" name="form[user_key_rate_limit_cost]" api_name="userKeyDefaults.rateLimitCost" value=f.user_key_rate_limit_cost.clone() placeholder="none" error />
+                                <Field label="Expires after (days)" name="form[user_key_expiry_days]" api_name="userKeyDefaults.expiryDays" value=f.user_key_expiry_days.clone() placeholder="never" error />
+                            </div>
+                            <div class="mt-3 flex flex-wrap gap-4">
+                                <span class="text-sm text-slate-600 dark:text-slate-300">"Services (none ticked = all):"</span>
+                                <Check label="Claude" name="form[user_key_perm_claude]" checked=f.user_key_perm_claude.is_some() />
+                                <Check label="OpenAI" name="form[user_key_perm_openai]" checked=f.user_key_perm_openai.is_some() />
+                                <Check label="Gemini" name="form[user_key_perm_gemini]" checked=f.user_key_perm_gemini.is_some() />
                             </div>
                         </fieldset>
                         <button id="settings-submit" type="submit" class=BUTTON>"Save settings"</button>

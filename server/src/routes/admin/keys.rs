@@ -130,8 +130,11 @@ pub(crate) fn apply_key(k: &mut ApiKey, input: KeyInput) -> Result<(), AdminErro
     if let Some(d) = input.description {
         k.description = d;
     }
+    // Only admins set `isActive` (the API, the batch, the pages' admin actions): a key they
+    // disable stays disabled for its owner.
     if let Some(v) = input.is_active {
         k.is_active = v;
+        k.disabled_by_admin = !v;
     }
     if let Some(p) = input.permissions {
         let list: Vec<String> = match p {
@@ -536,7 +539,6 @@ pub async fn create_key(
     Ok(Json(json!({"success": true, "data": data})))
 }
 
-/// Creates a key from admin input: the stored record, and the key itself (to show once).
 /// Creates a key (owned by a local user when `owner` is set); the answer carries the key
 /// itself, which is never stored.
 pub async fn new_key(
@@ -560,8 +562,14 @@ pub async fn new_key(
         ..Default::default()
     };
     apply_key(&mut key, input)?;
-    let stored = StoredKey::new(key, state.crypto.hash_api_key(&secret));
+    // A user's key carries their budget (and state) from the start.
+    crate::users::stamp_owner(&state.store, &mut key).await?;
+    let mut stored = StoredKey::new(key, state.crypto.hash_api_key(&secret));
     state.store.insert_key(&stored).await?;
+    // Had the owner's budget changed meanwhile, the change may have missed this key: read again.
+    if crate::users::stamp_owner(&state.store, &mut stored.key).await? {
+        state.store.update_key(&stored).await?;
+    }
     Ok((stored, secret))
 }
 
