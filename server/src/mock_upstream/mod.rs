@@ -1032,7 +1032,20 @@ mod tests {
         .await
         .unwrap();
         assert!(stream.trim_end().ends_with("data: [DONE]"));
+        // As OpenAI: a stream reports usage only when asked to.
+        assert!(!stream.contains("usage"), "{stream}");
+        let stream = post(
+            &mock,
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}}),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
         assert!(stream.contains("\"completion_tokens\":12"));
+        assert!(stream.contains("\"choices\":[],"));
+        assert!(stream.contains("\"usage\":null"));
 
         let resp: Value = post(&mock, "/v1/responses", json!({"model": "gpt-5"}))
             .await
