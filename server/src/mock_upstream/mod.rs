@@ -1102,7 +1102,7 @@ mod tests {
         let err = post(&mock, "/s/status-429/v1/chat/completions", json!({})).await;
         assert_eq!(err.status(), 429);
         assert_eq!(err.headers()["retry-after"], "7");
-        assert_eq!(mock.log.count(), 8);
+        assert_eq!(mock.log.count(), 9);
     }
 
     #[tokio::test]
