@@ -43,6 +43,7 @@ cp -r public/. "$site/"
 if $release; then
   cargo build -p server --release
 else
-  cargo build -p server
+  # The end-to-end run also starts the mock upstream, which only a test-support build has.
+  cargo build -p server --features test-support
 fi
 echo "build-site: site in $site, binary in target/$($release && echo release || echo debug)/crs"

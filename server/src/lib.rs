@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod import_crs;
 pub mod limits;
+#[cfg(any(test, feature = "test-support"))]
 pub mod mock_upstream;
 pub mod notify;
 pub mod relay;
@@ -21,6 +22,7 @@ pub mod settings;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod upstream;
 pub mod users;
