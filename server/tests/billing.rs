@@ -19,6 +19,8 @@ both_engines!(
     openai_streams_are_billed_without_include_usage,
     an_abandoned_anthropic_stream_is_billed_what_it_delivered,
     an_abandoned_openai_stream_is_billed_what_it_delivered,
+    an_abandoned_responses_stream_is_billed_what_it_delivered,
+    an_abandoned_gemini_stream_is_billed_what_it_delivered,
 );
 
 async fn openai_account(h: &Harness, scenario: Option<&str>) -> String {
@@ -116,6 +118,8 @@ async fn read_then_drop(
     let mut received = 0;
     while let Some(chunk) = body.next().await {
         buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        // Gemini ends its events with CRLF pairs.
+        buf = buf.replace("\r\n", "\n");
         while let Some(end) = buf.find("\n\n") {
             let event: String = buf.drain(..end + 2).collect();
             for line in event.lines() {
@@ -239,6 +243,83 @@ async fn an_abandoned_openai_stream_is_billed_what_it_delivered(engine: Engine) 
     );
     // OpenAI reports usage only at the end: the input is the prompt's estimate (a token per
     // three bytes of the request body the upstream got).
+    assert!(r.usage.input_tokens > 0);
+    leases_back_to_zero(&h, &account, &key_id).await;
+}
+
+async fn an_abandoned_responses_stream_is_billed_what_it_delivered(engine: Engine) {
+    let h = Harness::new(engine).await;
+    let account = openai_account(&h, Some("long-400+drip-5")).await;
+    let (key_id, key) = h.key(json!({"concurrencyLimit": 2})).await;
+    let resp = h
+        .http
+        .post(h.url("/openai/v1/responses"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gpt-4o", "stream": true, "input": "count"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let received = read_then_drop(resp, 800, |v| {
+        if v["type"] == "response.output_text.delta" {
+            v["delta"].as_str().map_or(0, str::len)
+        } else {
+            0
+        }
+    })
+    .await;
+    assert!(received >= 800, "received {received} bytes");
+    let r = last_record(&h, &key_id).await;
+    // Responses reports usage only in `response.completed`, which never came.
+    assert!(r.usage_estimated);
+    assert!(
+        r.usage.output_tokens >= received as u64,
+        "billed {} output tokens for {received} bytes received",
+        r.usage.output_tokens
+    );
+    assert!(r.usage.input_tokens > 0);
+    leases_back_to_zero(&h, &account, &key_id).await;
+}
+
+async fn an_abandoned_gemini_stream_is_billed_what_it_delivered(engine: Engine) {
+    let h = Harness::new(engine).await;
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            "/admin/gemini-api-accounts",
+            Some(
+                json!({"name": "g", "baseUrl": h.mock.scenario_url("long-400+drip-5"),
+                        "apiKey": "gemini-upstream-key"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let account = v["data"]["id"].as_str().unwrap().to_string();
+    let (key_id, key) = h.key(json!({"concurrencyLimit": 2})).await;
+    let resp = h
+        .http
+        .post(h.url("/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"))
+        .header("x-goog-api-key", &key)
+        .json(&json!({"contents": [{"role": "user", "parts": [{"text": "count"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let received = read_then_drop(resp, 800, |v| {
+        v["candidates"][0]["content"]["parts"][0]["text"]
+            .as_str()
+            .map_or(0, str::len)
+    })
+    .await;
+    assert!(received >= 800, "received {received} bytes");
+    let r = last_record(&h, &key_id).await;
+    // Gemini sends its usage with the last chunk, which never came.
+    assert!(r.usage_estimated);
+    assert!(
+        r.usage.output_tokens >= received as u64,
+        "billed {} output tokens for {received} bytes received",
+        r.usage.output_tokens
+    );
     assert!(r.usage.input_tokens > 0);
     leases_back_to_zero(&h, &account, &key_id).await;
 }

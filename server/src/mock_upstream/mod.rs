@@ -645,10 +645,7 @@ async fn messages(
         }
         _ => {}
     }
-    let delay = match b {
-        Behaviour::Drip(ms) => Some(Duration::from_millis(ms)),
-        _ => None,
-    };
+    let delay = drip(&b);
     sse(log, frames, delay)
 }
 
@@ -719,10 +716,7 @@ async fn chat_completions(
         frames.push_back(data(last));
     }
     frames.push_back(Frame::Bytes(Bytes::from_static(b"data: [DONE]\n\n")));
-    let delay = match b {
-        Behaviour::Drip(ms) => Some(Duration::from_millis(ms)),
-        _ => None,
-    };
+    let delay = drip(&b);
     if matches!(b, Behaviour::Reset) {
         frames.truncate(3);
         frames.push_back(Frame::Pause(Duration::from_millis(50)));
@@ -747,10 +741,11 @@ async fn responses(
     }
     let (model, stream) = requested_model(&body);
     let out = output_tokens(s, uri.path(), &body);
+    let parts = reply_parts(s, uri.path());
     let id = format!("resp_mock{:x}", rand::random::<u32>());
     let response = json!({"id": id, "object": "response", "created_at": 1_700_000_000, "status": "completed", "model": model,
         "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
-            "content": [{"type": "output_text", "text": REPLY.concat(), "annotations": []}]}],
+            "content": [{"type": "output_text", "text": parts.concat(), "annotations": []}]}],
         "usage": {"input_tokens": INPUT_TOKENS + CACHE_READ_TOKENS, "input_tokens_details": {"cached_tokens": CACHE_READ_TOKENS},
             "output_tokens": out, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": INPUT_TOKENS + CACHE_READ_TOKENS + out}});
@@ -784,7 +779,7 @@ async fn responses(
         json!({"output_index": 0, "item": empty_message}),
     ));
     frames.push_back(ev("response.content_part.added", json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})));
-    for part in REPLY {
+    for part in &parts {
         frames.push_back(ev(
             "response.output_text.delta",
             json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": part}),
@@ -792,7 +787,7 @@ async fn responses(
     }
     frames.push_back(ev(
         "response.output_text.done",
-        json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "text": REPLY.concat()}),
+        json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "text": parts.concat()}),
     ));
     frames.push_back(ev("response.content_part.done", json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": message["content"][0]})));
     frames.push_back(ev(
@@ -800,7 +795,7 @@ async fn responses(
         json!({"output_index": 0, "item": message}),
     ));
     frames.push_back(ev("response.completed", json!({"response": response})));
-    sse(log, frames, None)
+    sse(log, frames, drip(&b))
 }
 
 async fn gemini(
@@ -837,18 +832,27 @@ async fn gemini(
     match action {
         "countTokens" => Json(json!({"totalTokens": INPUT_TOKENS})).into_response(),
         "streamGenerateContent" => {
+            let parts = reply_parts(s, uri.path());
             let mut frames = VecDeque::new();
-            for (i, part) in REPLY.iter().enumerate() {
-                let last = i == REPLY.len() - 1;
+            for (i, part) in parts.iter().enumerate() {
+                let last = i == parts.len() - 1;
                 let mut chunk = json!({"candidates": [candidate(part, last.then_some("STOP"))], "modelVersion": model});
                 if last {
                     chunk["usageMetadata"] = usage.clone();
                 }
                 frames.push_back(Frame::Bytes(Bytes::from(format!("data: {chunk}\r\n\r\n"))));
             }
-            sse(log, frames, None)
+            sse(log, frames, drip(&b))
         }
         _ => Json(json!({"candidates": [candidate(&REPLY.concat(), Some("STOP"))], "usageMetadata": usage, "modelVersion": model})).into_response(),
+    }
+}
+
+/// The pause between frames of a `drip-<ms>` scenario.
+fn drip(b: &Behaviour) -> Option<Duration> {
+    match b {
+        Behaviour::Drip(ms) => Some(Duration::from_millis(*ms)),
+        _ => None,
     }
 }
 
