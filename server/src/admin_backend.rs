@@ -1114,6 +1114,54 @@ impl AdminBackend for AdminPages {
     }
 }
 
+/// What a key action does to a key record (`purge` removes it instead).
+enum KeyStep {
+    Write,
+    Purge,
+}
+
+/// A key action of the admin pages applied to `key` (by an admin, or by its owner).
+fn key_step(key: &mut app::domain::ApiKey, action: &str, admin: bool) -> Result<KeyStep, String> {
+    match (action, key.is_deleted) {
+        ("enable", false) if admin => {
+            key.is_active = true;
+            key.disabled_by_admin = false;
+        }
+        ("enable", false) if key.disabled_by_admin => return Err(
+            "This key was disabled by an administrator; only an administrator can enable it again"
+                .into(),
+        ),
+        ("enable", false) => key.is_active = true,
+        ("disable", false) => {
+            key.is_active = false;
+            // An owner's own disable leaves an admin's mark as it is.
+            key.disabled_by_admin |= admin;
+        }
+        // Soft delete, as the admin API: the key stops working, its usage stays.
+        ("delete", false) => {
+            key.is_deleted = true;
+            key.is_active = false;
+        }
+        ("restore", true) if admin => {
+            key.is_deleted = false;
+            key.is_active = true;
+            key.disabled_by_admin = false;
+        }
+        // Permanent: the record goes (its usage stays in the counters), and with it the
+        // slot it held in its owner's allowance.
+        ("purge", true) if admin => return Ok(KeyStep::Purge),
+        ("enable" | "disable" | "delete", true) => return Err("API key not found".into()),
+        ("restore", _) => {
+            return Err("Only a deleted key can be restored, by an administrator".into())
+        }
+        ("purge", _) => {
+            return Err("Only a deleted key can be removed permanently, by an administrator".into())
+        }
+        (other, _) => return Err(format!("unknown action {other:?}")),
+    }
+    Ok(KeyStep::Write)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1302,52 +1350,4 @@ mod tests {
             .get("proxy")
             .is_none());
     }
-}
-
-/// What a key action does to a key record (`purge` removes it instead).
-enum KeyStep {
-    Write,
-    Purge,
-}
-
-/// A key action of the admin pages applied to `key` (by an admin, or by its owner).
-fn key_step(key: &mut app::domain::ApiKey, action: &str, admin: bool) -> Result<KeyStep, String> {
-    match (action, key.is_deleted) {
-        ("enable", false) if admin => {
-            key.is_active = true;
-            key.disabled_by_admin = false;
-        }
-        ("enable", false) if key.disabled_by_admin => return Err(
-            "This key was disabled by an administrator; only an administrator can enable it again"
-                .into(),
-        ),
-        ("enable", false) => key.is_active = true,
-        ("disable", false) => {
-            key.is_active = false;
-            // An owner's own disable leaves an admin's mark as it is.
-            key.disabled_by_admin |= admin;
-        }
-        // Soft delete, as the admin API: the key stops working, its usage stays.
-        ("delete", false) => {
-            key.is_deleted = true;
-            key.is_active = false;
-        }
-        ("restore", true) if admin => {
-            key.is_deleted = false;
-            key.is_active = true;
-            key.disabled_by_admin = false;
-        }
-        // Permanent: the record goes (its usage stays in the counters), and with it the
-        // slot it held in its owner's allowance.
-        ("purge", true) if admin => return Ok(KeyStep::Purge),
-        ("enable" | "disable" | "delete", true) => return Err("API key not found".into()),
-        ("restore", _) => {
-            return Err("Only a deleted key can be restored, by an administrator".into())
-        }
-        ("purge", _) => {
-            return Err("Only a deleted key can be removed permanently, by an administrator".into())
-        }
-        (other, _) => return Err(format!("unknown action {other:?}")),
-    }
-    Ok(KeyStep::Write)
 }
