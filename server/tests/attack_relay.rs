@@ -196,7 +196,7 @@ async fn b_random_sticky_ids_leave_bounded_state(engine: Engine) {
             // Sweeps start at 256 mappings and then at twice what is live.
             let bound = (3 * per_round).max(400);
             println!(
-                "(b) sticky, embedded: {n} requests with 32 KB / 1 KB ids in {rounds} rounds of {per_round} (1 s TTL): map peak {peak}, now {held} (bound {bound}; unswept it would be {n})"
+                "(b) sticky, embedded: {n} requests with 64 KB / 1 KB ids in {rounds} rounds of {per_round} (1 s TTL): map peak {peak}, now {held} (bound {bound}; unswept it would be {n})"
             );
             assert!(peak <= bound, "map peaked at {peak}");
         }
@@ -209,7 +209,7 @@ async fn b_random_sticky_ids_leave_bounded_state(engine: Engine) {
                 .await
                 .unwrap();
             println!(
-                "(b) sticky, redis: {n} requests with 32 KB / 1 KB ids in {rounds} rounds of {per_round} (1 s TTL): at most {live_keys} sticky keys live, longest {longest} bytes (bound 128), every one with a TTL; {} left after the TTL",
+                "(b) sticky, redis: {n} requests with 64 KB / 1 KB ids in {rounds} rounds of {per_round} (1 s TTL): at most {live_keys} sticky keys live, longest {longest} bytes (bound 128), every one with a TTL; {} left after the TTL",
                 left.len()
             );
             assert!(live_keys > 0 && live_keys <= per_round, "{live_keys} keys");
