@@ -604,75 +604,63 @@ impl AdminBackend for AdminPages {
         if scope != KeyScope::All {
             return Err("Only an administrator can change a key's settings".into());
         }
-        let mut stored = self.scoped_key(&scope, id).await?;
+        let stored = self.scoped_key(&scope, id).await?;
         if stored.key.is_deleted {
             return Err("Restore the key before editing it".into());
         }
         let input: keys::KeyInput =
             serde_json::from_value(key_input(&form)?).map_err(|e| format!("invalid form: {e}"))?;
-        keys::apply_key(&mut stored.key, input).map_err(admin_error)?;
-        self.0
-            .store
-            .update_key(&stored)
-            .await
-            .map_err(unavailable)?;
+        // On the record as it is now: a concurrent disable is never overwritten.
+        let mut failed = None;
+        let written = crate::store::modify_key(&*self.0.store, id, |k| {
+            if k.key.is_deleted {
+                failed = Some("Restore the key before editing it".to_string());
+                return false;
+            }
+            match keys::apply_key(&mut k.key, input.clone()) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(admin_error(e));
+                    false
+                }
+            }
+        })
+        .await
+        .map_err(unavailable)?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        written.ok_or_else(|| "API key not found".to_string())?;
         tracing::info!(key = %id, "key edited from the admin pages");
         Ok(())
     }
 
     async fn key_action(&self, scope: KeyScope, id: &str, action: &str) -> Result<(), String> {
-        let mut stored = self.scoped_key(&scope, id).await?;
+        let stored = self.scoped_key(&scope, id).await?;
         let admin = scope == KeyScope::All;
-        match (action, stored.key.is_deleted) {
-            ("enable", false) if admin => {
-                stored.key.is_active = true;
-                stored.key.disabled_by_admin = false;
-            }
-            ("enable", false) if stored.key.disabled_by_admin => {
-                return Err(
-                    "This key was disabled by an administrator; only an administrator can enable it again"
-                        .into(),
-                )
-            }
-            ("enable", false) => stored.key.is_active = true,
-            ("disable", false) => {
-                stored.key.is_active = false;
-                // An owner's own disable leaves an admin's mark as it is.
-                stored.key.disabled_by_admin |= admin;
-            }
-            // Soft delete, as the admin API: the key stops working, its usage stays.
-            ("delete", false) => {
-                stored.key.is_deleted = true;
-                stored.key.is_active = false;
-            }
-            ("restore", true) if admin => {
-                stored.key.is_deleted = false;
-                stored.key.is_active = true;
-                stored.key.disabled_by_admin = false;
-            }
-            // Permanent: the record goes (its usage stays in the counters), and with it the
-            // slot it held in its owner's allowance.
-            ("purge", true) if admin => {
-                self.0.store.delete_key(id).await.map_err(unavailable)?;
-                tracing::info!(key = %id, "key removed permanently from the admin pages");
-                return Ok(());
-            }
-            ("enable" | "disable" | "delete", true) => return Err("API key not found".into()),
-            ("restore", _) => {
-                return Err("Only a deleted key can be restored, by an administrator".into())
-            }
-            ("purge", _) => {
-                return Err(
-                    "Only a deleted key can be removed permanently, by an administrator".into(),
-                )
-            }
-            (other, _) => return Err(format!("unknown action {other:?}")),
+        if let KeyStep::Purge = key_step(&mut stored.key.clone(), action, admin)? {
+            self.0.store.delete_key(id).await.map_err(unavailable)?;
+            tracing::info!(key = %id, "key removed permanently from the admin pages");
+            return Ok(());
         }
-        self.0
-            .store
-            .update_key(&stored)
-            .await
-            .map_err(unavailable)?;
+        // On the record as it is now: a concurrent write (an admin's disable) is never undone.
+        let mut failed = None;
+        let written = crate::store::modify_key(&*self.0.store, id, |k| {
+            match key_step(&mut k.key, action, admin) {
+                Ok(KeyStep::Write) => true,
+                Ok(KeyStep::Purge) => false,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        })
+        .await
+        .map_err(unavailable)?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        written.ok_or_else(|| "API key not found".to_string())?;
         tracing::info!(key = %id, action, "key changed from the admin pages");
         Ok(())
     }
@@ -1124,6 +1112,54 @@ impl AdminBackend for AdminPages {
             .await
             .map_err(|(_, m)| m.to_string())
     }
+}
+
+/// What a key action does to a key record (`purge` removes it instead).
+enum KeyStep {
+    Write,
+    Purge,
+}
+
+/// A key action of the admin pages applied to `key` (by an admin, or by its owner).
+fn key_step(key: &mut app::domain::ApiKey, action: &str, admin: bool) -> Result<KeyStep, String> {
+    match (action, key.is_deleted) {
+        ("enable", false) if admin => {
+            key.is_active = true;
+            key.disabled_by_admin = false;
+        }
+        ("enable", false) if key.disabled_by_admin => return Err(
+            "This key was disabled by an administrator; only an administrator can enable it again"
+                .into(),
+        ),
+        ("enable", false) => key.is_active = true,
+        ("disable", false) => {
+            key.is_active = false;
+            // An owner's own disable leaves an admin's mark as it is.
+            key.disabled_by_admin |= admin;
+        }
+        // Soft delete, as the admin API: the key stops working, its usage stays.
+        ("delete", false) => {
+            key.is_deleted = true;
+            key.is_active = false;
+        }
+        ("restore", true) if admin => {
+            key.is_deleted = false;
+            key.is_active = true;
+            key.disabled_by_admin = false;
+        }
+        // Permanent: the record goes (its usage stays in the counters), and with it the
+        // slot it held in its owner's allowance.
+        ("purge", true) if admin => return Ok(KeyStep::Purge),
+        ("enable" | "disable" | "delete", true) => return Err("API key not found".into()),
+        ("restore", _) => {
+            return Err("Only a deleted key can be restored, by an administrator".into())
+        }
+        ("purge", _) => {
+            return Err("Only a deleted key can be removed permanently, by an administrator".into())
+        }
+        (other, _) => return Err(format!("unknown action {other:?}")),
+    }
+    Ok(KeyStep::Write)
 }
 
 #[cfg(test)]

@@ -158,10 +158,15 @@ pub async fn set_active(store: &DynStore, id: &str, active: bool) -> Result<User
     let mut u = get(store, id).await?.ok_or(UserError::NotFound)?;
     u.user.is_active = active;
     save(store, &u).await?;
-    for mut k in store.list_keys().await? {
+    for k in store.list_keys().await? {
         if k.key.user_id.as_deref() == Some(id) && k.key.owner_disabled == active {
-            k.key.owner_disabled = !active;
-            store.update_key(&k).await?;
+            // On the record as it is now: an admin's concurrent change stays.
+            crate::store::modify_key(&**store, &k.key.id, |k| {
+                let change = k.key.owner_disabled == active;
+                k.key.owner_disabled = !active;
+                change
+            })
+            .await?;
         }
     }
     tracing::info!(user = %id, active, "local user changed");
@@ -203,10 +208,14 @@ pub async fn set_budget(store: &DynStore, id: &str, budget: Budget) -> Result<Us
     u.user.budget = budget;
     // The user first: a key created meanwhile either is in the list below or reads this.
     save(store, &u).await?;
-    for mut k in store.list_keys().await? {
+    for k in store.list_keys().await? {
         if k.key.user_id.as_deref() == Some(id) && k.key.owner_budget != budget {
-            k.key.owner_budget = budget;
-            store.update_key(&k).await?;
+            crate::store::modify_key(&**store, &k.key.id, |k| {
+                let change = k.key.owner_budget != budget;
+                k.key.owner_budget = budget;
+                change
+            })
+            .await?;
         }
     }
     tracing::info!(

@@ -143,20 +143,34 @@ fn refusal(key: &app::domain::ApiKey, now: DateTime<Utc>) -> Option<RelayError> 
     }
 }
 
-/// The key may be used now (see [`refusal`]); activated on its first use.
-async fn usable(state: &AppState, mut stored: StoredKey) -> Result<StoredKey, RelayError> {
+/// The key may be used now (see [`refusal`]); activated on its first use — by a
+/// compare-and-set on the record as it is now, so a concurrent disable is never undone, and
+/// decided again on that record.
+async fn usable(state: &AppState, stored: StoredKey) -> Result<StoredKey, RelayError> {
     let now = Utc::now();
     if let Some(e) = refusal(&stored.key, now) {
         return Err(e);
     }
-    if pending_activation(&stored.key) {
-        let days = i64::from(stored.key.activation_days.max(1));
-        stored.key.is_activated = true;
-        stored.key.activated_at = Some(format_time(now));
-        stored.key.expires_at = Some(format_time(now + ChronoDuration::days(days)));
-        state.store.update_key(&stored).await?;
+    if !pending_activation(&stored.key) {
+        return Ok(stored);
     }
-    Ok(stored)
+    let mut refused = None;
+    let activated = crate::store::modify_key(&*state.store, &stored.key.id, |k| {
+        refused = refusal(&k.key, now);
+        if refused.is_some() || !pending_activation(&k.key) {
+            return false;
+        }
+        let days = i64::from(k.key.activation_days.max(1));
+        k.key.is_activated = true;
+        k.key.activated_at = Some(format_time(now));
+        k.key.expires_at = Some(format_time(now + ChronoDuration::days(days)));
+        true
+    })
+    .await?;
+    if let Some(e) = refused {
+        return Err(e);
+    }
+    activated.ok_or(RelayError::KeyNotFound)
 }
 
 #[cfg(test)]

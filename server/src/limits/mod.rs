@@ -631,10 +631,78 @@ pub struct RequestFacts<'a> {
 /// An admitted request: what it holds, and the output limit its upstream request must carry.
 #[derive(Debug, Default)]
 pub struct Admission {
-    pub reservation: Option<Reservation>,
+    pub reservation: Reserved,
     /// Set when the body must say it: the limit was lowered to fit a cost limit, or the request
     /// named none and its reservation assumed one (so the upstream cannot answer past it).
     pub output_limit: Option<u64>,
+}
+
+/// An admission's reservation (and the key's concurrency slot in it) until a relay attempt
+/// takes it over ([`Reserved::take`]): if the request ends first — the client went away, an
+/// early return, a panic — dropping this releases it, so nothing stays counted.
+#[derive(Default)]
+pub struct Reserved {
+    held: Option<(crate::state::AppState, Reservation)>,
+}
+
+impl Reserved {
+    fn new(state: &crate::state::AppState, reservation: Reservation) -> Self {
+        Reserved {
+            held: Some((state.clone(), reservation)),
+        }
+    }
+
+    /// Hands the reservation over to whoever settles it now; the guard is disarmed.
+    pub fn take(mut self) -> Option<Reservation> {
+        self.held.take().map(|(_, r)| r)
+    }
+
+    pub fn is_some(&self) -> bool {
+        self.held.is_some()
+    }
+
+    pub fn reservation(&self) -> Option<&Reservation> {
+        self.held.as_ref().map(|(_, r)| r)
+    }
+}
+
+impl std::fmt::Debug for Reserved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Reserved")
+            .field(&self.held.as_ref().map(|(_, r)| r))
+            .finish()
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if let Some((state, reservation)) = self.held.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                crate::relay::passthrough::release(&state, None, Some(reservation));
+            }
+        }
+    }
+}
+
+/// The store's admission step, as a task of its own: if the request is dropped while the step
+/// is in flight, what the step reserved is released when it lands (else it would stay
+/// counted until its counters expire).
+async fn admit_detached(
+    state: &crate::state::AppState,
+    plan: &Plan,
+    lease_id: &str,
+) -> Result<Result<Reservation, Refusal>, crate::store::StoreError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (st, plan, lease_id) = (state.clone(), plan.clone(), lease_id.to_string());
+    tokio::spawn(async move {
+        let admitted = st.store.admit(&plan, &lease_id, st.config.lease_ttl).await;
+        if let Err(Ok(Ok(reservation))) = tx.send(admitted) {
+            crate::relay::passthrough::release(&st, None, Some(reservation));
+        }
+    });
+    rx.await.map_err(|_| {
+        crate::store::StoreError::Unavailable("the admission step did not finish".into())
+    })?
 }
 
 /// Input tokens a body can hold at most, for the reservation: one token per three bytes.
@@ -748,10 +816,7 @@ pub async fn admit_request(
     let mut wait = Duration::from_millis(50);
     loop {
         let t = std::time::Instant::now();
-        let admitted = state
-            .store
-            .admit(&plan, &lease_id, state.config.lease_ttl)
-            .await?;
+        let admitted = admit_detached(state, &plan, &lease_id).await?;
         crate::telemetry::store_round_trip(state.store.engine(), "admit", t.elapsed());
         match admitted {
             Ok(reservation) => {
@@ -773,7 +838,7 @@ pub async fn admit_request(
                     tracing::info!(key = %key.id, model = r.model, requested = ?r.requested_output, lowered, "output limit lowered to fit a cost limit");
                 }
                 return Ok(Admission {
-                    reservation: Some(reservation),
+                    reservation: Reserved::new(state, reservation),
                     output_limit,
                 });
             }

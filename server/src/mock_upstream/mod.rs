@@ -16,6 +16,7 @@
 //! | `usage-<n>` | Messages answers report `n` input tokens; combines with `+` (`usage-9+drip-20`) |
 //! | `long-<n>` | streams answer with `n` text deltas of one token (`"tok "`, 4 bytes) each, reporting `n` output tokens; combines with `+` (`long-400+drip-5`) |
 //! | `big-<n>` | streams answer with `n` text deltas of 1,000 bytes each (to fill a client's socket buffers) |
+//! | `redirect-<port>` | `307` to `http://127.0.0.1:<port>/captured` (a [`CredentialTrap`], to prove no credential follows a redirect) |
 //! | `out-<n>` | answers report `n` output tokens, or the request's output limit if lower (as a real upstream stops at `max_tokens`); combines with `+` |
 //!
 //! OpenAI Chat streams carry usage only when the request asks for it
@@ -129,6 +130,60 @@ impl MockUpstream {
     }
 }
 
+/// Credential headers an upstream request may carry.
+pub const CREDENTIAL_HEADERS: [&str; 4] =
+    ["x-api-key", "authorization", "x-goog-api-key", "api-key"];
+
+/// A listener that answers any request and counts it, and the credential headers it carried:
+/// where a redirecting upstream points.
+pub struct CredentialTrap {
+    pub addr: SocketAddr,
+    /// Requests received (any method, any path).
+    pub requests: Arc<AtomicU64>,
+    /// Credential headers ([`CREDENTIAL_HEADERS`]) among them.
+    pub credentials: Arc<AtomicU64>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl CredentialTrap {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("trap bind");
+        let addr = listener.local_addr().expect("trap address");
+        let requests = Arc::new(AtomicU64::new(0));
+        let credentials = Arc::new(AtomicU64::new(0));
+        let (r, c) = (requests.clone(), credentials.clone());
+        let app = Router::new().fallback(move |headers: HeaderMap| {
+            let (r, c) = (r.clone(), c.clone());
+            async move {
+                r.fetch_add(1, Ordering::Relaxed);
+                let n = CREDENTIAL_HEADERS
+                    .iter()
+                    .filter(|h| headers.contains_key(**h))
+                    .count();
+                c.fetch_add(n as u64, Ordering::Relaxed);
+                Json(json!({"trapped": true}))
+            }
+        });
+        let handle = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        CredentialTrap {
+            addr,
+            requests,
+            credentials,
+            handle,
+        }
+    }
+}
+
+impl Drop for CredentialTrap {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
 impl Drop for MockUpstream {
     fn drop(&mut self) {
         self.handle.abort();
@@ -183,6 +238,7 @@ enum Behaviour {
     Malformed,
     FamilyLimit,
     Quote(u16),
+    Redirect(u16),
 }
 
 fn behaviour(s: Scenario, path: &str) -> Behaviour {
@@ -217,6 +273,9 @@ fn behaviour(s: Scenario, path: &str) -> Behaviour {
     }
     if let Some(ms) = num("drip-") {
         return Behaviour::Drip(ms);
+    }
+    if let Some(port) = num("redirect-") {
+        return Behaviour::Redirect(port as u16);
     }
     match name {
         "reset" => Behaviour::Reset,
@@ -335,6 +394,13 @@ async fn failure(b: &Behaviour, error_body: impl Fn(u16) -> Value) -> Option<Res
             tokio::time::sleep(Duration::from_millis(*ms)).await;
             None
         }
+        Behaviour::Redirect(port) => Some(
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [("location", format!("http://127.0.0.1:{port}/captured"))],
+            )
+                .into_response(),
+        ),
         _ => None,
     }
 }

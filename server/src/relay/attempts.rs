@@ -48,8 +48,10 @@ pub async fn run(
     state: &AppState,
     key: &StoredKey,
     call: &Call<'_>,
-    reservation: Option<Reservation>,
+    reservation: crate::limits::Reserved,
 ) -> Response {
+    // From here `held` gives the reservation back if nothing is delivered.
+    let reservation = reservation.take();
     let span = tracing::info_span!(
         "relay",
         route = call.endpoint,

@@ -28,6 +28,8 @@ pub enum RelayError {
     /// The key's dedicated account is rate limited upstream until this time.
     DedicatedRateLimited(String),
     UpstreamUnreachable,
+    /// The upstream answered with this 3xx, which the relay never follows.
+    UpstreamRedirect(u16),
     UpstreamTimeout,
     StoreUnavailable,
     /// A key limit said no (429 for concurrency and windows, 402 for cost).
@@ -55,7 +57,7 @@ impl RelayError {
             NoAccount(_) | DedicatedUnavailable(_) | StoreUnavailable | KeyChanged => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            UpstreamUnreachable | UpstreamRedirect(_) => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Limited(crate::limits::Refusal::Cost { .. }) => StatusCode::PAYMENT_REQUIRED,
             Limited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -79,6 +81,9 @@ impl RelayError {
                 "The dedicated account of this API key is rate limited upstream until {until}"
             ),
             UpstreamUnreachable => "Upstream connection error".into(),
+            UpstreamRedirect(code) => format!(
+                "Upstream answered with a redirect (HTTP {code}), which the relay does not follow"
+            ),
             UpstreamTimeout => "Upstream timeout".into(),
             StoreUnavailable => "The relay's store is unavailable; retry shortly".into(),
             KeyChanged => "The API key changed during the request; retry".into(),
@@ -104,7 +109,7 @@ impl RelayError {
             NoAccount(_) | DedicatedUnavailable(_) | StoreUnavailable | KeyChanged => {
                 "overloaded_error"
             }
-            UpstreamUnreachable => "api_error",
+            UpstreamUnreachable | UpstreamRedirect(_) => "api_error",
             UpstreamTimeout => "timeout_error",
             Limited(crate::limits::Refusal::Cost { .. }) => "insufficient_quota",
             Limited(_) => "rate_limit_error",

@@ -74,6 +74,7 @@ pub enum FailureKind {
     Status,
     Timeout,
     Unreachable,
+    Redirect,
 }
 
 pub struct Failed {
@@ -95,6 +96,7 @@ impl Failed {
             },
             FailureKind::Timeout => Failure::Timeout,
             FailureKind::Unreachable => Failure::Unreachable,
+            FailureKind::Redirect => Failure::Redirect,
         }
     }
 }
@@ -161,6 +163,7 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
     let upstream = match sent {
         Err(_) => {
             return upstream_failure(
+                state,
                 &ex,
                 timing,
                 RelayError::UpstreamTimeout,
@@ -168,10 +171,17 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
             )
         }
         Ok(Err(e)) if e.is_timeout() => {
-            return upstream_failure(&ex, timing, RelayError::UpstreamTimeout, &e.to_string())
+            return upstream_failure(
+                state,
+                &ex,
+                timing,
+                RelayError::UpstreamTimeout,
+                &e.to_string(),
+            )
         }
         Ok(Err(e)) => {
             return upstream_failure(
+                state,
                 &ex,
                 timing,
                 RelayError::UpstreamUnreachable,
@@ -193,6 +203,7 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
     if status == reqwest::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
         // The account's proxy refused us: our misconfiguration, not the client's to solve.
         return upstream_failure(
+            state,
             &ex,
             timing,
             RelayError::UpstreamUnreachable,
@@ -208,9 +219,12 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
             "the subscription's 5-hour window is nearly used up",
         ));
     }
+    if status.is_redirection() {
+        return redirected(state, &ex, timing, status.as_u16());
+    }
     if !status.is_success() {
         let failed = upstream_error(state, upstream, &ex).await;
-        failed_metrics(&ex, timing, failed.status);
+        failed_metrics(state, &ex, timing, failed.status);
         return Attempt::Failed(failed);
     }
     if is_sse {
@@ -258,7 +272,7 @@ pub async fn send(state: &AppState, request: reqwest::RequestBuilder, ex: Exchan
     let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
     let body = match read_body(upstream, state.config.upstream_idle_timeout).await {
         Ok(b) => b,
-        Err(e) => return upstream_failure(&ex, timing, e, "reading the answer failed"),
+        Err(e) => return upstream_failure(state, &ex, timing, e, "reading the answer failed"),
     };
     let body_at = Instant::now();
     // Accounted even without usage, so the concurrency slot is always released.
@@ -318,11 +332,11 @@ fn five_hour_warning(headers: &reqwest::header::HeaderMap) -> bool {
     })
 }
 
-fn failed_metrics(ex: &Exchange, timing: Timing, status: u16) {
+fn failed_metrics(state: &AppState, ex: &Exchange, timing: Timing, status: u16) {
     crate::telemetry::relayed(crate::telemetry::Finished {
         route: ex.endpoint,
         platform: ex.service,
-        model: &ex.model,
+        model: state.pricing.load().metric_label(&ex.model),
         status,
         stream: ex.stream,
         usage: &TokenUsage::default(),
@@ -333,8 +347,14 @@ fn failed_metrics(ex: &Exchange, timing: Timing, status: u16) {
     });
 }
 
-fn upstream_failure(ex: &Exchange, timing: Timing, err: RelayError, detail: &str) -> Attempt {
-    failed_metrics(ex, timing, err.status().as_u16());
+fn upstream_failure(
+    state: &AppState,
+    ex: &Exchange,
+    timing: Timing,
+    err: RelayError,
+    detail: &str,
+) -> Attempt {
+    failed_metrics(state, ex, timing, err.status().as_u16());
     tracing::warn!(
         request_id = %ex.request_id, account = %ex.account_id, error = %detail,
         "upstream request failed"
@@ -347,6 +367,24 @@ fn upstream_failure(ex: &Exchange, timing: Timing, err: RelayError, detail: &str
         status: err.status().as_u16(),
         response: err.respond(ex.protocol),
         kind,
+        headers: Default::default(),
+        body: Bytes::new(),
+    })
+}
+
+/// A 3xx from the upstream: not followed (the clients have no redirect policy), a 502 in the
+/// caller's shape.
+fn redirected(state: &AppState, ex: &Exchange, timing: Timing, code: u16) -> Attempt {
+    let err = RelayError::UpstreamRedirect(code);
+    failed_metrics(state, ex, timing, err.status().as_u16());
+    tracing::warn!(
+        request_id = %ex.request_id, account = %ex.account_id, status = code,
+        "upstream answered with a redirect; not followed"
+    );
+    Attempt::Failed(Failed {
+        status: code,
+        response: err.respond(ex.protocol),
+        kind: FailureKind::Redirect,
         headers: Default::default(),
         body: Bytes::new(),
     })
@@ -478,7 +516,7 @@ impl Finisher {
         crate::telemetry::relayed(crate::telemetry::Finished {
             route: ex.endpoint,
             platform: ex.service,
-            model: &model,
+            model: state.pricing.load().metric_label(&model),
             status,
             stream: ex.stream,
             usage: &usage,

@@ -34,15 +34,17 @@ use crate::{
     store::{buckets, StoredKey},
 };
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: &AppState) -> Router<AppState> {
     let mut r = Router::new();
+    let mut relayed = Router::new();
     for prefix in ["", "/api", "/claude"] {
-        r = r
+        relayed = relayed
             .route(&format!("{prefix}/v1/messages"), post(messages))
             .route(
                 &format!("{prefix}/v1/messages/count_tokens"),
                 post(count_tokens),
-            )
+            );
+        r = r
             .route(&format!("{prefix}/v1/models"), get(models))
             .route(&format!("{prefix}/v1/key-info"), get(key_info))
             .route(&format!("{prefix}/v1/usage"), get(usage))
@@ -56,7 +58,10 @@ pub fn routes() -> Router<AppState> {
                 post(event_logging),
             );
     }
-    r
+    r.merge(relayed.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::routes::key_first::require_key,
+    )))
 }
 
 /// The few fields the relay reads; the rest of the body is validated as JSON and passed on

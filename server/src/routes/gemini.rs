@@ -31,12 +31,18 @@ use crate::{
     upstream::gemini,
 };
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let relayed = Router::new()
         .route("/gemini/v1beta/models/{model_action}", post(generate))
         .route("/gemini/v1/models/{model_action}", post(generate))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::routes::key_first::require_key,
+        ));
+    Router::new()
         .route("/gemini/v1beta/models", get(models))
         .route("/gemini/v1/models", get(models))
+        .merge(relayed)
 }
 
 const GEMINI: [Platform; 1] = [Platform::GeminiApi];

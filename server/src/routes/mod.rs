@@ -7,6 +7,7 @@ pub mod claude;
 pub mod csrf;
 pub mod gemini;
 pub mod health;
+pub(crate) mod key_first;
 pub mod openai;
 mod oversized;
 
@@ -86,9 +87,9 @@ pub fn app(state: AppState) -> Router {
     let body_limit = state.config.request_max_bytes;
 
     Router::new()
-        .merge(claude::routes())
-        .merge(openai::routes())
-        .merge(gemini::routes())
+        .merge(claude::routes(&state))
+        .merge(openai::routes(&state))
+        .merge(gemini::routes(&state))
         .merge(admin::routes())
         .merge(api_stats::routes())
         .merge(health::routes())

@@ -35,18 +35,15 @@ use crate::{
     store::StoredKey,
 };
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let relayed = Router::new()
         .route("/openai/claude/v1/chat/completions", post(chat_to_claude))
         .route("/openai/v1/chat/completions", post(chat))
         .route("/api/v1/chat/completions", post(chat))
         .route("/openai/responses", post(responses))
         .route("/openai/v1/responses", post(responses))
-        .route("/openai/v1/models", get(models))
-        .route("/openai/claude/v1/models", get(claude_models))
         .route("/azure/chat/completions", post(azure_chat))
         .route("/azure/responses", post(azure_responses))
-        .route("/azure/models", get(models))
         // What `openai.AzureOpenAI(azure_endpoint=<relay>/azure)` calls.
         .route(
             "/azure/openai/deployments/{deployment}/chat/completions",
@@ -57,6 +54,15 @@ pub fn routes() -> Router<AppState> {
             post(azure_sdk_responses),
         )
         .route("/azure/openai/responses", post(azure_responses))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::routes::key_first::require_key,
+        ));
+    Router::new()
+        .route("/openai/v1/models", get(models))
+        .route("/openai/claude/v1/models", get(claude_models))
+        .route("/azure/models", get(models))
+        .merge(relayed)
 }
 
 /// The `{deployment}` of the SDK's path, decoded and validated: it may name the model and the

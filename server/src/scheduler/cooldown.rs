@@ -63,6 +63,8 @@ pub enum Failure<'a> {
     },
     Timeout,
     Unreachable,
+    /// The upstream answered with a 3xx (never followed: it would carry the credential).
+    Redirect,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -142,6 +144,14 @@ pub fn classify_at(
     let (status, headers, body) = match failure {
         Failure::Timeout => return Verdict::rest("timeout", policy.timeout),
         Failure::Unreachable => return Verdict::rest("unreachable", policy.service_unavailable),
+        // Says nothing certain about the account (a client-chosen model name can be part of the
+        // upstream path, and a path can be redirected): no rest, but another account may serve.
+        Failure::Redirect => {
+            return Verdict {
+                failover: true,
+                ..Verdict::pass_through()
+            }
+        }
         Failure::Status {
             status,
             headers,
@@ -367,6 +377,12 @@ mod tests {
         assert_eq!(
             classify(&p, Failure::Unreachable, "m").class,
             Some("unreachable")
+        );
+        // A redirect: another account may serve, this one does not rest.
+        let r = classify(&p, Failure::Redirect, "m");
+        assert_eq!(
+            (r.class, r.rest, r.block, r.failover),
+            (None, None, false, true)
         );
     }
 

@@ -283,14 +283,13 @@ impl Scheduler {
             keys_version: ask.key_copy,
             candidates,
             sticky: ask.session.map(|s| StickyRequest {
-                // Scoped to the key: two users with the same prompt are not one session.
-                key: format!(
-                    "{}:{}:{s}",
+                key: session::sticky_key(
                     ask.platforms
                         .first()
                         .map(|p| p.service())
                         .unwrap_or("claude"),
-                    ask.key.id
+                    &ask.key.id,
+                    s,
                 ),
                 ttl: settings.sticky_ttl,
                 renew_below: settings.sticky_renew_below,

@@ -7,6 +7,10 @@ use sha2::{Digest, Sha256};
 /// The session id inside `metadata.user_id`: the old `user_<hex>_account_<uuid>_session_<uuid>`
 /// form or the JSON form `{"device_id":…,"account_uuid":…,"session_id":…}`.
 pub fn from_user_id(user_id: &str) -> Option<String> {
+    // Claude Code's ids are ~150 bytes; a longer one is not parsed (no session from it).
+    if user_id.len() > MAX_USER_ID {
+        return None;
+    }
     let user_id = user_id.trim();
     if user_id.starts_with('{') {
         let v: Value = serde_json::from_str(user_id).ok()?;
@@ -18,6 +22,16 @@ pub fn from_user_id(user_id: &str) -> Option<String> {
     }
     let (_, session) = user_id.rsplit_once("_session_")?;
     (!session.is_empty()).then(|| session.to_string())
+}
+
+/// `metadata.user_id` longer than this names no session.
+pub const MAX_USER_ID: usize = 4096;
+
+/// The store key of a session's sticky mapping: scoped to the service and the API key (two
+/// users with the same prompt are not one session), the client's text only as a hash, so
+/// every key has the same small length whatever the client sent.
+pub fn sticky_key(service: &str, key_id: &str, session: &str) -> String {
+    format!("{service}:{key_id}:{}", hash(session))
 }
 
 fn hash(text: &str) -> String {
@@ -98,6 +112,20 @@ mod tests {
         assert_eq!(from_user_id("user_abc_account_x"), None);
         assert_eq!(from_user_id(r#"{"device_id":"d"}"#), None);
         assert_eq!(from_user_id("{broken"), None);
+    }
+
+    #[test]
+    fn sticky_keys_hold_no_client_text() {
+        let key = sticky_key("claude", "key-1", "sess-42");
+        assert_eq!(key, format!("claude:key-1:{}", hash("sess-42")));
+        assert!(!key.contains("sess-42"));
+        let huge = "x".repeat(64 * 1024);
+        assert_eq!(sticky_key("claude", "key-1", &huge).len(), key.len());
+        assert_ne!(sticky_key("claude", "key-2", "sess-42"), key);
+        assert_ne!(sticky_key("openai", "key-1", "sess-42"), key);
+        // Too long a user_id names no session.
+        let long = format!("user_a_account_b_session_{}", "s".repeat(MAX_USER_ID));
+        assert_eq!(from_user_id(&long), None);
     }
 
     #[test]

@@ -44,6 +44,7 @@ macro_rules! conformance {
 
 conformance!(
     keys_round_trip_and_hash_lookup,
+    key_compare_and_set,
     duplicate_key_hash_is_refused,
     accounts_and_snapshot_versions,
     usage_counts_every_bucket_and_bounds_records,
@@ -71,6 +72,57 @@ fn key(id: &str, hash: &str) -> StoredKey {
         },
         hash.into(),
     )
+}
+
+/// A key write that depends on a read lands only if nothing was written in between, and bumps
+/// the keys version in the same step; `modify_key` retries on the newest record.
+async fn key_compare_and_set(f: Fixture) {
+    let s = &f.store;
+    s.insert_key(&key("k1", "h1")).await.unwrap();
+    let (mut stale, read) = s.get_key_for_update("k1").await.unwrap().unwrap();
+    // Someone disables the key meanwhile.
+    let mut disabled = s.get_key("k1").await.unwrap().unwrap();
+    disabled.key.is_active = false;
+    s.update_key(&disabled).await.unwrap();
+    let v = s.keys_version().await.unwrap();
+    stale.key.name = "edited".into();
+    assert!(
+        !s.update_key_if(&stale, &read).await.unwrap(),
+        "stale write landed"
+    );
+    assert_eq!(
+        s.keys_version().await.unwrap(),
+        v,
+        "a refused write bumped the version"
+    );
+    assert!(!s.get_key("k1").await.unwrap().unwrap().key.is_active);
+    // On the newest record it lands, the disable kept.
+    let (mut fresh, read) = s.get_key_for_update("k1").await.unwrap().unwrap();
+    fresh.key.name = "edited".into();
+    assert!(s.update_key_if(&fresh, &read).await.unwrap());
+    assert!(s.keys_version().await.unwrap() > v);
+    let now = s.get_key("k1").await.unwrap().unwrap();
+    assert_eq!(
+        (now.key.name.as_str(), now.key.is_active),
+        ("edited", false)
+    );
+    let written = crate::store::modify_key(&**s, "k1", |k| {
+        k.key.description = "via modify".into();
+        true
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(written.key.description, "via modify");
+    assert!(!written.key.is_active);
+    assert!(crate::store::modify_key(&**s, "ghost", |_| true)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        s.update_key_if(&key("ghost", "hg"), b"x").await,
+        Err(StoreError::Conflict(_))
+    ));
 }
 
 async fn keys_round_trip_and_hash_lookup(f: Fixture) {

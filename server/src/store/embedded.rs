@@ -53,6 +53,8 @@ pub struct EmbeddedStore {
 #[derive(Default)]
 struct Live {
     sticky: HashMap<String, (String, Instant)>,
+    /// The sticky map's size that triggers the next sweep of expired mappings.
+    sticky_sweep_at: usize,
     leases: HashMap<String, HashMap<String, Instant>>,
     /// Accounts picked by the scheduler (ms), for least-recently-used order.
     picked: HashMap<String, i64>,
@@ -60,6 +62,29 @@ struct Live {
     /// Admission reservations not settled yet, per `<scope>|<counter id>`.
     reserved: HashMap<String, u64>,
     windows: HashMap<String, Win>,
+}
+
+/// Sweeps of expired sticky mappings start at this size, and after each sweep at twice what
+/// is left (amortised: a sweep per doubling).
+const STICKY_SWEEP_FLOOR: usize = 256;
+/// Sticky mappings kept at most: past it (all live) the map starts over, which costs a
+/// session its preferred account once.
+const STICKY_CAP: usize = 200_000;
+
+impl Live {
+    /// Sets a sticky mapping, sweeping expired ones now and then, so that the map holds at
+    /// most about twice the live mappings (and never more than `STICKY_CAP`).
+    fn put_sticky(&mut self, key: &str, account: &str, until: Instant, now: Instant) {
+        if self.sticky.len() >= self.sticky_sweep_at {
+            self.sticky.retain(|_, (_, u)| *u > now);
+            if self.sticky.len() >= STICKY_CAP {
+                self.sticky.clear();
+            }
+            self.sticky_sweep_at = (self.sticky.len() * 2).max(STICKY_SWEEP_FLOOR);
+        }
+        self.sticky
+            .insert(key.to_string(), (account.to_string(), until));
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -298,6 +323,40 @@ fn record_key(key_id: &str, seq: u64) -> String {
 }
 
 impl EmbeddedStore {
+    /// `key_write.lua` (store/, beside this file) in one write transaction: the record replaced
+    /// if it exists and (with `read` non-empty) is still stored as `read`; the keys version
+    /// bumped before this returns. 1 written, 0 no such record, -1 changed since read.
+    async fn write_key(&self, key: &StoredKey, read: Vec<u8>) -> Result<i64, StoreError> {
+        let json = to_json(key)?;
+        let id = key.key.id.clone();
+        let result = self
+            .run(move |db| {
+                let w = db.begin_write().map_err(e)?;
+                {
+                    let mut keys = w.open_table(KEYS).map_err(e)?;
+                    let current = keys
+                        .get(id.as_str())
+                        .map_err(e)?
+                        .map(|v| v.value().to_vec());
+                    match current {
+                        None => return Ok(0),
+                        Some(cur) if !read.is_empty() && cur != read => return Ok(-1),
+                        Some(_) => {}
+                    }
+                    keys.insert(id.as_str(), json.as_bytes()).map_err(e)?;
+                }
+                w.commit().map_err(e)?;
+                Ok(1)
+            })
+            .await;
+        // Any key write makes cached key lists (and key copies) stale.
+        if matches!(result, Ok(1)) {
+            self.keys_version
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        result
+    }
+
     /// A request's key copy from memory is still current (see `PickRequest::keys_version`).
     fn check_key_copy(&self, copy_version: Option<u64>) -> Result<(), StoreError> {
         match copy_version {
@@ -553,25 +612,26 @@ impl Store for EmbeddedStore {
     }
 
     async fn update_key(&self, key: &StoredKey) -> Result<(), StoreError> {
-        let json = to_json(key)?;
-        let id = key.key.id.clone();
-        let result = self
-            .run(move |db| {
-                let w = db.begin_write().map_err(e)?;
-                {
-                    let mut keys = w.open_table(KEYS).map_err(e)?;
-                    if keys.get(id.as_str()).map_err(e)?.is_none() {
-                        return Err(StoreError::Conflict("no such key".into()));
-                    }
-                    keys.insert(id.as_str(), json.as_bytes()).map_err(e)?;
-                }
-                w.commit().map_err(e)
-            })
-            .await;
-        // Any key write makes cached key lists stale.
-        self.keys_version
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        result
+        match self.write_key(key, Vec::new()).await? {
+            1 => Ok(()),
+            _ => Err(StoreError::Conflict("no such key".into())),
+        }
+    }
+
+    async fn get_key_for_update(
+        &self,
+        id: &str,
+    ) -> Result<Option<(StoredKey, Vec<u8>)>, StoreError> {
+        let raw = self.get_bytes(KEYS, id.into()).await?;
+        raw.map(|r| Ok((from_json(&r)?, r))).transpose()
+    }
+
+    async fn update_key_if(&self, key: &StoredKey, read: &[u8]) -> Result<bool, StoreError> {
+        match self.write_key(key, read.to_vec()).await? {
+            1 => Ok(true),
+            0 => Err(StoreError::Conflict("no such key".into())),
+            _ => Ok(false),
+        }
     }
 
     async fn get_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
@@ -1109,18 +1169,17 @@ impl Store for EmbeddedStore {
     ) -> Result<(), StoreError> {
         let mut live = self.live.lock();
         let now = Instant::now();
-        // Sweep expired mappings now and then, so the map cannot grow without bound.
-        if live.sticky.len() > 10_000 {
-            live.sticky.retain(|_, (_, until)| *until > now);
-        }
-        live.sticky
-            .insert(session.to_string(), (account_id.to_string(), now + ttl));
+        live.put_sticky(session, account_id, now + ttl, now);
         Ok(())
     }
 
     async fn delete_sticky(&self, session: &str) -> Result<(), StoreError> {
         self.live.lock().sticky.remove(session);
         Ok(())
+    }
+
+    fn sticky_in_memory(&self) -> Option<usize> {
+        Some(self.live.lock().sticky.len())
     }
 
     async fn acquire_lease(
@@ -1243,8 +1302,7 @@ impl Store for EmbeddedStore {
                 if let Some(c) = req.candidates.iter().find(|c| c.id == sid) {
                     if try_take(&mut live, c) {
                         if until.saturating_duration_since(now) < sticky.renew_below {
-                            live.sticky
-                                .insert(sticky.key.clone(), (sid.clone(), now + sticky.ttl));
+                            live.put_sticky(&sticky.key, &sid, now + sticky.ttl, now);
                         }
                         live.picked.insert(sid.clone(), now_ms);
                         return Ok(Pick::Chosen {
@@ -1261,8 +1319,7 @@ impl Store for EmbeddedStore {
         for c in order {
             if try_take(&mut live, c) {
                 if let Some(sticky) = &req.sticky {
-                    live.sticky
-                        .insert(sticky.key.clone(), (c.id.clone(), now + sticky.ttl));
+                    live.put_sticky(&sticky.key, &c.id, now + sticky.ttl, now);
                 }
                 // Strictly increasing, so two picks in one millisecond still rotate.
                 let last = live.picked.values().copied().max().unwrap_or(0);
@@ -1550,5 +1607,39 @@ impl Store for EmbeddedStore {
             live.locks.remove(name);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod sticky_tests {
+    use super::*;
+
+    /// Expired mappings are swept as the map grows: it holds about twice the live ones, not
+    /// every mapping ever made.
+    #[test]
+    fn the_sticky_map_is_swept() {
+        let mut live = Live::default();
+        let t0 = Instant::now();
+        for round in 0..20u64 {
+            // Each round's mappings live 1 s; the next round starts 2 s later.
+            let now = t0 + Duration::from_secs(2 * round);
+            for i in 0..200 {
+                live.put_sticky(
+                    &format!("{round}:{i}"),
+                    "a",
+                    now + Duration::from_secs(1),
+                    now,
+                );
+            }
+            assert!(
+                live.sticky.len() <= (2 * 200).max(STICKY_SWEEP_FLOOR) + 200,
+                "round {round}: {}",
+                live.sticky.len()
+            );
+        }
+        // Live mappings are kept.
+        let now = t0 + Duration::from_secs(38);
+        assert_eq!(live.sticky.get("19:0").map(|(a, _)| a.as_str()), Some("a"));
+        assert!(live.sticky.get("19:0").is_some_and(|(_, u)| *u > now));
     }
 }

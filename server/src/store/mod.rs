@@ -480,6 +480,15 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces an existing key record (its hash must not change).
     async fn update_key(&self, key: &StoredKey) -> Result<(), StoreError>;
     async fn get_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError>;
+    /// A key record with the bytes it was read as, for [`Store::update_key_if`].
+    async fn get_key_for_update(
+        &self,
+        id: &str,
+    ) -> Result<Option<(StoredKey, Vec<u8>)>, StoreError>;
+    /// Compare-and-set: replaces the record only if it is still stored as `read`, with the
+    /// keys version bumped in the same step. `Ok(false)`: it changed since it was read (nothing
+    /// written); `Conflict` if it is gone. See [`modify_key`].
+    async fn update_key_if(&self, key: &StoredKey, read: &[u8]) -> Result<bool, StoreError>;
     /// The authentication lookup: one round trip.
     async fn key_by_hash(&self, hash: &str) -> Result<Option<StoredKey>, StoreError>;
     /// The lookup with the keys version it is current for (an engine that cannot read both at
@@ -614,6 +623,11 @@ pub trait Store: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<(), StoreError>;
     async fn delete_sticky(&self, session: &str) -> Result<(), StoreError>;
+    /// Sticky mappings this process holds in memory (the embedded engine; Redis expires its
+    /// own keys): a bound the attack battery checks.
+    fn sticky_in_memory(&self) -> Option<usize> {
+        None
+    }
 
     // Concurrency leases: at most `limit` live leases per scope; a lease expires after `ttl`
     // so a crashed instance cannot hold a slot forever.
@@ -633,6 +647,43 @@ pub trait Store: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<(), StoreError>;
 }
+
+/// Read-modify-write of a key record that never overwrites a concurrent write (an admin's
+/// disable, say): `change` gets the newest record and says whether it changed it; on a
+/// conflict it runs again on the record as it is now. `None` if there is no such key; else the
+/// record as written (or as found, when `change` changed nothing).
+pub async fn modify_key<F>(
+    store: &dyn Store,
+    id: &str,
+    mut change: F,
+) -> Result<Option<StoredKey>, StoreError>
+where
+    F: FnMut(&mut StoredKey) -> bool + Send,
+{
+    for attempt in 0..MODIFY_ATTEMPTS {
+        let Some((mut key, read)) = store.get_key_for_update(id).await? else {
+            return Ok(None);
+        };
+        if !change(&mut key) {
+            return Ok(Some(key));
+        }
+        match store.update_key_if(&key, &read).await {
+            Ok(true) => return Ok(Some(key)),
+            Ok(false) => {}
+            Err(StoreError::Conflict(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        // Writers racing for one key: spread them out a little.
+        let pause = rand::random::<u64>() % (1 + attempt as u64).min(8);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    Err(StoreError::Conflict(
+        "the key kept changing; try again".into(),
+    ))
+}
+
+/// Compare-and-set rounds before [`modify_key`] gives up.
+const MODIFY_ATTEMPTS: u32 = 200;
 
 /// Opens the engine the configuration asks for.
 pub async fn open(config: &crate::config::Config) -> Result<DynStore, StoreError> {

@@ -24,6 +24,7 @@ struct Scripts {
     key_by_hash: Script,
     key_by_hash_versioned: Script,
     insert_key: Script,
+    key_write: Script,
     snapshot: Script,
     acquire: Script,
     pick: Script,
@@ -46,6 +47,7 @@ impl Scripts {
                   if not id then return {v, false} end
                   return {v, redis.call('GET', ARGV[1] .. id)}",
             ),
+            key_write: Script::new(KEY_WRITE_LUA),
             insert_key: Script::new(
                 r"if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
                     return 0
@@ -173,6 +175,7 @@ return {'none'}
 const FAMILIES: [&str; 4] = ["opus", "sonnet", "haiku", "fable"];
 
 /// Admission and settlement: the rules of `limits::admission`, as Lua kept beside them.
+const KEY_WRITE_LUA: &str = include_str!("key_write.lua");
 const ADMIT_LUA: &str = include_str!("../limits/admit.lua");
 const SETTLE_LUA: &str = include_str!("../limits/settle.lua");
 
@@ -324,6 +327,19 @@ impl RedisStore {
         self
     }
 
+    /// `key_write.lua`: the record and the keys version in one step (`read` empty: any record).
+    async fn write_key(&self, key: &StoredKey, read: &[u8]) -> Result<i64, StoreError> {
+        self.scripts
+            .key_write
+            .key(format!("{P}key:{}", key.key.id))
+            .key(format!("{P}keys:version"))
+            .arg(to_json(key)?)
+            .arg(read)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(err)
+    }
+
     async fn bump_keys_version(&self) -> Result<(), StoreError> {
         let _: u64 = self
             .conn()
@@ -446,16 +462,26 @@ impl Store for RedisStore {
     }
 
     async fn update_key(&self, key: &StoredKey) -> Result<(), StoreError> {
-        // SET XX: only an existing record is replaced.
-        let done: Option<String> = ::redis::cmd("SET")
-            .arg(format!("{P}key:{}", key.key.id))
-            .arg(to_json(key)?)
-            .arg("XX")
-            .query_async(&mut self.conn())
-            .await
-            .map_err(err)?;
-        done.ok_or_else(|| StoreError::Conflict("no such key".into()))?;
-        self.bump_keys_version().await
+        match self.write_key(key, b"").await? {
+            1 => Ok(()),
+            _ => Err(StoreError::Conflict("no such key".into())),
+        }
+    }
+
+    async fn get_key_for_update(
+        &self,
+        id: &str,
+    ) -> Result<Option<(StoredKey, Vec<u8>)>, StoreError> {
+        let raw: Option<Vec<u8>> = self.conn().get(format!("{P}key:{id}")).await.map_err(err)?;
+        raw.map(|r| Ok((from_json(&r)?, r))).transpose()
+    }
+
+    async fn update_key_if(&self, key: &StoredKey, read: &[u8]) -> Result<bool, StoreError> {
+        match self.write_key(key, read).await? {
+            1 => Ok(true),
+            0 => Err(StoreError::Conflict("no such key".into())),
+            _ => Ok(false),
+        }
     }
 
     async fn keys_version(&self) -> Result<u64, StoreError> {

@@ -78,6 +78,10 @@ impl Clients {
 
     fn builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
+            // A redirect is never followed: it would carry the account's credential headers
+            // (`x-api-key`, `x-goog-api-key`, `api-key`) to whatever host it names. A 3xx is an
+            // upstream error (`relay::passthrough`).
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)

@@ -388,6 +388,35 @@ impl Pricing {
             .or_else(|| at(names::strip_date(&c)?.0))
     }
 
+    /// The model's label on metrics: the table's own name for it (found as [`Pricing::price`]
+    /// finds prices), else `other`. Labels come only from the table, so clients sending
+    /// random model names cannot grow the series count (bounded by the table's names).
+    pub fn metric_label(&self, model: &str) -> &str {
+        if let Some((name, _)) = self.models.get_key_value(model) {
+            return name;
+        }
+        let in_table = |n: &str| {
+            self.models
+                .get_key_value(n)
+                .or_else(|| self.index.get_key_value(n))
+                .or_else(|| self.undated.get_key_value(n))
+                .map(|(k, _)| k.as_str())
+        };
+        let id = names::surface(model);
+        let found = |id: &str| {
+            if id.is_empty() {
+                return None;
+            }
+            let c = names::canonical(id);
+            in_table(id)
+                .or_else(|| in_table(&c))
+                .or_else(|| in_table(names::strip_date(&c)?.0))
+        };
+        found(id)
+            .or_else(|| found(names::strip_latest(id)?))
+            .unwrap_or("other")
+    }
+
     /// The exact name only.
     pub fn exact(&self, model: &str) -> Option<&ModelPrice> {
         self.models.get(model)

@@ -435,3 +435,25 @@ fn the_fallback_model_is_resolved_against_each_table() {
         FALLBACK_PRICE
     );
 }
+
+#[test]
+fn metric_labels_come_from_the_table_only() {
+    let p = table(&["claude-sonnet-4-5-20250929", "gpt-4o"]);
+    assert_eq!(p.metric_label("gpt-4o"), "gpt-4o");
+    assert_eq!(
+        p.metric_label("claude-sonnet-4-5-20250929"),
+        "claude-sonnet-4-5-20250929"
+    );
+    // Priced through a wrapper: labelled by a table name, never by what the client sent.
+    let wrapped = p.metric_label("us.anthropic.claude-sonnet-4-5-20250929-v1:0");
+    assert_ne!(wrapped, "us.anthropic.claude-sonnet-4-5-20250929-v1:0");
+    assert!(wrapped.starts_with("claude-sonnet-4-5"), "{wrapped}");
+    // Any other date of a model is one label, not one per date.
+    let a = p.metric_label("claude-sonnet-4-5-20990101");
+    let b = p.metric_label("claude-sonnet-4-5-20990102");
+    assert_eq!(a, b);
+    assert_ne!(a, "claude-sonnet-4-5-20990101");
+    for junk in ["", "random-model-7f3a", "gpt-4o-evil", "claude-nonexistent"] {
+        assert_eq!(p.metric_label(junk), "other", "{junk}");
+    }
+}

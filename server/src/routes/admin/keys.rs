@@ -568,7 +568,13 @@ pub async fn new_key(
     state.store.insert_key(&stored).await?;
     // Had the owner's budget changed meanwhile, the change may have missed this key: read again.
     if crate::users::stamp_owner(&state.store, &mut stored.key).await? {
-        state.store.update_key(&stored).await?;
+        let (budget, disabled) = (stored.key.owner_budget, stored.key.owner_disabled);
+        crate::store::modify_key(&*state.store, &stored.key.id, |k| {
+            k.key.owner_budget = budget;
+            k.key.owner_disabled = disabled;
+            true
+        })
+        .await?;
     }
     Ok((stored, secret))
 }
@@ -580,14 +586,27 @@ pub async fn update_key(
     body: Result<Json<KeyInput>, JsonRejection>,
 ) -> Result<Json<Value>, AdminError> {
     let Json(input) = body?;
-    let mut stored = state
-        .store
-        .get_key(&id)
-        .await?
+    // On the record as it is now: a concurrent write (a disable) is never overwritten.
+    let mut failed = None;
+    let written = crate::store::modify_key(&*state.store, &id, |k| {
+        if k.key.is_deleted {
+            return false;
+        }
+        match apply_key(&mut k.key, input.clone()) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    })
+    .await?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let stored = written
         .filter(|k| !k.key.is_deleted)
         .ok_or(AdminError::NotFound("API key"))?;
-    apply_key(&mut stored.key, input)?;
-    state.store.update_key(&stored).await?;
     Ok(Json(json!({"success": true, "data": stored.key})))
 }
 
@@ -597,15 +616,17 @@ pub async fn delete_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AdminError> {
-    let mut stored = state
-        .store
-        .get_key(&id)
-        .await?
-        .filter(|k| !k.key.is_deleted)
-        .ok_or(AdminError::NotFound("API key"))?;
-    stored.key.is_deleted = true;
-    stored.key.is_active = false;
-    state.store.update_key(&stored).await?;
+    let mut deleted = false;
+    crate::store::modify_key(&*state.store, &id, |k| {
+        deleted = !k.key.is_deleted;
+        k.key.is_deleted = true;
+        k.key.is_active = false;
+        deleted
+    })
+    .await?;
+    if !deleted {
+        return Err(AdminError::NotFound("API key"));
+    }
     tracing::info!(key = %id, by = %user, "API key deleted");
     Ok(Json(json!({"success": true, "message": "API key deleted"})))
 }
@@ -674,8 +695,22 @@ pub async fn batch_update(
         apply_key(&mut stored.key, batch.updates.clone())?;
         changed.push(stored);
     }
+    // Validated above; written on each record as it is now.
     for stored in &changed {
-        state.store.update_key(stored).await?;
+        let mut failed = None;
+        crate::store::modify_key(&*state.store, &stored.key.id, |k| {
+            match apply_key(&mut k.key, batch.updates.clone()) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        })
+        .await?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
     }
     Ok(Json(
         json!({"success": true, "data": {"successCount": changed.len(), "failedCount": 0}}),
