@@ -4,8 +4,8 @@
 //! - per (username, address): after `PAIR.free` failures, each next try waits 1 s, 2 s, 4 s …
 //!   up to 15 min. Only that address is slowed for that name, so a stranger cannot lock the
 //!   admin out: an attack from 100 addresses leaves a sign-in from the 101st untouched;
-//! - per address over all usernames (against spraying many names): a larger allowance, then
-//!   the same backoff.
+//! - per address over all usernames (against spraying many names): the same allowance and
+//!   backoff, counted over every name the address tries (a success does not clear it).
 //!
 //! A counter is forgotten `FORGET_AFTER` after its last failure (the store's TTL), and a
 //! success clears its (username, address) counter. Usernames are kept only as a hash.
@@ -32,7 +32,7 @@ pub const PAIR: Policy = Policy {
 
 /// Per address, over every username it tried.
 pub const ADDRESS: Policy = Policy {
-    free: 30,
+    free: 5,
     base: Duration::from_secs(1),
     cap: Duration::from_secs(15 * 60),
 };
@@ -124,8 +124,8 @@ mod tests {
         assert_eq!(backoff(&PAIR, 9), Duration::from_secs(16));
         assert_eq!(backoff(&PAIR, 15), Duration::from_secs(900));
         assert_eq!(backoff(&PAIR, u32::MAX), Duration::from_secs(900));
-        assert_eq!(backoff(&ADDRESS, 29), Duration::ZERO);
-        assert_eq!(backoff(&ADDRESS, 30), Duration::from_secs(1));
+        assert_eq!(backoff(&ADDRESS, 4), Duration::ZERO);
+        assert_eq!(backoff(&ADDRESS, 5), Duration::from_secs(1));
     }
 
     #[test]
@@ -188,7 +188,7 @@ mod tests {
         assert_eq!(decide(&[None, None], now), None);
         // An address spraying names waits on its address counter alone.
         let spray = Counter {
-            failures: 31,
+            failures: 6,
             last_ms: now,
         };
         assert_eq!(
