@@ -1,5 +1,5 @@
 # Everyday targets. The README's two commands are `make run` and `make test`.
-.PHONY: run test test-rust test-e2e bench bench-smoke soak site site-release watch lint audit fmt tools
+.PHONY: run test test-rust test-e2e bench bench-smoke battery soak site site-release watch lint audit fmt tools
 
 # Build everything (release) and run the relay with its admin on the embedded store.
 run: tools site-release
@@ -25,6 +25,10 @@ site:
 bench:
 	cargo bench -p server --bench relay_load
 	cargo bench -p server --bench admin_pages
+
+# The attack battery in full, with its figures (README, "Attack battery").
+battery:
+	BATTERY=full cargo test -p server --test attack_auth --test attack_relay -- --nocapture --test-threads=1
 
 # Ten minutes of mixed traffic with injected faults; the books must balance (exit 1 if not).
 soak:
