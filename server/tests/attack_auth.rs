@@ -346,6 +346,52 @@ async fn c_sessions_end_redis() {
     sessions_end(Engine::Redis).await;
 }
 
+/// The session cookie the pages' sign-in sets, sent with `headers`.
+async fn session_cookie(h: &Harness, headers: &[(&str, &str)]) -> String {
+    let mut req = h
+        .http
+        .post(h.url("/admin-next/api/login"))
+        .form(&[("username", "admin"), ("password", PASSWORD)]);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    let prefix = format!("{}=", app::SESSION_COOKIE);
+    r.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no session cookie ({})", r.status()))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_session_cookie_is_secure_over_https() {
+    let https = [("x-forwarded-proto", "https")];
+    // No trusted proxy: a client's own X-Forwarded-Proto is not believed.
+    let h = Harness::new(Engine::Embedded).await;
+    let plain = session_cookie(&h, &https).await;
+    assert!(!plain.contains("Secure"), "{plain}");
+    assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Strict"));
+    // Behind a trusted proxy: https from it makes the cookie Secure, http does not.
+    let h = behind_proxy(Engine::Embedded).await;
+    let secure = session_cookie(&h, &https).await;
+    assert!(secure.contains("; Secure"), "{secure}");
+    let http = session_cookie(&h, &[("x-forwarded-proto", "http")]).await;
+    assert!(!http.contains("Secure"), "{http}");
+    // The Max-Age is the absolute lifetime (7 days by default), not the idle one.
+    assert!(secure.contains("Max-Age=604800"), "{secure}");
+    // An https PUBLIC_URL makes it Secure whatever the request says.
+    let h = Harness::with_config(Engine::Embedded, |c| {
+        c.public_url = Some("https://crs.example.com".into());
+    })
+    .await;
+    let public = session_cookie(&h, &[]).await;
+    assert!(public.contains("; Secure"), "{public}");
+    println!("(c) Secure cookie: direct with a spoofed proto → not Secure; trusted proxy https → Secure; https PUBLIC_URL → Secure");
+}
+
 // ---------------------------------------------------------------------------------------------
 // (d) Hostile names in webhook messages.
 
