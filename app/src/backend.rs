@@ -9,18 +9,51 @@ use crate::domain::{
     SettingsForm, UserRole, UserRow,
 };
 
+/// Who sent the request, as the server resolved it (`TRUSTED_PROXIES`): a request extension
+/// set on every request, read by sign-in (throttling) and by the session cookie (`Secure`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub ip: Option<IpAddr>,
+    /// The session cookie gets `Secure`: the request came over HTTPS (through a trusted
+    /// proxy) or the public URL is https.
+    pub secure: bool,
+}
+
 /// A successful login.
 pub struct LoginGrant {
     pub token: String,
+    /// The idle lifetime (renewed on use).
     pub expires_in_secs: u64,
+    /// The absolute lifetime: the cookie's `Max-Age`.
+    pub max_age_secs: u64,
     pub username: String,
     pub role: UserRole,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginRefusal {
+    /// A field over its size limit (see `bounds`): (field, message).
+    Invalid(&'static str, String),
     InvalidCredentials,
     /// Too many failures from this address or for this user; retry after this many seconds.
+    TooManyAttempts(u64),
+    Unavailable,
+}
+
+/// `POST /web/auth/change-password`'s body (the original's fields).
+#[derive(Clone, Debug, Default)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+    pub new_username: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeRefusal {
+    Unauthorized,
+    /// (field, message)
+    Invalid(&'static str, String),
+    WrongPassword,
     TooManyAttempts(u64),
     Unavailable,
 }
@@ -43,6 +76,14 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// Who holds a live session, renewing it.
     async fn session(&self, token: &str) -> Option<SessionInfo>;
     async fn logout(&self, token: &str);
+    /// Changes the signed-in user's password (and the built-in admin's name, if given); every
+    /// session of theirs ends, this one too.
+    async fn change_password(
+        &self,
+        token: &str,
+        change: PasswordChange,
+        client: Option<IpAddr>,
+    ) -> Result<String, ChangeRefusal>;
     async fn dashboard(&self) -> Result<DashboardSummary, String>;
 
     // Keys. Errors are messages that name the field at fault.

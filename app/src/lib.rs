@@ -4,6 +4,7 @@
 // The admin pages' view types nest deeply.
 #![recursion_limit = "256"]
 
+pub mod bounds;
 pub mod domain;
 pub mod model_name;
 pub mod pages;
@@ -74,6 +75,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin-next/users") view=pages::users::UsersPage ssr=SsrMode::Async />
                     <Route path=path!("/admin-next/requests") view=pages::requests::RequestsPage ssr=SsrMode::Async />
                     <Route path=path!("/admin-next/settings") view=pages::settings::SettingsPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin-next/password") view=pages::password::PasswordPage ssr=SsrMode::Async />
                     <Route path=path!("/admin-next/dashboard") view=pages::dashboard::DashboardPage ssr=SsrMode::Async />
                 </Routes>
             </main>

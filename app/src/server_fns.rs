@@ -36,8 +36,9 @@ mod session {
 
     pub fn set_cookie(value: &str, max_age: u64) {
         if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
+            let secure = if client().secure { "; Secure" } else { "" };
             let cookie = format!(
-                "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}"
+                "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
             );
             if let Ok(v) = http::HeaderValue::from_str(&cookie) {
                 resp.append_header(http::header::SET_COOKIE, v);
@@ -70,10 +71,12 @@ mod session {
         })
     }
 
-    pub async fn client_ip() -> Option<std::net::IpAddr> {
-        let info: axum::extract::ConnectInfo<std::net::SocketAddr> =
-            leptos_axum::extract().await.ok()?;
-        Some(info.0.ip())
+    /// Who sent the request, as the server resolved it (its address behind trusted proxies,
+    /// whether it came over HTTPS).
+    pub fn client() -> crate::backend::ClientInfo {
+        use_context::<http::request::Parts>()
+            .and_then(|p| p.extensions.get::<crate::backend::ClientInfo>().copied())
+            .unwrap_or_default()
     }
 }
 
@@ -83,10 +86,10 @@ mod session {
 pub async fn admin_login(username: String, password: String) -> Result<(), ServerFnError> {
     use crate::backend::LoginRefusal;
     let backend = session::backend()?;
-    let ip = session::client_ip().await;
+    let ip = session::client().ip;
     match backend.0.login(&username, &password, ip).await {
         Ok(grant) => {
-            session::set_cookie(&grant.token, grant.expires_in_secs);
+            session::set_cookie(&grant.token, grant.max_age_secs);
             leptos_axum::redirect(match grant.role {
                 crate::domain::UserRole::Admin => "/admin-next/dashboard",
                 crate::domain::UserRole::User => "/admin-next/my-keys",
@@ -95,6 +98,7 @@ pub async fn admin_login(username: String, password: String) -> Result<(), Serve
         }
         Err(refusal) => {
             let (status, message) = match refusal {
+                LoginRefusal::Invalid(_, message) => (400, message),
                 LoginRefusal::InvalidCredentials => {
                     (401, "Invalid username or password".to_string())
                 }
@@ -119,6 +123,69 @@ pub async fn admin_logout() -> Result<(), ServerFnError> {
     session::set_cookie("", 0);
     leptos_axum::redirect("/admin-next/login");
     Ok(())
+}
+
+/// Changes the signed-in user's password (the original's `change-password`). As there, every
+/// session ends, this one too: the browser goes back to the sign-in page.
+#[server(prefix = "/admin-next/api", endpoint = "change-password")]
+pub async fn change_password(
+    current_password: String,
+    new_password: String,
+    confirm_password: String,
+) -> Result<(), ServerFnError> {
+    use crate::backend::{ChangeRefusal, PasswordChange};
+    let backend = session::backend()?;
+    if new_password != confirm_password {
+        return Err(invalid(
+            "confirmPassword: the new password and its confirmation differ".into(),
+        ));
+    }
+    let token = session::token().await.unwrap_or_default();
+    let change = PasswordChange {
+        current_password,
+        new_password,
+        new_username: None,
+    };
+    match backend
+        .0
+        .change_password(&token, change, session::client().ip)
+        .await
+    {
+        Ok(_) => {
+            session::set_cookie("", 0);
+            leptos_axum::redirect("/admin-next/login");
+            Ok(())
+        }
+        Err(refusal) => {
+            let (status, message) = match refusal {
+                ChangeRefusal::Unauthorized => {
+                    leptos_axum::redirect("/admin-next/login");
+                    (401, UNAUTHORIZED.to_string())
+                }
+                ChangeRefusal::Invalid(_, message) => (400, message),
+                ChangeRefusal::WrongPassword => (
+                    401,
+                    "currentPassword: the current password is wrong".to_string(),
+                ),
+                ChangeRefusal::TooManyAttempts(secs) => (
+                    429,
+                    format!("Too many failed attempts; try again in {secs} s"),
+                ),
+                ChangeRefusal::Unavailable => (
+                    503,
+                    "Changing the password is unavailable right now".to_string(),
+                ),
+            };
+            session::set_status(status);
+            Err(ServerFnError::new(message))
+        }
+    }
+}
+
+/// Who is signed in (any role); signed out: `UNAUTHORIZED` and a redirect to the login.
+#[server(prefix = "/admin-next/api", endpoint = "whoami")]
+pub async fn whoami() -> Result<crate::domain::SessionInfo, ServerFnError> {
+    signed_in().await.map(|(_, who)| who)
 }
 
 /// The message of a server-function error, without the framework's prefix.

@@ -426,6 +426,15 @@ impl AdminBackend for AdminPages {
         self.0.admin.logout(token).await
     }
 
+    async fn change_password(
+        &self,
+        token: &str,
+        change: app::backend::PasswordChange,
+        client: Option<IpAddr>,
+    ) -> Result<String, app::backend::ChangeRefusal> {
+        self.0.admin.change_password(token, &change, client).await
+    }
+
     async fn dashboard(&self) -> Result<DashboardSummary, String> {
         crate::routes::admin::dashboard_summary(&self.0)
             .await

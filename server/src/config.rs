@@ -53,7 +53,15 @@ pub struct Config {
     /// Characters of a redacted request preview kept with each record; 0 = none.
     pub record_body_preview_chars: usize,
     pub request_max_bytes: usize,
+    /// A session unused this long ends (`ADMIN_SESSION_IDLE_SECS`, or the older name
+    /// `ADMIN_SESSION_TTL_SECS`).
     pub admin_session_ttl: Duration,
+    /// A session ends this long after sign-in however much it is used (`ADMIN_SESSION_MAX_SECS`).
+    pub admin_session_max: Duration,
+    /// Proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The address people use (`PUBLIC_URL`); an https one makes the session cookie `Secure`.
+    pub public_url: Option<String>,
     pub api_key_prefix: String,
     /// Rest periods after upstream errors.
     pub cooldowns: crate::scheduler::cooldown::CooldownPolicy,
@@ -230,6 +238,21 @@ impl Config {
                 ))
             })?,
         };
+        let trusted_proxies = var("TRUSTED_PROXIES")
+            .map(|v| parse_cidrs(&v))
+            .transpose()?
+            .unwrap_or_default();
+        let public_url = http_url("PUBLIC_URL")?;
+        let idle_secs: u64 = match var("ADMIN_SESSION_IDLE_SECS") {
+            Some(_) => parse(&var, "ADMIN_SESSION_IDLE_SECS", 86_400)?,
+            None => parse(&var, "ADMIN_SESSION_TTL_SECS", 86_400)?,
+        };
+        let max_secs: u64 = parse(&var, "ADMIN_SESSION_MAX_SECS", 7 * 86_400)?;
+        if idle_secs == 0 || max_secs == 0 {
+            return Err(ConfigError(
+                "ADMIN_SESSION_IDLE_SECS and ADMIN_SESSION_MAX_SECS must be at least 1".into(),
+            ));
+        }
         Ok(Config {
             host: parse(&var, "HOST", IpAddr::from([0, 0, 0, 0]))?,
             port: parse(&var, "PORT", 3000)?,
@@ -268,7 +291,10 @@ impl Config {
             record_body_preview_chars: parse(&var, "RECORD_BODY_PREVIEW_CHARS", 0)?,
             accounting_flush: Duration::from_millis(parse(&var, "ACCOUNTING_FLUSH_MS", 25)?),
             request_max_bytes: max_mb.saturating_mul(1024 * 1024),
-            admin_session_ttl: Duration::from_secs(parse(&var, "ADMIN_SESSION_TTL_SECS", 86_400)?),
+            admin_session_ttl: Duration::from_secs(idle_secs),
+            admin_session_max: Duration::from_secs(max_secs),
+            trusted_proxies,
+            public_url,
             api_key_prefix: var("API_KEY_PREFIX").unwrap_or_else(|| "cr_".into()),
             cooldowns,
             failover_max_attempts,
@@ -324,6 +350,23 @@ impl Config {
     }
 }
 
+/// `TRUSTED_PROXIES`: comma-separated CIDRs or single addresses.
+fn parse_cidrs(v: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError(format!(
+                        "TRUSTED_PROXIES: {s:?} is not a CIDR (like 10.0.0.0/8) or an address"
+                    ))
+                })
+        })
+        .collect()
+}
+
 fn parse<T: FromStr>(
     var: &impl Fn(&str) -> Option<String>,
     name: &str,
@@ -371,6 +414,38 @@ mod tests {
         }
         missing.dedup();
         assert!(missing.is_empty(), "not in .env.example: {missing:?}");
+    }
+
+    #[test]
+    fn trusted_proxies_and_session_lifetimes() {
+        let c = from(&[("TRUSTED_PROXIES", "127.0.0.1/32, 10.0.0.0/8,::1")]).unwrap();
+        assert_eq!(c.trusted_proxies.len(), 3);
+        assert!(c.trusted_proxies[1].contains(&"10.9.8.7".parse::<IpAddr>().unwrap()));
+        let e = from(&[("TRUSTED_PROXIES", "10.0.0.0/8,nginx")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("TRUSTED_PROXIES") && e.contains("nginx"), "{e}");
+        assert!(!e.contains('\n'));
+        assert!(from(&[("TRUSTED_PROXIES", "10.0.0.0/33")]).is_err());
+        let c = from(&[]).unwrap();
+        assert!(c.trusted_proxies.is_empty());
+        assert_eq!(c.admin_session_ttl, Duration::from_secs(86_400));
+        assert_eq!(c.admin_session_max, Duration::from_secs(7 * 86_400));
+        // The older name still sets the idle lifetime; the new one wins.
+        let c = from(&[("ADMIN_SESSION_TTL_SECS", "600")]).unwrap();
+        assert_eq!(c.admin_session_ttl, Duration::from_secs(600));
+        let c = from(&[
+            ("ADMIN_SESSION_TTL_SECS", "600"),
+            ("ADMIN_SESSION_IDLE_SECS", "60"),
+            ("ADMIN_SESSION_MAX_SECS", "3600"),
+        ])
+        .unwrap();
+        assert_eq!(c.admin_session_ttl, Duration::from_secs(60));
+        assert_eq!(c.admin_session_max, Duration::from_secs(3600));
+        assert!(from(&[("ADMIN_SESSION_MAX_SECS", "0")]).is_err());
+        assert!(from(&[("PUBLIC_URL", "ftp://x")]).is_err());
+        let c = from(&[("PUBLIC_URL", "https://crs.example.com")]).unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://crs.example.com"));
     }
 
     #[test]

@@ -90,7 +90,11 @@ impl AppState {
         pricing.spawn_refreshers();
         let leases = Arc::new(LeaseKeeper::default());
         leases.spawn_refresher(store.clone(), config.lease_ttl);
-        let admin = AdminAuth::new(store.clone(), config.admin_session_ttl);
+        let admin = AdminAuth::new(
+            store.clone(),
+            config.admin_session_ttl,
+            config.admin_session_max,
+        );
         let settings = Arc::new(crate::settings::SettingsCache::default());
         settings.spawn_refresher(store.clone(), crypto.clone());
         let source = settings.clone();

@@ -24,6 +24,9 @@ pub struct StoredUser {
     pub user: User,
     /// argon2 PHC string.
     pub password_hash: String,
+    /// Bumped by a password change; sessions of another generation are void.
+    #[serde(default)]
+    pub session_generation: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +86,10 @@ fn check_username(name: &str) -> Result<(), UserError> {
 }
 
 fn check_password(pw: &str) -> Result<(), UserError> {
-    if pw.chars().count() < 8 || pw.len() > 256 {
+    if let Err(e) = app::bounds::password("password", pw) {
+        return Err(UserError::Invalid("password", e.to_string()));
+    }
+    if pw.chars().count() < 8 {
         return Err(UserError::Invalid(
             "password",
             "at least 8 characters".into(),
@@ -125,6 +131,7 @@ pub async fn create(
         &StoredUser {
             user: user.clone(),
             password_hash,
+            session_generation: 0,
         },
     )
     .await?;

@@ -123,6 +123,18 @@ async fn login(h: &Harness, password: &str) -> u16 {
         .as_u16()
 }
 
+/// `GET /web/auth/user` with the harness's session (signed in when the relay started).
+async fn session_status(h: &Harness) -> u16 {
+    h.http
+        .get(h.url("/web/auth/user"))
+        .bearer_auth(&h.token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 async fn keys_accounts_status_and_password(engine: Engine) {
     let env = Env::new(engine);
 
@@ -163,6 +175,8 @@ async fn keys_accounts_status_and_password(engine: Engine) {
     let r = h.messages(&key, body(false)).send().await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let mut config = h.relay().state.config.clone();
+    // A session signed in before the password reset below.
+    assert_eq!(session_status(&h).await, 200);
     h.wait_requests(&crs::store::buckets::key_total(&key_id), 1)
         .await;
     // The embedded store is one process's: the relay stops while the commands run.
@@ -228,6 +242,11 @@ async fn keys_accounts_status_and_password(engine: Engine) {
     assert_eq!(r.status(), 401);
     assert!(r.text().await.unwrap().contains("disabled"));
     assert_eq!(login(&h, PASSWORD).await, 401, "the old password is gone");
+    assert_eq!(
+        session_status(&h).await,
+        401,
+        "a reset ends the sessions signed in before it"
+    );
     assert_eq!(login(&h, &new_password).await, 200);
 
     // And set from stdin.

@@ -256,7 +256,7 @@ async fn every_http_kind_gets_its_payload_shape() {
     assert_eq!(r.find("/slack").json(), serde_json::json!({ "text": TEXT }));
     assert_eq!(
         r.find("/discord").json(),
-        serde_json::json!({ "content": TEXT })
+        serde_json::json!({ "content": TEXT, "allowed_mentions": { "parse": [] } })
     );
     let wecom = r.find("/wecom");
     assert_eq!(wecom.query, "key=K");

@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod key_edit;
 pub mod keys;
 pub mod login;
+pub mod password;
 pub mod requests;
 pub mod settings;
 pub mod users;
@@ -55,12 +56,14 @@ pub fn Header() -> impl IntoView {
                                     <a href="/admin-next/requests" class=link>"Requests"</a>
                                     <a href="/admin-next/users" class=link>"Users"</a>
                                     <a href="/admin-next/settings" class=link>"Settings"</a>
+                                    <a href="/admin-next/password" class=link>"Password"</a>
                                     <ActionForm action=logout attr:class="inline">
                                         <button id="nav-logout" type="submit" class=link title=format!("Signed in as {}", w.username)>"Sign out"</button>
                                     </ActionForm>
                                 }.into_any(),
                                 Some(w) => view! {
                                     <a href="/admin-next/my-keys" class=link>"My keys"</a>
+                                    <a href="/admin-next/password" class=link>"Password"</a>
                                     <ActionForm action=logout attr:class="inline">
                                         <button id="nav-logout" type="submit" class=link title=format!("Signed in as {}", w.username)>"Sign out"</button>
                                     </ActionForm>

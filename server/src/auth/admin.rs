@@ -1,33 +1,36 @@
-//! The admin account: argon2 password hash, opaque session tokens (stored only as hashes),
-//! and a login throttle per address and per user name.
+//! The admin account and local users' sign-in: argon2 password hashes, opaque session tokens
+//! (stored only as hashes) with idle and absolute lifetimes, ended all at once by a password
+//! change, and the login throttle (`throttle` decides, the store counts).
 
 use std::{
-    collections::HashMap,
     net::IpAddr,
-    time::{Duration, Instant},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        OnceLock,
+    },
+    time::Duration,
 };
 
 use argon2::{
     password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
     Argon2,
 };
-use parking_lot::Mutex;
 
 use app::{
-    backend::{LoginGrant, LoginRefusal},
+    backend::{ChangeRefusal, LoginGrant, LoginRefusal, PasswordChange},
+    bounds,
     domain::{SessionInfo, UserRole},
 };
 use chrono::Utc;
 
 use crate::{
-    auth::api_key::format_time,
+    auth::{
+        api_key::{format_time, parse_time},
+        throttle,
+    },
     crypto::{random_hex, sha256_hex},
     store::{AdminCredentials, AdminSession, DynStore, StoreError},
 };
-
-/// Failures allowed per address or user name within `WINDOW` before logins are refused.
-const MAX_FAILURES: u32 = 5;
-const WINDOW: Duration = Duration::from_secs(15 * 60);
 
 pub fn hash_password(password: &str) -> Result<String, String> {
     let salt = SaltString::generate(&mut OsRng);
@@ -45,6 +48,52 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
                 .is_ok()
         })
         .unwrap_or(false)
+}
+
+/// Sign-in verifications that run at once. Each needs argon2's memory (19 MiB with the
+/// default parameters); it comes from a pool of reused buffers, so a flood of sign-ins holds
+/// at most `VERIFY_SLOTS` of them (and waits its turn) instead of one per blocking thread.
+const VERIFY_SLOTS: usize = 2;
+/// A stored hash asking for more memory than this (in 1 KiB blocks) is not run.
+const MAX_ARGON2_BLOCKS: usize = 64 * 1024;
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(VERIFY_SLOTS);
+static BUFFERS: std::sync::Mutex<Vec<Vec<argon2::Block>>> = std::sync::Mutex::new(Vec::new());
+
+/// [`verify_password`] in caller-provided memory (grown to the hash's parameters and kept).
+fn verify_in(password: &str, phc: &str, memory: &mut Vec<argon2::Block>) -> bool {
+    use argon2::{password_hash::Output, Algorithm, Params, Version};
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if blocks > MAX_ARGON2_BLOCKS {
+        return false;
+    }
+    if memory.len() < blocks {
+        memory.resize(blocks, argon2::Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..])
+        .is_ok()
+        // `Output`'s equality is constant-time.
+        && Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 /// Creates the admin on first start: from `ADMIN_USERNAME`/`ADMIN_PASSWORD`, or with a random
@@ -73,53 +122,117 @@ pub async fn ensure_admin(
             username: username.to_string(),
             password_hash: hash,
             updated_at: format_time(Utc::now()),
+            session_generation: 0,
         })
         .await?;
     Ok(generated)
 }
 
-#[derive(Default)]
-struct Failures {
-    count: u32,
-    first: Option<Instant>,
-}
-
 pub struct AdminAuth {
     store: DynStore,
-    session_ttl: Duration,
-    failures: Mutex<HashMap<String, Failures>>,
+    /// A session unused this long ends.
+    idle: Duration,
+    /// A session ends this long after sign-in, however much it is used.
+    max: Duration,
+    /// argon2 verifications run by sign-ins (an unknown name costs one too).
+    verifications: AtomicU64,
+}
+
+/// A hash no password matches in practice, verified against when the name is unknown so that
+/// both paths cost one argon2 verification (no user enumeration by timing).
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&random_hex(16)).unwrap_or_default())
+}
+
+fn now_ms() -> u64 {
+    Utc::now().timestamp_millis().max(0) as u64
+}
+
+/// Seconds to tell a throttled client (at least 1).
+fn whole_secs(d: Duration) -> u64 {
+    d.as_millis().div_ceil(1000).max(1) as u64
+}
+
+/// Whose password a sign-in checks.
+enum Candidate {
+    Admin(AdminCredentials),
+    User(crate::users::StoredUser),
+    Unknown,
+}
+
+impl Candidate {
+    fn hash(&self) -> &str {
+        match self {
+            Candidate::Admin(a) => &a.password_hash,
+            Candidate::User(u) => &u.password_hash,
+            Candidate::Unknown => dummy_hash(),
+        }
+    }
 }
 
 impl AdminAuth {
-    pub fn new(store: DynStore, session_ttl: Duration) -> Self {
+    pub fn new(store: DynStore, idle: Duration, max: Duration) -> Self {
         AdminAuth {
             store,
-            session_ttl,
-            failures: Mutex::new(HashMap::new()),
+            idle,
+            max: max.max(Duration::from_secs(1)),
+            verifications: AtomicU64::new(0),
         }
     }
 
-    /// Seconds until `who` may try again, if it is locked out.
-    fn locked(&self, who: &str) -> Option<u64> {
-        let map = self.failures.lock();
-        let f = map.get(who)?;
-        let since = f.first?.elapsed();
-        (f.count >= MAX_FAILURES && since < WINDOW).then(|| (WINDOW - since).as_secs().max(1))
+    /// argon2 verifications run by sign-ins so far.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
-    fn fail(&self, who: &str) {
-        let mut map = self.failures.lock();
-        if map.len() > 10_000 {
-            map.retain(|_, f| f.first.is_some_and(|t| t.elapsed() < WINDOW));
+    async fn verify(&self, password: &str, phc: &str) -> bool {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        // The semaphore is never closed; a slot is held until the buffer is back.
+        let _slot = SLOTS.acquire().await;
+        let take = || BUFFERS.lock().ok().and_then(|mut b| b.pop());
+        let mut memory = take().unwrap_or_default();
+        let (pw, phc) = (password.to_string(), phc.to_string());
+        let (ok, memory) = tokio::task::spawn_blocking(move || {
+            let ok = verify_in(&pw, &phc, &mut memory);
+            (ok, memory)
+        })
+        .await
+        .unwrap_or((false, Vec::new()));
+        if let Ok(mut pool) = BUFFERS.lock() {
+            pool.push(memory);
         }
-        let f = map.entry(who.to_string()).or_default();
-        if f.first.is_none_or(|t| t.elapsed() >= WINDOW) {
-            *f = Failures {
-                count: 0,
-                first: Some(Instant::now()),
-            };
+        ok
+    }
+
+    /// The wait the throttle asks for before this name may be tried from this address.
+    async fn throttled(&self, keys: &[String; 2]) -> Result<Option<u64>, StoreError> {
+        let now = now_ms();
+        let got = self.store.login_failures(keys, now).await?;
+        let counters = [
+            got.first().copied().flatten(),
+            got.get(1).copied().flatten(),
+        ];
+        Ok(throttle::decide(&counters, now).map(whole_secs))
+    }
+
+    async fn failed(&self, keys: &[String; 2], client: Option<IpAddr>) {
+        if let Err(e) = self.store.record_login_failure(keys, now_ms()).await {
+            tracing::error!(error = %e, "login throttle: store unavailable");
         }
-        f.count += 1;
+        tracing::warn!(client = ?client, "login failed");
+    }
+
+    async fn candidate(&self, username: &str) -> Result<Candidate, StoreError> {
+        if let Some(admin) = self.store.get_admin().await? {
+            if admin.username == username {
+                return Ok(Candidate::Admin(admin));
+            }
+        }
+        Ok(match crate::users::by_name(&self.store, username).await? {
+            Some(u) => Candidate::User(u),
+            None => Candidate::Unknown,
+        })
     }
 
     pub async fn login(
@@ -128,93 +241,122 @@ impl AdminAuth {
         password: &str,
         client: Option<IpAddr>,
     ) -> Result<LoginGrant, LoginRefusal> {
-        let ip_key = client.map(|ip| format!("ip:{ip}"));
-        let user_key = format!("user:{username}");
-        for who in ip_key.iter().chain(std::iter::once(&user_key)) {
-            if let Some(secs) = self.locked(who) {
-                return Err(LoginRefusal::TooManyAttempts(secs));
-            }
+        // Bounds before any work: no lookup, no throttle entry, no argon2 on a huge input.
+        let too_long = |e: bounds::TooLong| LoginRefusal::Invalid(e.field, e.to_string());
+        bounds::username("username", username).map_err(too_long)?;
+        bounds::password("password", password).map_err(too_long)?;
+        let unavailable = |e: StoreError| {
+            tracing::error!(error = %e, "login: store unavailable");
+            LoginRefusal::Unavailable
+        };
+        let keys = throttle::keys(username, client);
+        if let Some(secs) = self.throttled(&keys).await.map_err(unavailable)? {
+            return Err(LoginRefusal::TooManyAttempts(secs));
         }
-        let admin = match self.store.get_admin().await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!(error = %e, "admin login: store unavailable");
-                return Err(LoginRefusal::Unavailable);
+        let candidate = self.candidate(username).await.map_err(unavailable)?;
+        // One verification whoever it is (a dummy hash for an unknown name).
+        let matches = self.verify(password, candidate.hash()).await;
+        let signed_in = match candidate {
+            Candidate::Admin(a) if matches => {
+                Some((a.username, None, UserRole::Admin, a.session_generation))
             }
-        };
-        // The built-in admin first, then the local users.
-        let signed_in = match admin.filter(|a| a.username == username) {
-            Some(admin) => {
-                let (pw, phc) = (password.to_string(), admin.password_hash.clone());
-                tokio::task::spawn_blocking(move || verify_password(&pw, &phc))
+            Candidate::User(mut u) if matches && u.user.is_active => {
+                u.user.last_login_at = Some(format_time(Utc::now()));
+                crate::users::save(&self.store, &u)
                     .await
-                    .unwrap_or(false)
-                    .then_some((admin.username, None, UserRole::Admin))
+                    .map_err(unavailable)?;
+                Some((
+                    u.user.username,
+                    Some(u.user.id),
+                    u.user.role,
+                    u.session_generation,
+                ))
             }
-            None => match crate::users::verify(&self.store, username, password).await {
-                Ok(found) => found.map(|u| (u.user.username, Some(u.user.id), u.user.role)),
-                Err(e) => {
-                    tracing::error!(error = %e, "login: store unavailable");
-                    return Err(LoginRefusal::Unavailable);
-                }
-            },
+            _ => None,
         };
-        let Some((username, user_id, role)) = signed_in else {
-            for who in ip_key.iter().chain(std::iter::once(&user_key)) {
-                self.fail(who);
-            }
-            tracing::warn!(client = ?client, "login failed");
+        let Some((username, user_id, role, generation)) = signed_in else {
+            self.failed(&keys, client).await;
             return Err(LoginRefusal::InvalidCredentials);
         };
+        let _ = self.store.clear_login_failures(&keys[0]).await;
         let token = random_hex(32);
         let session = AdminSession {
             username: username.clone(),
             login_time: format_time(Utc::now()),
             user_id,
+            issued_ms: now_ms(),
+            generation,
         };
+        let ttl = self.idle.min(self.max);
         self.store
-            .put_session(&sha256_hex(&token), &session, self.session_ttl)
+            .put_session(&sha256_hex(&token), &session, ttl)
             .await
             .map_err(|_| LoginRefusal::Unavailable)?;
         tracing::info!(client = ?client, local_user = session.user_id.is_some(), "signed in");
         Ok(LoginGrant {
             token,
-            expires_in_secs: self.session_ttl.as_secs(),
+            expires_in_secs: ttl.as_secs(),
+            max_age_secs: self.max.as_secs(),
             username,
             role,
         })
     }
 
-    /// The signed-in user of a live session (renewing it). A local user's current role and
-    /// state are read each time, so disabling or demoting them takes effect at once.
-    pub async fn session(&self, token: &str) -> Option<SessionInfo> {
-        if token.len() < 32 || token.len() > 512 {
-            return None;
-        }
-        let hash = sha256_hex(token);
-        let session = self.store.get_session(&hash).await.ok()??;
-        let info = match &session.user_id {
-            None => SessionInfo {
-                username: session.username.clone(),
-                role: UserRole::Admin,
-                user_id: None,
-            },
+    /// The live session of a token and who holds it (not renewed).
+    async fn live_session(&self, hash: &str) -> Option<(AdminSession, SessionInfo, Duration)> {
+        let session = self.store.get_session(hash).await.ok()??;
+        let issued = if session.issued_ms > 0 {
+            session.issued_ms
+        } else {
+            // Sessions stored before `issued_ms` existed.
+            parse_time(&session.login_time)?.timestamp_millis().max(0) as u64
+        };
+        let age = Duration::from_millis(now_ms().saturating_sub(issued));
+        let (info, generation) = match &session.user_id {
+            None => {
+                let admin = self.store.get_admin().await.ok()??;
+                let info = SessionInfo {
+                    username: admin.username.clone(),
+                    role: UserRole::Admin,
+                    user_id: None,
+                };
+                (info, admin.session_generation)
+            }
             Some(id) => {
                 let user = crate::users::get(&self.store, id).await.ok()??;
                 if !user.user.is_active {
                     return None;
                 }
-                SessionInfo {
+                let generation = user.session_generation;
+                let info = SessionInfo {
                     username: user.user.username,
                     role: user.user.role,
                     user_id: Some(user.user.id),
-                }
+                };
+                (info, generation)
             }
         };
-        let _ = self
-            .store
-            .put_session(&hash, &session, self.session_ttl)
-            .await;
+        if age >= self.max || generation != session.generation {
+            // Past its absolute lifetime, or its owner's password changed since.
+            let _ = self.store.delete_session(hash).await;
+            return None;
+        }
+        Some((session, info, age))
+    }
+
+    /// The signed-in user of a live session (renewing it, never past its absolute lifetime).
+    /// A local user's current role and state are read each time, so disabling or demoting
+    /// them takes effect at once.
+    pub async fn session(&self, token: &str) -> Option<SessionInfo> {
+        if token.len() < 32 || token.len() > 512 {
+            return None;
+        }
+        let hash = sha256_hex(token);
+        let (session, info, age) = self.live_session(&hash).await?;
+        let ttl = self.idle.min(self.max.saturating_sub(age));
+        if !ttl.is_zero() {
+            let _ = self.store.put_session(&hash, &session, ttl).await;
+        }
         Some(info)
     }
 
@@ -229,6 +371,126 @@ impl AdminAuth {
     pub async fn logout(&self, token: &str) {
         let _ = self.store.delete_session(&sha256_hex(token)).await;
     }
+
+    /// `POST /web/auth/change-password`: the current password is required; every session of
+    /// the user ends (this one too, as in the original: sign in again). Answers the username.
+    pub async fn change_password(
+        &self,
+        token: &str,
+        change: &PasswordChange,
+        client: Option<IpAddr>,
+    ) -> Result<String, ChangeRefusal> {
+        let too_long = |e: bounds::TooLong| ChangeRefusal::Invalid(e.field, e.to_string());
+        bounds::password("currentPassword", &change.current_password).map_err(too_long)?;
+        bounds::password("newPassword", &change.new_password).map_err(too_long)?;
+        let new_username = change
+            .new_username
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty());
+        if let Some(n) = new_username {
+            bounds::username("newUsername", n).map_err(too_long)?;
+        }
+        if token.len() < 32 || token.len() > 512 {
+            return Err(ChangeRefusal::Unauthorized);
+        }
+        let (session, info, _) = self
+            .live_session(&sha256_hex(token))
+            .await
+            .ok_or(ChangeRefusal::Unauthorized)?;
+        if change.current_password.is_empty() || change.new_password.is_empty() {
+            return Err(ChangeRefusal::Invalid(
+                "currentPassword",
+                "Current password and new password are required".into(),
+            ));
+        }
+        if change.new_password.chars().count() < 8 {
+            return Err(ChangeRefusal::Invalid(
+                "newPassword",
+                "New password must be at least 8 characters long".into(),
+            ));
+        }
+        let unavailable = |e: StoreError| {
+            tracing::error!(error = %e, "change password: store unavailable");
+            ChangeRefusal::Unavailable
+        };
+        // Guessing the current password is throttled as a sign-in is.
+        let keys = throttle::keys(&info.username, client);
+        if let Some(secs) = self.throttled(&keys).await.map_err(unavailable)? {
+            return Err(ChangeRefusal::TooManyAttempts(secs));
+        }
+        let candidate = match &session.user_id {
+            None => self
+                .store
+                .get_admin()
+                .await
+                .map_err(unavailable)?
+                .map(Candidate::Admin),
+            Some(id) => crate::users::get(&self.store, id)
+                .await
+                .map_err(unavailable)?
+                .map(Candidate::User),
+        }
+        .ok_or(ChangeRefusal::Unauthorized)?;
+        if !self
+            .verify(&change.current_password, candidate.hash())
+            .await
+        {
+            self.failed(&keys, client).await;
+            return Err(ChangeRefusal::WrongPassword);
+        }
+        let pw = change.new_password.clone();
+        let hash = tokio::task::spawn_blocking(move || hash_password(&pw))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or(ChangeRefusal::Unavailable)?;
+        let username = match candidate {
+            Candidate::Admin(a) => {
+                let username = new_username.unwrap_or(&a.username).to_string();
+                if username != a.username
+                    && crate::users::by_name(&self.store, &username)
+                        .await
+                        .map_err(unavailable)?
+                        .is_some()
+                {
+                    return Err(ChangeRefusal::Invalid(
+                        "newUsername",
+                        "a local user has this name".into(),
+                    ));
+                }
+                self.store
+                    .put_admin(&AdminCredentials {
+                        username: username.clone(),
+                        password_hash: hash,
+                        updated_at: format_time(Utc::now()),
+                        session_generation: a.session_generation.wrapping_add(1),
+                    })
+                    .await
+                    .map_err(unavailable)?;
+                username
+            }
+            Candidate::User(mut u) => {
+                if new_username.is_some_and(|n| !n.eq_ignore_ascii_case(&u.user.username)) {
+                    return Err(ChangeRefusal::Invalid(
+                        "newUsername",
+                        "local users keep their name (an admin can create another user)".into(),
+                    ));
+                }
+                u.password_hash = hash;
+                u.session_generation = u.session_generation.wrapping_add(1);
+                crate::users::save(&self.store, &u)
+                    .await
+                    .map_err(unavailable)?;
+                u.user.username
+            }
+            Candidate::Unknown => return Err(ChangeRefusal::Unauthorized),
+        };
+        let _ = self.store.clear_login_failures(&keys[0]).await;
+        let _ = self.store.delete_session(&sha256_hex(token)).await;
+        tracing::info!(client = ?client, local_user = session.user_id.is_some(), "password changed; sessions ended");
+        Ok(username)
+    }
 }
 
 #[cfg(test)]
@@ -237,21 +499,28 @@ mod tests {
     use crate::store::embedded::EmbeddedStore;
     use std::sync::Arc;
 
-    #[tokio::test]
-    async fn login_sessions_and_throttle() {
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    async fn setup() -> (tempfile::TempDir, DynStore) {
         let dir = tempfile::tempdir().unwrap();
         let store: DynStore = Arc::new(EmbeddedStore::open(dir.path(), 10).unwrap());
-        assert!(ensure_admin(&store, "root", Some("correct horse"))
+        ensure_admin(&store, "root", Some("correct horse"))
             .await
-            .unwrap()
-            .is_none());
+            .unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn login_sessions_and_throttle() {
+        let (_dir, store) = setup().await;
         let stored = store.get_admin().await.unwrap().unwrap();
         assert!(stored.password_hash.starts_with("$argon2"));
         assert!(!stored.password_hash.contains("correct horse"));
 
-        let auth = AdminAuth::new(store.clone(), Duration::from_secs(60));
+        let auth = AdminAuth::new(store.clone(), MINUTE, 60 * MINUTE);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let grant = auth.login("root", "correct horse", Some(ip)).await.unwrap();
+        assert_eq!(grant.max_age_secs, 3600);
         assert_eq!(
             auth.session_user(&grant.token).await.as_deref(),
             Some("root")
@@ -259,23 +528,176 @@ mod tests {
         auth.logout(&grant.token).await;
         assert!(auth.session_user(&grant.token).await.is_none());
 
-        for _ in 0..MAX_FAILURES {
+        for _ in 0..throttle::PAIR.free {
             assert_eq!(
                 auth.login("root", "wrong", Some(ip)).await.err(),
                 Some(LoginRefusal::InvalidCredentials)
             );
         }
-        // Locked out now, even with the right password.
+        // This address waits now, even with the right password …
         assert!(matches!(
             auth.login("root", "correct horse", Some(ip)).await,
-            Err(LoginRefusal::TooManyAttempts(_))
+            Err(LoginRefusal::TooManyAttempts(1))
         ));
-        // The user name is locked from every address too.
+        // … but the name is not locked for everyone: another address signs in.
         let other: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(auth
+            .login("root", "correct horse", Some(other))
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn oversized_fields_are_refused_before_any_work() {
+        let (_dir, store) = setup().await;
+        let auth = AdminAuth::new(store.clone(), MINUTE, MINUTE);
+        let r = auth.login(&"u".repeat(65), "pw", None).await;
+        assert!(
+            matches!(r, Err(LoginRefusal::Invalid("username", _))),
+            "{:?}",
+            r.as_ref().err()
+        );
+        let r = auth.login("root", &"p".repeat(1025), None).await;
+        assert!(
+            matches!(r, Err(LoginRefusal::Invalid("password", _))),
+            "{:?}",
+            r.as_ref().err()
+        );
+        assert_eq!(auth.verifications(), 0, "no argon2 on refused input");
+        assert_eq!(store.login_failure_entries().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn unknown_names_cost_one_verification_too() {
+        let (_dir, store) = setup().await;
+        let auth = AdminAuth::new(store, MINUTE, MINUTE);
+        let ip = Some("10.0.0.9".parse().unwrap());
+        assert_eq!(
+            auth.login("nobody", "some password", ip).await.err(),
+            Some(LoginRefusal::InvalidCredentials)
+        );
+        assert_eq!(auth.verifications(), 1);
+        assert_eq!(
+            auth.login("root", "some password", ip).await.err(),
+            Some(LoginRefusal::InvalidCredentials)
+        );
+        assert_eq!(auth.verifications(), 2);
+        // The dummy is a real argon2 hash, so its verification costs what a real one does.
+        assert!(dummy_hash().starts_with("$argon2"));
+    }
+
+    #[tokio::test]
+    async fn sessions_end_at_their_absolute_lifetime() {
+        let (_dir, store) = setup().await;
+        let auth = AdminAuth::new(store.clone(), MINUTE, MINUTE);
+        let grant = auth.login("root", "correct horse", None).await.unwrap();
+        assert!(auth.session(&grant.token).await.is_some());
+        // Issued two minutes ago (renewed on every use meanwhile): refused, and removed.
+        let hash = sha256_hex(&grant.token);
+        let mut s = store.get_session(&hash).await.unwrap().unwrap();
+        s.issued_ms -= 2 * 60_000;
+        store.put_session(&hash, &s, MINUTE).await.unwrap();
+        assert!(auth.session(&grant.token).await.is_none());
+        assert!(store.get_session(&hash).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn change_password_ends_every_session() {
+        let (_dir, store) = setup().await;
+        let auth = AdminAuth::new(store.clone(), MINUTE, 60 * MINUTE);
+        let a = auth.login("root", "correct horse", None).await.unwrap();
+        let b = auth.login("root", "correct horse", None).await.unwrap();
+        let change = |current: &str, new: &str| PasswordChange {
+            current_password: current.into(),
+            new_password: new.into(),
+            new_username: None,
+        };
+        assert_eq!(
+            auth.change_password(&a.token, &change("wrong one", "new password 1"), None)
+                .await,
+            Err(ChangeRefusal::WrongPassword)
+        );
         assert!(matches!(
-            auth.login("root", "correct horse", Some(other)).await,
-            Err(LoginRefusal::TooManyAttempts(_))
+            auth.change_password(&a.token, &change("correct horse", "short"), None)
+                .await,
+            Err(ChangeRefusal::Invalid("newPassword", _))
         ));
+        assert!(matches!(
+            auth.change_password(&a.token, &change("correct horse", &"n".repeat(1025)), None)
+                .await,
+            Err(ChangeRefusal::Invalid("newPassword", _))
+        ));
+        assert_eq!(
+            auth.change_password(
+                "x".repeat(40).as_str(),
+                &change("correct horse", "new password 1"),
+                None
+            )
+            .await,
+            Err(ChangeRefusal::Unauthorized)
+        );
+        assert_eq!(
+            auth.change_password(&a.token, &change("correct horse", "new password 1"), None)
+                .await
+                .as_deref(),
+            Ok("root")
+        );
+        assert!(auth.session(&a.token).await.is_none(), "this session ended");
+        assert!(auth.session(&b.token).await.is_none(), "and every other");
+        assert!(auth.login("root", "correct horse", None).await.is_err());
+        assert!(auth.login("root", "new password 1", None).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_local_user_changes_their_own_password() {
+        let (_dir, store) = setup().await;
+        crate::users::create(&store, "root", "alice", "alice password", UserRole::User)
+            .await
+            .unwrap();
+        let auth = AdminAuth::new(store.clone(), MINUTE, 60 * MINUTE);
+        let a = auth.login("alice", "alice password", None).await.unwrap();
+        let b = auth.login("alice", "alice password", None).await.unwrap();
+        let root = auth.login("root", "correct horse", None).await.unwrap();
+        let mut change = PasswordChange {
+            current_password: "alice password".into(),
+            new_password: "alice password 2".into(),
+            new_username: Some("mallory".into()),
+        };
+        assert!(matches!(
+            auth.change_password(&a.token, &change, None).await,
+            Err(ChangeRefusal::Invalid("newUsername", _))
+        ));
+        change.new_username = None;
+        assert_eq!(
+            auth.change_password(&a.token, &change, None)
+                .await
+                .as_deref(),
+            Ok("alice")
+        );
+        assert!(auth.session(&a.token).await.is_none());
+        assert!(auth.session(&b.token).await.is_none());
+        // Another user's session is untouched.
+        assert!(auth.session(&root.token).await.is_some());
+        assert!(auth.login("alice", "alice password 2", None).await.is_ok());
+    }
+
+    #[test]
+    fn pooled_verification_agrees_with_argon2() {
+        let phc = hash_password("correct horse").unwrap();
+        let mut memory = Vec::new();
+        assert!(verify_in("correct horse", &phc, &mut memory));
+        assert!(verify_password("correct horse", &phc));
+        // The same memory serves the next verification.
+        let kept = memory.len();
+        assert!(kept > 0);
+        assert!(!verify_in("correct horsf", &phc, &mut memory));
+        assert_eq!(memory.len(), kept);
+        assert!(!verify_in("x", "not a hash", &mut memory));
+        assert!(!verify_in("x", "", &mut memory));
+        // A hash asking for absurd memory is refused, not run.
+        let greedy = phc.replace("m=19456", "m=4194304");
+        assert!(!verify_in("correct horse", &greedy, &mut memory));
+        assert_eq!(memory.len(), kept);
     }
 
     #[tokio::test]
@@ -285,7 +707,7 @@ mod tests {
         let pw = ensure_admin(&store, "admin", None).await.unwrap().unwrap();
         assert_eq!(pw.len(), 24);
         assert!(ensure_admin(&store, "admin", None).await.unwrap().is_none());
-        let auth = AdminAuth::new(store, Duration::from_secs(60));
+        let auth = AdminAuth::new(store, MINUTE, MINUTE);
         assert!(auth.login("admin", &pw, None).await.is_ok());
     }
 }

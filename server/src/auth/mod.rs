@@ -3,3 +3,4 @@
 pub mod admin;
 pub mod api_key;
 pub mod key_cache;
+pub mod throttle;

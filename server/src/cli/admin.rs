@@ -41,20 +41,24 @@ async fn reset(args: ResetArgs, config: Config) -> Outcome {
             .read_line(&mut line)
             .map_err(|e| Failure::Usage(format!("cannot read the password from stdin: {e}")))?;
         let p = line.trim_end_matches(['\r', '\n']).to_string();
-        if p.chars().count() < 8 {
-            return Err(Failure::Usage(
-                "the password must be at least 8 characters".into(),
-            ));
+        if p.chars().count() < 8 || p.len() > app::bounds::PASSWORD_MAX_BYTES {
+            return Err(Failure::Usage(format!(
+                "the password must be 8 characters to {} bytes",
+                app::bounds::PASSWORD_MAX_BYTES
+            )));
         }
         (p, false)
     } else {
         (random_hex(12), true)
     };
     let state = open(config).await?;
-    let username = match state.store.get_admin().await? {
-        Some(a) => a.username,
+    let current = state.store.get_admin().await?;
+    let username = match &current {
+        Some(a) => a.username.clone(),
         None => state.config.admin_username.clone(),
     };
+    // A new generation ends every session signed in with the old password.
+    let session_generation = current.map_or(0, |a| a.session_generation.wrapping_add(1));
     let pw = password.clone();
     let hash = tokio::task::spawn_blocking(move || hash_password(&pw))
         .await
@@ -66,6 +70,7 @@ async fn reset(args: ResetArgs, config: Config) -> Outcome {
             username: username.clone(),
             password_hash: hash,
             updated_at: format_time(Utc::now()),
+            session_generation,
         })
         .await?;
     if generated {

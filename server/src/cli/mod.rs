@@ -48,7 +48,7 @@ pub enum Failure {
 impl From<AdminError> for Failure {
     fn from(e: AdminError) -> Self {
         match e {
-            AdminError::BadRequest(m) => Failure::Usage(m),
+            AdminError::BadRequest(m) | AdminError::Invalid(_, m) => Failure::Usage(m),
             other => Failure::Failed(other.message()),
         }
     }

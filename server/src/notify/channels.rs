@@ -21,14 +21,72 @@ pub struct HttpDelivery {
     pub headers: Vec<(&'static str, String)>,
 }
 
-/// The human line every channel shows.
+/// Characters of a name (key, account, user, model) in a message; longer ones are cut.
+pub const NAME_MAX_CHARS: usize = 200;
+/// Characters of an event's message (upstream error texts can be long).
+pub const MESSAGE_MAX_CHARS: usize = 1000;
+/// Discord refuses a `content` over 2,000 characters, Telegram a text over 4,096.
+const DISCORD_MAX_CHARS: usize = 2000;
+const TELEGRAM_MAX_CHARS: usize = 4096;
+
+/// Cuts user text to `max` characters, marking the cut.
+pub fn capped(s: &str, max: usize) -> String {
+    let cut = truncate(s, max);
+    if cut.len() < s.len() {
+        format!("{cut}…")
+    } else {
+        s.to_string()
+    }
+}
+
+/// Slack reads `<…>` as links and mentions (`<!channel>`, `<@U123>`, `<http://x|text>`) and
+/// `&` as an entity: these three become entities, so text shows as typed and pings no one.
+pub fn slack_text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Discord: a zero-width space after the `@` of `@everyone` / `@here` (any case) keeps them
+/// from pinging even where `allowed_mentions` is ignored; cut to Discord's limit.
+pub fn discord_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('@') {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let lower = rest
+            .get(..8)
+            .or_else(|| rest.get(..4))
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if lower.starts_with("everyone") || lower.starts_with("here") {
+            out.push('\u{200b}');
+        }
+    }
+    out.push_str(rest);
+    capped(&out, DISCORD_MAX_CHARS - 1)
+}
+
+/// Telegram: sent without `parse_mode`, so it is plain text (no Markdown or HTML to
+/// escape); cut to Telegram's limit.
+pub fn telegram_text(s: &str) -> String {
+    capped(s, TELEGRAM_MAX_CHARS - 1)
+}
+
+/// The human line every channel shows (user text in it capped; each channel escapes it).
 pub fn message_text(site_name: &str, event: &Event) -> String {
-    let mut text = format!("[{site_name}] {}: {}", event.kind.title(), event.name);
+    let mut text = format!(
+        "[{}] {}: {}",
+        capped(site_name, NAME_MAX_CHARS),
+        event.kind.title(),
+        capped(&event.name, NAME_MAX_CHARS)
+    );
     if !event.platform.is_empty() {
-        text.push_str(&format!(" ({})", event.platform));
+        text.push_str(&format!(" ({})", capped(&event.platform, NAME_MAX_CHARS)));
     }
     if !event.message.is_empty() {
-        text.push_str(&format!(" — {}", event.message));
+        text.push_str(&format!(" — {}", capped(&event.message, MESSAGE_MAX_CHARS)));
     }
     text
 }
@@ -112,8 +170,11 @@ pub fn http_delivery(
     let secret = channel.secret.as_str();
     let mut headers = Vec::new();
     let (url, body) = match channel.kind.as_str() {
-        "slack" => (channel.url.clone(), json!({ "text": text })),
-        "discord" => (channel.url.clone(), json!({ "content": text })),
+        "slack" => (channel.url.clone(), json!({ "text": slack_text(&text) })),
+        "discord" => (
+            channel.url.clone(),
+            json!({ "content": discord_text(&text), "allowed_mentions": { "parse": [] } }),
+        ),
         "wecom" => (
             channel.url.clone(),
             json!({ "msgtype": "text", "text": { "content": text } }),
@@ -149,7 +210,10 @@ pub fn http_delivery(
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| "telegram: the URL has no chat_id query parameter".to_string())?;
             url.set_query(None);
-            (url.to_string(), json!({ "chat_id": chat_id, "text": text }))
+            (
+                url.to_string(),
+                json!({ "chat_id": chat_id, "text": telegram_text(&text) }),
+            )
         }
         "bark" => (
             channel.url.clone(),
@@ -159,10 +223,10 @@ pub fn http_delivery(
             let body = json!({
                 "service": "crs",
                 "type": event.kind,
-                "subject": event.subject,
-                "name": event.name,
-                "platform": event.platform,
-                "message": event.message,
+                "subject": capped(&event.subject, NAME_MAX_CHARS),
+                "name": capped(&event.name, NAME_MAX_CHARS),
+                "platform": capped(&event.platform, NAME_MAX_CHARS),
+                "message": capped(&event.message, MESSAGE_MAX_CHARS),
                 "timestamp": event.at.to_rfc3339(),
                 "text": text,
             });
@@ -302,6 +366,93 @@ fn percent_decode(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::notify::EventKind;
+
+    fn hostile(name: &str) -> Event {
+        Event {
+            kind: EventKind::RateLimited,
+            subject: "acc-1".into(),
+            name: name.into(),
+            platform: "claude".into(),
+            message: "<!channel> @everyone".into(),
+            at: chrono::Utc::now(),
+        }
+    }
+
+    fn channel(kind: &str, url: &str) -> WebhookChannel {
+        WebhookChannel {
+            kind: kind.into(),
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+
+    fn body_of(kind: &str, url: &str, event: &Event) -> Value {
+        let d = http_delivery(&channel(kind, url), "crs", event, 0).expect("delivery");
+        serde_json::from_slice(&d.body).expect("json")
+    }
+
+    #[test]
+    fn slack_escapes_mentions_and_links() {
+        assert_eq!(
+            slack_text("<!channel> <@U123> <https://evil|click> a&b"),
+            "&lt;!channel&gt; &lt;@U123&gt; &lt;https://evil|click&gt; a&amp;b"
+        );
+        let v = body_of("slack", "https://hooks.slack.test/x", &hostile("<!here>"));
+        let text = v["text"].as_str().unwrap();
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        assert!(text.contains("&lt;!here&gt;"), "{text}");
+    }
+
+    #[test]
+    fn discord_neutralises_everyone_and_here() {
+        assert_eq!(discord_text("@everyone"), "@\u{200b}everyone");
+        assert_eq!(discord_text("hi @Here!"), "hi @\u{200b}Here!");
+        assert_eq!(discord_text("mail a@b.c"), "mail a@b.c");
+        assert_eq!(discord_text("@"), "@");
+        let v = body_of(
+            "discord",
+            "https://discord.test/api/webhooks/1/x",
+            &hostile("@everyone"),
+        );
+        let content = v["content"].as_str().unwrap();
+        assert!(!content.contains("@everyone"), "{content}");
+        assert_eq!(v["allowed_mentions"], json!({"parse": []}));
+        // Discord's limit holds whatever the name's length.
+        let v = body_of(
+            "discord",
+            "https://discord.test/x",
+            &hostile(&"n".repeat(100_000)),
+        );
+        assert!(v["content"].as_str().unwrap().chars().count() <= 2000);
+    }
+
+    #[test]
+    fn telegram_is_plain_text_and_capped() {
+        let v = body_of(
+            "telegram",
+            "https://api.telegram.test/botX/sendMessage?chat_id=1",
+            &hostile("*bold* <b>x</b>"),
+        );
+        assert!(v.get("parse_mode").is_none(), "{v}");
+        assert!(v["text"].as_str().unwrap().contains("*bold* <b>x</b>"));
+        assert!(telegram_text(&"t".repeat(10_000)).chars().count() <= 4096);
+    }
+
+    #[test]
+    fn user_text_is_capped_everywhere() {
+        let long = "x".repeat(1_000_000);
+        let mut e = hostile(&long);
+        e.message = long.clone();
+        let text = message_text("crs", &e);
+        assert!(text.chars().count() < NAME_MAX_CHARS + MESSAGE_MAX_CHARS + 100);
+        let v = body_of("custom", "https://hooks.test/x", &e);
+        assert_eq!(
+            v["name"].as_str().unwrap().chars().count(),
+            NAME_MAX_CHARS + 1
+        );
+        assert!(v["message"].as_str().unwrap().ends_with('…'));
+        assert_eq!(capped("short", 10), "short");
+    }
 
     fn verify(key: &[u8], msg: &[u8], sig_b64: &str) -> bool {
         let Ok(sig) = B64.decode(sig_b64) else {

@@ -3,7 +3,9 @@
 
 pub mod admin;
 pub mod api_stats;
+mod auth_body;
 pub mod claude;
+pub mod client;
 pub mod csrf;
 pub mod gemini;
 pub mod health;
@@ -85,6 +87,14 @@ pub fn app(state: AppState) -> Router {
     let static_files =
         ServeDir::new(&state.config.site_root).not_found_service(axum::routing::any(not_found));
     let body_limit = state.config.request_max_bytes;
+    let client_policy = Arc::new(client::ClientPolicy {
+        proxies: state.config.trusted_proxies.clone(),
+        public_https: state
+            .config
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://")),
+    });
 
     Router::new()
         .merge(claude::routes(&state))
@@ -101,6 +111,10 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |req, next| {
             oversized::refuse_oversize(body_limit, req, next)
+        }))
+        .layer(axum::middleware::from_fn(auth_body::limit))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            client::attach(client_policy.clone(), req, next)
         }))
         .layer(axum::middleware::from_fn(csrf::refuse_cross_site))
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -52,6 +52,7 @@ conformance!(
     sticky_mappings_expire,
     leases_respect_limit_and_expire,
     admin_credentials_round_trip,
+    login_failures_count_and_clear,
     admission_checks_every_limit_and_settles,
     admission_windows_reset,
     owner_budgets_are_shared_across_keys,
@@ -317,6 +318,8 @@ async fn sessions_expire_and_delete(f: Fixture) {
         username: "admin".into(),
         login_time: "now".into(),
         user_id: None,
+        issued_ms: 1_700_000_000_000,
+        generation: 3,
     };
     s.put_session("t1", &sess, Duration::from_secs(60))
         .await
@@ -377,9 +380,43 @@ async fn admin_credentials_round_trip(f: Fixture) {
         username: "root".into(),
         password_hash: "$argon2id$x".into(),
         updated_at: "t".into(),
+        session_generation: 7,
     };
     s.put_admin(&admin).await.unwrap();
     assert_eq!(s.get_admin().await.unwrap(), Some(admin));
+}
+
+async fn login_failures_count_and_clear(f: Fixture) {
+    use crate::auth::throttle::Counter;
+    let s = &f.store;
+    let now = chrono::Utc::now().timestamp_millis() as u64;
+    let keys = vec!["u:abc:1.2.3.4".to_string(), "a:1.2.3.4".to_string()];
+    assert_eq!(
+        s.login_failures(&keys, now).await.unwrap(),
+        vec![None, None]
+    );
+    s.record_login_failure(&keys, now).await.unwrap();
+    s.record_login_failure(&keys, now + 5).await.unwrap();
+    s.record_login_failure(&keys[1..], now + 9).await.unwrap();
+    assert_eq!(
+        s.login_failures(&keys, now + 10).await.unwrap(),
+        vec![
+            Some(Counter {
+                failures: 2,
+                last_ms: now + 5
+            }),
+            Some(Counter {
+                failures: 3,
+                last_ms: now + 9
+            })
+        ]
+    );
+    assert_eq!(s.login_failure_entries().await.unwrap(), 2);
+    s.clear_login_failures(&keys[0]).await.unwrap();
+    let got = s.login_failures(&keys, now + 10).await.unwrap();
+    assert_eq!(got[0], None);
+    assert_eq!(got[1].map(|c| c.failures), Some(3));
+    assert_eq!(s.login_failure_entries().await.unwrap(), 1);
 }
 
 fn limit_plan(key: &str) -> crate::limits::Plan {

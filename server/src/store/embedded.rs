@@ -48,6 +48,8 @@ pub struct EmbeddedStore {
     admission: tokio::sync::Mutex<()>,
     /// Bumped by every key write (this engine serves one process).
     keys_version: std::sync::atomic::AtomicU64,
+    /// Login throttle counters: in memory, bounded.
+    login_failures: super::login_failures::FailureMap,
 }
 
 #[derive(Default)]
@@ -402,6 +404,7 @@ impl EmbeddedStore {
             records_per_key: records_per_key.max(1),
             records_kept: 10_000,
             live: Mutex::new(Live::default()),
+            login_failures: Default::default(),
             admission: tokio::sync::Mutex::new(()),
             keys_version: std::sync::atomic::AtomicU64::new(1),
         })
@@ -570,6 +573,28 @@ impl Store for EmbeddedStore {
 
     async fn get_session(&self, token_hash: &str) -> Result<Option<AdminSession>, StoreError> {
         self.get_expiring(SESSIONS, token_hash).await
+    }
+
+    async fn login_failures(
+        &self,
+        keys: &[String],
+        now_ms: u64,
+    ) -> Result<Vec<Option<crate::auth::throttle::Counter>>, StoreError> {
+        Ok(self.login_failures.get(keys, now_ms))
+    }
+
+    async fn record_login_failure(&self, keys: &[String], now_ms: u64) -> Result<(), StoreError> {
+        self.login_failures.record(keys, now_ms);
+        Ok(())
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        self.login_failures.clear(key);
+        Ok(())
+    }
+
+    async fn login_failure_entries(&self) -> Result<usize, StoreError> {
+        Ok(self.login_failures.len())
     }
 
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {

@@ -4,6 +4,7 @@
 //! One conformance suite (`conformance.rs`) runs against both.
 
 pub mod embedded;
+pub mod login_failures;
 pub mod redis;
 
 #[cfg(test)]
@@ -88,6 +89,9 @@ pub struct AdminCredentials {
     /// argon2 PHC string.
     pub password_hash: String,
     pub updated_at: String,
+    /// Bumped by every password change or reset; sessions of another generation are void.
+    #[serde(default)]
+    pub session_generation: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,6 +102,14 @@ pub struct AdminSession {
     /// A local user's id; `None` for the built-in admin.
     #[serde(default)]
     pub user_id: Option<String>,
+    /// When it was issued (ms since the epoch; 0 in sessions older than the field, whose
+    /// `login_time` is read instead): the absolute lifetime counts from here.
+    #[serde(default)]
+    pub issued_ms: u64,
+    /// The owner's `session_generation` when issued: a password change bumps it, which ends
+    /// every older session at once.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// The schedulable view of the accounts and groups. `accounts` and `groups` are `None` when
@@ -473,6 +485,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     async fn get_session(&self, token_hash: &str) -> Result<Option<AdminSession>, StoreError>;
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
+
+    // Login throttle counters, by `auth::throttle::keys` (which also decides; these count).
+    async fn login_failures(
+        &self,
+        keys: &[String],
+        now_ms: u64,
+    ) -> Result<Vec<Option<crate::auth::throttle::Counter>>, StoreError>;
+    /// One more failure on each key (`auth::throttle::after_failure`), forgotten after
+    /// `auth::throttle::FORGET_AFTER`.
+    async fn record_login_failure(&self, keys: &[String], now_ms: u64) -> Result<(), StoreError>;
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+    /// How many counters are held (the attack battery checks the bound).
+    async fn login_failure_entries(&self) -> Result<usize, StoreError>;
 
     // API keys.
     /// Fails with `Conflict` if the id or the hash exists already.

@@ -438,6 +438,62 @@ impl Store for RedisStore {
         self.get_json(format!("{P}session:{token_hash}")).await
     }
 
+    async fn login_failures(
+        &self,
+        keys: &[String],
+        _now_ms: u64,
+    ) -> Result<Vec<Option<crate::auth::throttle::Counter>>, StoreError> {
+        // Expired counters are gone (their TTL is the forgetting).
+        let mut pipe = ::redis::pipe();
+        for k in keys {
+            pipe.cmd("HMGET")
+                .arg(format!("{P}loginfail:{k}"))
+                .arg("n")
+                .arg("t");
+        }
+        let rows: Vec<(Option<u32>, Option<u64>)> =
+            pipe.query_async(&mut self.conn()).await.map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(n, t)| {
+                n.map(|failures| crate::auth::throttle::Counter {
+                    failures,
+                    last_ms: t.unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    async fn record_login_failure(&self, keys: &[String], now_ms: u64) -> Result<(), StoreError> {
+        static SCRIPT: std::sync::LazyLock<Script> =
+            std::sync::LazyLock::new(|| Script::new(include_str!("login_failure.lua")));
+        let mut inv = SCRIPT.prepare_invoke();
+        for k in keys {
+            inv.key(format!("{P}loginfail:{k}"));
+        }
+        inv.arg(now_ms)
+            .arg(crate::auth::throttle::FORGET_AFTER.as_millis() as u64);
+        let _: i64 = inv.invoke_async(&mut self.conn()).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        self.del(format!("{P}loginfail:{key}")).await
+    }
+
+    async fn login_failure_entries(&self) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let mut n = 0;
+        let mut iter: ::redis::AsyncIter<String> = conn
+            .scan_match(format!("{P}loginfail:*"))
+            .await
+            .map_err(err)?;
+        while let Some(_key) = iter.next_item().await {
+            n += 1;
+        }
+        Ok(n)
+    }
+
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
         self.del(format!("{P}session:{token_hash}")).await
     }

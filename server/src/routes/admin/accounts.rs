@@ -113,6 +113,13 @@ fn models_from(v: &Value) -> Result<Vec<String>, AdminError> {
 }
 
 fn apply(state: &AppState, a: &mut StoredAccount, input: AccountInput) -> Result<(), AdminError> {
+    let too_long = |e: app::bounds::TooLong| AdminError::Invalid(e.field, e.to_string());
+    if let Some(name) = &input.name {
+        app::bounds::name("name", name.trim()).map_err(too_long)?;
+    }
+    if let Some(d) = &input.description {
+        app::bounds::description("description", d).map_err(too_long)?;
+    }
     let mut secrets = AccountSecrets::open(&state.crypto, a).map_err(|_| {
         AdminError::BadRequest(
             "the stored credential cannot be read with this ENCRYPTION_KEY".into(),

@@ -121,6 +121,13 @@ fn cost_limits(
 const SERVICES: [&str; 3] = ["claude", "gemini", "openai"];
 
 pub(crate) fn apply_key(k: &mut ApiKey, input: KeyInput) -> Result<(), AdminError> {
+    let too_long = |e: app::bounds::TooLong| AdminError::Invalid(e.field, e.to_string());
+    if let Some(name) = &input.name {
+        app::bounds::name("name", name.trim()).map_err(too_long)?;
+    }
+    if let Some(d) = &input.description {
+        app::bounds::description("description", d).map_err(too_long)?;
+    }
     if let Some(name) = input.name {
         if name.trim().is_empty() {
             return Err(AdminError::BadRequest("name must not be empty".into()));

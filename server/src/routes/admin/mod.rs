@@ -11,11 +11,9 @@ pub mod keys;
 pub mod pricing;
 pub mod records;
 
-use std::net::SocketAddr;
-
-use app::domain::DashboardSummary;
+use app::{backend::ClientInfo, domain::DashboardSummary};
 use axum::{
-    extract::{rejection::JsonRejection, ConnectInfo, FromRequestParts, State},
+    extract::{rejection::JsonRejection, FromRequestParts, State},
     http::{request::Parts, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post, put},
@@ -36,6 +34,7 @@ pub fn routes() -> Router<AppState> {
     let mut router = Router::new()
         .route("/web/auth/login", post(login))
         .route("/web/auth/logout", post(logout))
+        .route("/web/auth/change-password", post(change_password))
         .route("/web/auth/user", get(current_user))
         .route("/admin/dashboard", get(dashboard))
         .route("/admin/pricing", get(pricing::status))
@@ -107,6 +106,8 @@ pub fn routes() -> Router<AppState> {
 pub enum AdminError {
     Unauthorized,
     BadRequest(String),
+    /// A 400 naming the field at fault (`{..., "field": "username"}`).
+    Invalid(&'static str, String),
     NotFound(&'static str),
     TooManyAttempts(u64),
     Store(StoreError),
@@ -118,6 +119,7 @@ impl AdminError {
         match self {
             AdminError::Unauthorized => "Missing, invalid or expired admin session".into(),
             AdminError::BadRequest(m) => m.clone(),
+            AdminError::Invalid(_, m) => m.clone(),
             AdminError::NotFound(what) => format!("{what} not found"),
             AdminError::TooManyAttempts(secs) => {
                 format!("Too many failed logins; try again in {secs} s")
@@ -144,13 +146,22 @@ impl From<StoreError> for AdminError {
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
+        if let AdminError::Invalid(field, message) = self {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"success": false, "error": "Bad request", "message": message, "field": field})),
+            )
+                .into_response();
+        }
         let (status, error, message) = match self {
             AdminError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "Unauthorized",
                 "Missing, invalid or expired admin session".to_string(),
             ),
-            AdminError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
+            AdminError::BadRequest(m) | AdminError::Invalid(_, m) => {
+                (StatusCode::BAD_REQUEST, "Bad request", m)
+            }
             AdminError::NotFound(what) => (
                 StatusCode::NOT_FOUND,
                 "Not found",
@@ -222,16 +233,18 @@ struct LoginBody {
 
 async fn login(
     State(state): State<AppState>,
-    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    client: Option<axum::Extension<ClientInfo>>,
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Response {
     let body = match body {
         Ok(Json(b)) => b,
         Err(r) => return AdminError::from(r).into_response(),
     };
+    let ip = client.and_then(|c| c.0.ip);
     use app::backend::LoginRefusal;
-    match state.admin.login(&body.username, &body.password, connect.map(|c| c.0 .0.ip())).await {
+    match state.admin.login(&body.username, &body.password, ip).await {
         Ok(g) => Json(json!({"success": true, "token": g.token, "expiresIn": g.expires_in_secs * 1000, "username": g.username})).into_response(),
+        Err(LoginRefusal::Invalid(field, message)) => AdminError::Invalid(field, message).into_response(),
         Err(LoginRefusal::InvalidCredentials) => (
             StatusCode::UNAUTHORIZED,
             Json(json!({"success": false, "error": "Invalid credentials", "message": "Invalid username or password"})),
@@ -239,6 +252,61 @@ async fn login(
             .into_response(),
         Err(LoginRefusal::TooManyAttempts(s)) => AdminError::TooManyAttempts(s).into_response(),
         Err(LoginRefusal::Unavailable) => AdminError::Store(StoreError::Unavailable("login".into())).into_response(),
+    }
+}
+
+/// The original's body: `{newUsername?, currentPassword, newPassword}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChangePasswordBody {
+    #[serde(default)]
+    new_username: Option<String>,
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+}
+
+/// `POST /web/auth/change-password`: as the original, every session ends (this one too) and
+/// the answer asks to sign in again.
+async fn change_password(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    client: Option<axum::Extension<ClientInfo>>,
+    body: Result<Json<ChangePasswordBody>, JsonRejection>,
+) -> Response {
+    use app::backend::{ChangeRefusal, PasswordChange};
+    let Some(token) = admin_token(&headers) else {
+        return AdminError::Unauthorized.into_response();
+    };
+    let body = match body {
+        Ok(Json(b)) => b,
+        Err(r) => return AdminError::from(r).into_response(),
+    };
+    let change = PasswordChange {
+        current_password: body.current_password,
+        new_password: body.new_password,
+        new_username: body.new_username,
+    };
+    let ip = client.and_then(|c| c.0.ip);
+    match state.admin.change_password(&token, &change, ip).await {
+        Ok(username) => Json(json!({
+            "success": true,
+            "message": "Password changed successfully. Please login again.",
+            "newUsername": username,
+        }))
+        .into_response(),
+        Err(ChangeRefusal::Unauthorized) => AdminError::Unauthorized.into_response(),
+        Err(ChangeRefusal::Invalid(field, message)) => AdminError::Invalid(field, message).into_response(),
+        Err(ChangeRefusal::WrongPassword) => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"success": false, "error": "Invalid current password", "message": "Current password is incorrect"})),
+        )
+            .into_response(),
+        Err(ChangeRefusal::TooManyAttempts(s)) => AdminError::TooManyAttempts(s).into_response(),
+        Err(ChangeRefusal::Unavailable) => {
+            AdminError::Store(StoreError::Unavailable("change password".into())).into_response()
+        }
     }
 }
 
