@@ -42,6 +42,9 @@ fn scale(test: usize, full_size: usize) -> usize {
 }
 
 /// This process's resident memory (the relay runs in it), in KiB.
+/// The memory test runs alone; the others may run side by side.
+static MEMORY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -84,6 +87,8 @@ async fn throttle_entries(h: &Harness) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_and_many_usernames_stay_bounded() {
+    // Alone: the resident size of the whole test process is what is measured.
+    let _alone = MEMORY.write().await;
     let h = behind_proxy(Engine::Embedded).await;
     let n = scale(500, 10_000);
     let pad = "u".repeat(1024 * 1024);
@@ -216,11 +221,13 @@ async fn lockout_from_many_addresses(engine: Engine) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn b_lockout_from_many_addresses_embedded() {
+    let _shared = MEMORY.read().await;
     lockout_from_many_addresses(Engine::Embedded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn b_lockout_from_many_addresses_redis() {
+    let _shared = MEMORY.read().await;
     lockout_from_many_addresses(Engine::Redis).await;
 }
 
@@ -338,11 +345,13 @@ async fn sessions_end(engine: Engine) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_sessions_end_embedded() {
+    let _shared = MEMORY.read().await;
     sessions_end(Engine::Embedded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_sessions_end_redis() {
+    let _shared = MEMORY.read().await;
     sessions_end(Engine::Redis).await;
 }
 
@@ -368,6 +377,7 @@ async fn session_cookie(h: &Harness, headers: &[(&str, &str)]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_session_cookie_is_secure_over_https() {
+    let _shared = MEMORY.read().await;
     let https = [("x-forwarded-proto", "https")];
     // No trusted proxy: a client's own X-Forwarded-Proto is not believed.
     let h = Harness::new(Engine::Embedded).await;
@@ -416,6 +426,7 @@ const HOSTILE: [&str; 8] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d_hostile_names_reach_webhooks_escaped() {
+    let _shared = MEMORY.read().await;
     let received = Arc::new(Received::default());
     let app = Router::new().fallback(receive).with_state(received.clone());
     let port = free_port();
@@ -519,6 +530,7 @@ async fn d_hostile_names_reach_webhooks_escaped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e_oversized_fields_get_a_400_naming_the_field() {
+    let _shared = MEMORY.read().await;
     let h = Harness::new(Engine::Embedded).await;
     let long = |n: usize| "x".repeat(n);
     let mut tried = 0;
