@@ -96,6 +96,11 @@ async fn twenty_against_two_dollars(h: &Harness, relays: &[String]) {
         .usage(&[buckets::key_total(&key_id)])
         .await
         .unwrap()[0];
+    println!(
+        "$2.00 daily limit, 20 parallel $1.50 answers: {admitted} admitted, {refused} refused (402), \
+         ${:.4} recorded",
+        total.cost_usd()
+    );
     assert!(
         total.cost_nanos <= 2_000_000_000,
         "recorded ${:.6} against a $2.00 limit",
