@@ -26,14 +26,18 @@ test('hydrated: theme light / dark / auto sticks across reloads, login reaches t
     await theme.selectOption('dark');
     await expect(html).toHaveClass(/dark/, { timeout: 500 });
   }).toPass({ timeout: 15_000 });
+  // After a reload the select works only once the WASM took over again.
+  const hydrated = () => page.locator('html[data-hydrated]').waitFor({ state: 'attached', timeout: 30_000 });
   await page.reload();
   await expect(html).toHaveClass(/dark/);
   await expect(theme).toHaveValue('dark');
+  await hydrated();
   await theme.selectOption('light');
   await expect(html).not.toHaveClass(/dark/);
   await page.reload();
   await expect(html).not.toHaveClass(/dark/);
   // Auto follows the system, also on the next load (applied before first paint).
+  await hydrated();
   await theme.selectOption('auto');
   await page.emulateMedia({ colorScheme: 'dark' });
   await page.reload();
@@ -45,7 +49,6 @@ test('hydrated: theme light / dark / auto sticks across reloads, login reaches t
 
   // Used before the WASM took over, the form is a plain POST, and hydration landing between a
   // fill and the click can reset the field: wait for it (a slow, busy machine shows the race).
-  const hydrated = () => page.locator('html[data-hydrated]').waitFor({ state: 'attached', timeout: 30_000 });
   await hydrated();
   await page.fill('#username', 'admin');
   await page.fill('#password', 'wrong-password');
