@@ -194,6 +194,44 @@ test('users: a user signs in to their own keys; disabled in the UI, their key st
   expect((await relay(request, key)).status()).toBe(200);
 });
 
+test('password: a user changes their own password; the old one and the old session stop working', async ({ page }) => {
+  await signIn(page);
+  await page.goto('/admin-next/users');
+  await whenHydrated(page, async () => {
+    await page.fill('#username', 'carol');
+    await page.fill('#password', 'carol-password-1');
+    await page.click('#create-user');
+    await expect(page.locator('tr.user-row[data-username="carol"] .user-status')).toHaveText('enabled', { timeout: 1000 });
+  });
+  await page.click('#nav-logout');
+  await expect(page).toHaveURL(/\/admin-next\/login$/);
+
+  await signIn(page, 'carol', 'carol-password-1', /\/admin-next\/my-keys$/);
+  await page.goto('/admin-next/password');
+  await whenHydrated(page, async () => {
+    await page.fill('#current_password', 'not-my-password');
+    await page.fill('#new_password', 'carol-password-2');
+    await page.fill('#confirm_password', 'carol-password-2');
+    await page.click('#change-password-submit');
+    await expect(page.locator('#change-password-error')).toContainText('current password is wrong', { timeout: 1000 });
+  });
+  await page.fill('#current_password', 'carol-password-1');
+  await page.fill('#new_password', 'carol-password-2');
+  await page.fill('#confirm_password', 'carol-password-2');
+  await page.click('#change-password-submit');
+  // As the original: every session ends, this one too.
+  await expect(page).toHaveURL(/\/admin-next\/login$/);
+  await page.goto('/admin-next/my-keys');
+  await expect(page).toHaveURL(/\/admin-next\/login/);
+
+  await page.locator('html[data-hydrated]').waitFor({ state: 'attached', timeout: 30_000 });
+  await page.fill('#username', 'carol');
+  await page.fill('#password', 'carol-password-1');
+  await page.click('#login-submit');
+  await expect(page.locator('#login-error')).toHaveText('Invalid username or password');
+  await signIn(page, 'carol', 'carol-password-2', /\/admin-next\/my-keys$/);
+});
+
 test('settings: site name shows in the header; a bad rate is refused with its field', async ({ page }) => {
   await signIn(page);
   await page.goto('/admin-next/settings');
