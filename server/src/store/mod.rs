@@ -11,6 +11,8 @@ pub mod redis;
 mod conformance;
 #[cfg(test)]
 mod equivalence;
+#[cfg(test)]
+mod pick_equivalence;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
