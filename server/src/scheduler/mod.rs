@@ -479,6 +479,82 @@ mod tests {
         );
     }
 
+    #[test]
+    fn refusals_become_the_dedicated_errors() {
+        let rest = |class: &str| app::domain::Cooldown {
+            class: class.into(),
+            until_ms: 1_767_225_600_000,
+            ..Default::default()
+        };
+        let refused = |r| Unserved::Refused(r).into_error("dedicated account");
+        let until = chrono::DateTime::from_timestamp_millis(1_767_225_600_000)
+            .map(crate::auth::api_key::format_time)
+            .unwrap();
+        assert!(matches!(
+            refused(Refused::Resting { account_id: "a".into(), cooldown: rest("rate_limit") }),
+            RelayError::DedicatedRateLimited(u) if u == until
+        ));
+        let message = |e: RelayError| match e {
+            RelayError::DedicatedUnavailable(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            message(refused(Refused::Resting {
+                account_id: "a".into(),
+                cooldown: rest("overload")
+            })),
+            "The dedicated account bound to this API key is unavailable (temporarily_unavailable: overload)"
+        );
+        assert!(message(refused(Refused::Busy {
+            account_id: "a".into()
+        }))
+        .ends_with("(concurrency_full)"));
+        assert!(message(refused(Refused::NoCandidate)).ends_with("(unavailable)"));
+        assert!(
+            message(Unserved::Ineligible("blocked").into_error("account group"))
+                .starts_with("The account group bound")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dedicated_account_resting_on_a_rate_limit_says_until_when() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: DynStore = Arc::new(EmbeddedStore::open(dir.path(), 10).unwrap());
+        let mut ded = acc("ded", 1);
+        ded.account.account_type = AccountType::Dedicated;
+        store.put_account(&ded).await.unwrap();
+        let until_ms = chrono::Utc::now().timestamp_millis() + 3_600_000;
+        let rest = app::domain::Cooldown {
+            class: "rate_limit".into(),
+            status: 429,
+            until_ms,
+            ..Default::default()
+        };
+        store
+            .mark_account(
+                "ded",
+                Some((&rest, Duration::from_secs(3600))),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        let key = ApiKey {
+            claude_account_id: Some("ded".into()),
+            ..Default::default()
+        };
+        let err = pick(&Scheduler::default(), &store, &key, "m", None)
+            .await
+            .err()
+            .unwrap();
+        let until = chrono::DateTime::from_timestamp_millis(until_ms)
+            .map(crate::auth::api_key::format_time)
+            .unwrap();
+        assert!(
+            matches!(err, RelayError::DedicatedRateLimited(ref u) if *u == until),
+            "{err:?}"
+        );
+    }
+
     #[tokio::test]
     async fn dedicated_binding_never_falls_back_unless_allowed() {
         let dir = tempfile::tempdir().unwrap();
