@@ -6,7 +6,8 @@
 //! - `session`: the sticky-session key of a request;
 //! - `cooldown`: what an upstream failure says about the account;
 //! - `health`: recording that (rests, blocks, error history);
-//! - `leases`: concurrency slots held by requests in flight.
+//! - `leases`: concurrency slots held by requests in flight;
+//! - `pick`: the pick itself, a pure decision (`pick.lua` beside it runs it on Redis).
 //!
 //! One store round trip per pick: account records are cached by version, and the store's
 //! pick step checks rests, takes the slot and maintains stickiness atomically.
@@ -14,6 +15,7 @@
 pub mod cooldown;
 pub mod health;
 pub mod leases;
+pub mod pick;
 pub mod session;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -24,8 +26,8 @@ use parking_lot::Mutex;
 use crate::{
     relay::error::RelayError,
     store::{
-        account_lease_scope, Candidate, DynStore, Pick, PickRequest, StickyRequest, StoredAccount,
-        Unavailability,
+        account_lease_scope, Candidate, DynStore, Pick, PickRequest, Refused, StickyRequest,
+        StoredAccount,
     },
 };
 
@@ -71,6 +73,40 @@ pub struct Selected {
     pub account: StoredAccount,
     pub sticky: bool,
     pub lease: Option<leases::Lease>,
+}
+
+/// Why the key's bound account or group serves no request now.
+#[derive(Debug)]
+enum Unserved {
+    /// Ruled out before the pick: `not_found`, `inactive_or_error`, `blocked`,
+    /// `not_schedulable`, `unavailable`.
+    Ineligible(&'static str),
+    /// The pick refused.
+    Refused(Refused),
+}
+
+impl Unserved {
+    fn into_error(self, what: &str) -> RelayError {
+        let reason = match self {
+            Unserved::Refused(Refused::Resting { cooldown, .. })
+                if cooldown.class == "rate_limit" =>
+            {
+                let until = chrono::DateTime::from_timestamp_millis(cooldown.until_ms)
+                    .map(crate::auth::api_key::format_time)
+                    .unwrap_or_default();
+                return RelayError::DedicatedRateLimited(until);
+            }
+            Unserved::Refused(Refused::Resting { cooldown, .. }) => {
+                format!("temporarily_unavailable: {}", cooldown.class)
+            }
+            Unserved::Refused(Refused::Busy { .. }) => "concurrency_full".to_string(),
+            Unserved::Refused(Refused::NoCandidate) => "unavailable".to_string(),
+            Unserved::Ineligible(reason) => reason.to_string(),
+        };
+        RelayError::DedicatedUnavailable(format!(
+            "The {what} bound to this API key is unavailable ({reason})"
+        ))
+    }
 }
 
 enum Binding<'a> {
@@ -204,24 +240,17 @@ impl Scheduler {
             };
             let candidates: Vec<&StoredAccount> =
                 members.into_iter().filter(|a| usable(a)).collect();
-            let outcome: Result<(), String> = if candidates.is_empty() {
-                Err(static_reason.unwrap_or("unavailable").to_string())
+            let unserved = if candidates.is_empty() {
+                Unserved::Ineligible(static_reason.unwrap_or("unavailable"))
             } else {
                 match self.pick(store, settings, ask, snap, &candidates).await? {
                     Some(Ok(s)) => return Ok(Some(s)),
                     None => return Ok(None),
-                    Some(Err(reason)) => Err(reason),
+                    Some(Err(why)) => Unserved::Refused(why),
                 }
             };
-            if let Err(reason) = outcome {
-                if !fallback {
-                    return Err(match reason.strip_prefix("rate_limited:") {
-                        Some(until) => RelayError::DedicatedRateLimited(until.to_string()),
-                        None => RelayError::DedicatedUnavailable(format!(
-                            "The {what} bound to this API key is unavailable ({reason})"
-                        )),
-                    });
-                }
+            if !fallback {
+                return Err(unserved.into_error(what));
             }
         }
 
@@ -259,7 +288,7 @@ impl Scheduler {
         }
     }
 
-    /// `None`: stale snapshot. `Some(Err(reason))`: nothing free.
+    /// `None`: stale snapshot. `Some(Err(why))`: nothing free.
     async fn pick(
         &self,
         store: &DynStore,
@@ -267,7 +296,7 @@ impl Scheduler {
         ask: &Ask<'_>,
         snap: &Snapshot,
         accounts: &[&StoredAccount],
-    ) -> Result<Option<Result<Selected, String>>, RelayError> {
+    ) -> Result<Option<Result<Selected, Refused>>, RelayError> {
         let mut candidates: Vec<Candidate> = accounts
             .iter()
             .map(|a| Candidate {
@@ -316,19 +345,7 @@ impl Scheduler {
                     lease,
                 })))
             }
-            Pick::Unavailable(reason) => Ok(Some(Err(match reason {
-                Some((_, Unavailability::Resting(c))) if c.class == "rate_limit" => {
-                    let until = chrono::DateTime::from_timestamp_millis(c.until_ms)
-                        .map(crate::auth::api_key::format_time)
-                        .unwrap_or_default();
-                    format!("rate_limited:{until}")
-                }
-                Some((_, Unavailability::Resting(c))) => {
-                    format!("temporarily_unavailable: {}", c.class)
-                }
-                Some((_, Unavailability::Full)) => "concurrency_full".to_string(),
-                None => "unavailable".to_string(),
-            }))),
+            Pick::Unavailable(why) => Ok(Some(Err(why))),
         }
     }
 }
@@ -459,6 +476,82 @@ mod tests {
                 .account
                 .id,
             "x-only"
+        );
+    }
+
+    #[test]
+    fn refusals_become_the_dedicated_errors() {
+        let rest = |class: &str| app::domain::Cooldown {
+            class: class.into(),
+            until_ms: 1_767_225_600_000,
+            ..Default::default()
+        };
+        let refused = |r| Unserved::Refused(r).into_error("dedicated account");
+        let until = chrono::DateTime::from_timestamp_millis(1_767_225_600_000)
+            .map(crate::auth::api_key::format_time)
+            .unwrap();
+        assert!(matches!(
+            refused(Refused::Resting { account_id: "a".into(), cooldown: rest("rate_limit") }),
+            RelayError::DedicatedRateLimited(u) if u == until
+        ));
+        let message = |e: RelayError| match e {
+            RelayError::DedicatedUnavailable(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            message(refused(Refused::Resting {
+                account_id: "a".into(),
+                cooldown: rest("overload")
+            })),
+            "The dedicated account bound to this API key is unavailable (temporarily_unavailable: overload)"
+        );
+        assert!(message(refused(Refused::Busy {
+            account_id: "a".into()
+        }))
+        .ends_with("(concurrency_full)"));
+        assert!(message(refused(Refused::NoCandidate)).ends_with("(unavailable)"));
+        assert!(
+            message(Unserved::Ineligible("blocked").into_error("account group"))
+                .starts_with("The account group bound")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dedicated_account_resting_on_a_rate_limit_says_until_when() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: DynStore = Arc::new(EmbeddedStore::open(dir.path(), 10).unwrap());
+        let mut ded = acc("ded", 1);
+        ded.account.account_type = AccountType::Dedicated;
+        store.put_account(&ded).await.unwrap();
+        let until_ms = chrono::Utc::now().timestamp_millis() + 3_600_000;
+        let rest = app::domain::Cooldown {
+            class: "rate_limit".into(),
+            status: 429,
+            until_ms,
+            ..Default::default()
+        };
+        store
+            .mark_account(
+                "ded",
+                Some((&rest, Duration::from_secs(3600))),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        let key = ApiKey {
+            claude_account_id: Some("ded".into()),
+            ..Default::default()
+        };
+        let err = pick(&Scheduler::default(), &store, &key, "m", None)
+            .await
+            .err()
+            .unwrap();
+        let until = chrono::DateTime::from_timestamp_millis(until_ms)
+            .map(crate::auth::api_key::format_time)
+            .unwrap();
+        assert!(
+            matches!(err, RelayError::DedicatedRateLimited(ref u) if *u == until),
+            "{err:?}"
         );
     }
 

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use redb::{Database, ReadableTable, TableDefinition};
 
 use super::*;
+use crate::scheduler::pick;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
@@ -58,8 +59,11 @@ struct Live {
     /// The sticky map's size that triggers the next sweep of expired mappings.
     sticky_sweep_at: usize,
     leases: HashMap<String, HashMap<String, Instant>>,
-    /// Accounts picked by the scheduler (ms), for least-recently-used order.
+    /// Each account's last pick stamp (ms), the scheduler's "least recently used" order (see
+    /// `scheduler::pick`); shown as its last use when newer than its last usage record.
     picked: HashMap<String, i64>,
+    /// The newest of those stamps.
+    newest_pick_ms: i64,
     locks: HashMap<String, (String, Instant)>,
     /// Admission reservations not settled yet, per `<scope>|<counter id>`.
     reserved: HashMap<String, u64>,
@@ -1258,9 +1262,6 @@ impl Store for EmbeddedStore {
 
     async fn pick_account(&self, req: &PickRequest) -> Result<Pick, StoreError> {
         self.check_key_copy(req.keys_version)?;
-        if req.candidates.is_empty() {
-            return Ok(Pick::Unavailable(None));
-        }
         let ids: Vec<String> = req.candidates.iter().map(|c| c.id.clone()).collect();
         let family = req.family.clone();
         let now_ms = now_ms();
@@ -1296,66 +1297,68 @@ impl Store for EmbeddedStore {
         if version != req.known_version {
             return Ok(Pick::Stale);
         }
+        // The snapshot, the decision and its effects under one lock: picks are atomic.
         let now = Instant::now();
         let mut live = self.live.lock();
-        let mut reason = None;
-        let mut try_take = |live: &mut Live, c: &Candidate| -> bool {
-            if let Some(rest) = resting.get(&c.id) {
-                reason.get_or_insert_with(|| (c.id.clone(), Unavailability::Resting(rest.clone())));
-                return false;
-            }
-            if c.max_concurrency > 0 {
-                let scope = account_lease_scope(&c.id);
-                if live.lease_count(&scope, now) >= c.max_concurrency as usize {
-                    reason.get_or_insert_with(|| (c.id.clone(), Unavailability::Full));
-                    return false;
-                }
-                live.leases
-                    .entry(scope)
-                    .or_default()
-                    .insert(req.lease_id.clone(), now + req.lease_ttl);
-            }
-            true
+        let snapshot = pick::Snapshot {
+            candidates: req
+                .candidates
+                .iter()
+                .map(|c| pick::CandidateState {
+                    id: c.id.clone(),
+                    priority: c.priority,
+                    last_pick_ms: live.picked.get(&c.id).copied().unwrap_or(0),
+                    resting: resting.get(&c.id).cloned(),
+                    max_concurrency: c.max_concurrency,
+                    held: if c.max_concurrency > 0 {
+                        live.lease_count(&account_lease_scope(&c.id), now) as u32
+                    } else {
+                        0
+                    },
+                })
+                .collect(),
+            sticky: req.sticky.as_ref().map(|s| pick::StickyState {
+                mapped: live
+                    .sticky
+                    .get(&s.key)
+                    .filter(|(_, until)| *until > now)
+                    .map(|(id, until)| pick::Mapped {
+                        account_id: id.clone(),
+                        ttl_left_ms: Some(until.saturating_duration_since(now).as_millis() as i64),
+                    }),
+                renew_below_ms: s.renew_below.as_millis() as i64,
+            }),
+            newest_pick_ms: live.newest_pick_ms,
         };
-        if let Some(sticky) = &req.sticky {
-            let mapped = live
-                .sticky
-                .get(&sticky.key)
-                .filter(|(_, until)| *until > now)
-                .map(|(id, until)| (id.clone(), *until));
-            if let Some((sid, until)) = mapped {
-                if let Some(c) = req.candidates.iter().find(|c| c.id == sid) {
-                    if try_take(&mut live, c) {
-                        if until.saturating_duration_since(now) < sticky.renew_below {
-                            live.put_sticky(&sticky.key, &sid, now + sticky.ttl, now);
-                        }
-                        live.picked.insert(sid.clone(), now_ms);
-                        return Ok(Pick::Chosen {
-                            account_id: sid,
-                            sticky: true,
-                        });
-                    }
+        let choice = match pick::decide(&snapshot, now_ms) {
+            pick::Decision::Refused { why, drop_sticky } => {
+                if let Some(s) = req.sticky.as_ref().filter(|_| drop_sticky) {
+                    live.sticky.remove(&s.key);
                 }
-                live.sticky.remove(&sticky.key);
+                return Ok(Pick::Unavailable(why));
+            }
+            pick::Decision::Chosen(choice) => choice,
+        };
+        let Some(c) = req.candidates.get(choice.index) else {
+            return Ok(Pick::Unavailable(Refused::NoCandidate));
+        };
+        if c.max_concurrency > 0 {
+            live.leases
+                .entry(account_lease_scope(&c.id))
+                .or_default()
+                .insert(req.lease_id.clone(), now + req.lease_ttl);
+        }
+        live.picked.insert(c.id.clone(), choice.stamp_ms);
+        live.newest_pick_ms = choice.stamp_ms;
+        if let Some(s) = &req.sticky {
+            if choice.sticky != pick::StickyWrite::Keep {
+                live.put_sticky(&s.key, &c.id, now + s.ttl, now);
             }
         }
-        let mut order: Vec<&Candidate> = req.candidates.iter().collect();
-        order.sort_by_key(|c| (c.priority, live.picked.get(&c.id).copied().unwrap_or(0)));
-        for c in order {
-            if try_take(&mut live, c) {
-                if let Some(sticky) = &req.sticky {
-                    live.put_sticky(&sticky.key, &c.id, now + sticky.ttl, now);
-                }
-                // Strictly increasing, so two picks in one millisecond still rotate.
-                let last = live.picked.values().copied().max().unwrap_or(0);
-                live.picked.insert(c.id.clone(), now_ms.max(last + 1));
-                return Ok(Pick::Chosen {
-                    account_id: c.id.clone(),
-                    sticky: false,
-                });
-            }
-        }
-        Ok(Pick::Unavailable(reason))
+        Ok(Pick::Chosen {
+            account_id: c.id.clone(),
+            sticky: choice.sticky_hit,
+        })
     }
 
     async fn mark_account(

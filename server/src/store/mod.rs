@@ -11,6 +11,8 @@ pub mod redis;
 mod conformance;
 #[cfg(test)]
 mod equivalence;
+#[cfg(test)]
+mod pick_equivalence;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -20,6 +22,7 @@ use app::domain::{
 use chrono::{DateTime, Duration as ChronoDuration, FixedOffset, Utc};
 
 pub use crate::limits::{Plan, Refusal, Reservation, Settlement};
+pub use crate::scheduler::pick::Refused;
 use serde::{Deserialize, Serialize};
 
 pub type DynStore = Arc<dyn Store>;
@@ -140,9 +143,9 @@ pub struct StickyRequest {
     pub renew_below: Duration,
 }
 
-/// The scheduling step, atomic in the store: skip accounts that rest (whole or for the model
-/// family) or have no free concurrency slot, prefer the session's sticky account, else the
-/// best by priority and least recent use; take its slot, remember the session, mark it used.
+/// The scheduling step, atomic in the store: the engine reads the candidates' rests, slots and
+/// pick stamps and the session's mapping, lets `scheduler::pick` decide (on Redis its mirror,
+/// `pick.lua`), then takes the slot, stamps the pick and maps the session.
 #[derive(Clone, Debug)]
 pub struct PickRequest {
     /// The accounts version the candidates were computed from; a newer one answers `Stale`.
@@ -158,12 +161,6 @@ pub struct PickRequest {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum Unavailability {
-    Resting(Cooldown),
-    Full,
-}
-
-#[derive(Clone, Debug, PartialEq)]
 pub enum Pick {
     /// Accounts changed since the candidates were computed: reload and ask again.
     Stale,
@@ -171,8 +168,8 @@ pub enum Pick {
         account_id: String,
         sticky: bool,
     },
-    /// Nothing free; why the first candidate was refused, if there was one.
-    Unavailable(Option<(String, Unavailability)>),
+    /// Nothing free: why the first candidate was refused, or that there was none.
+    Unavailable(Refused),
 }
 
 /// A PKCE authorization in progress (10 minutes), and its result once exchanged.

@@ -96,81 +96,8 @@ impl Scripts {
     }
 }
 
-/// The scheduling step (see `PickRequest`). ARGV: prefix, known version, sticky key, sticky
-/// ttl s, renew-below s, family, lease id, lease ttl ms, n, then n × (id, priority, max), then
-/// the keys version of the request's key copy ('' = not checked).
-const PICK_LUA: &str = r"
-local p = ARGV[1]
-local kv = ARGV[#ARGV]
-if kv ~= '' and (redis.call('GET', p .. 'keys:version') or '0') ~= kv then return {'keys'} end
-if (redis.call('GET', p .. 'accounts:version') or '0') ~= ARGV[2] then return {'stale'} end
-local sticky, sticky_ttl, renew_below = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local family, lease, lease_ttl = ARGV[6], ARGV[7], tonumber(ARGV[8])
-local n = tonumber(ARGV[9])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ids, prio, maxc = {}, {}, {}
-for i = 1, n do
-  local b = 9 + (i - 1) * 3
-  ids[i] = ARGV[b + 1]; prio[i] = tonumber(ARGV[b + 2]); maxc[i] = tonumber(ARGV[b + 3])
-end
-local reason = nil
-local function try(i)
-  local c = redis.call('GET', p .. 'cool:' .. ids[i])
-  if not c and family ~= '' then c = redis.call('GET', p .. 'cool:' .. ids[i] .. ':' .. family) end
-  if c then
-    if not reason then reason = {ids[i], 'rest', c} end
-    return false
-  end
-  if maxc[i] > 0 then
-    local k = p .. 'lease:acct:' .. ids[i]
-    redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
-    if redis.call('ZCARD', k) >= maxc[i] then
-      if not reason then reason = {ids[i], 'full', ''} end
-      return false
-    end
-    redis.call('ZADD', k, now + lease_ttl, lease)
-    redis.call('PEXPIRE', k, lease_ttl)
-  end
-  return true
-end
-if sticky ~= '' then
-  local sk = p .. 'sticky:' .. sticky
-  local sid = redis.call('GET', sk)
-  if sid then
-    for i = 1, n do
-      if ids[i] == sid then
-        if try(i) then
-          local ttl = redis.call('TTL', sk)
-          if ttl >= 0 and ttl < renew_below then redis.call('EXPIRE', sk, sticky_ttl) end
-          redis.call('HSET', p .. 'lastused:accounts', sid, now)
-          return {'ok', sid, '1'}
-        end
-        break
-      end
-    end
-    redis.call('DEL', sk)
-  end
-end
-local lu = redis.call('HMGET', p .. 'lastused:accounts', unpack(ids))
-local order = {}
-for i = 1, n do order[i] = i end
-table.sort(order, function(a, b)
-  if prio[a] ~= prio[b] then return prio[a] < prio[b] end
-  local la, lb = tonumber(lu[a]) or 0, tonumber(lu[b]) or 0
-  if la ~= lb then return la < lb end
-  return a < b
-end)
-for _, i in ipairs(order) do
-  if try(i) then
-    if sticky ~= '' then redis.call('SET', p .. 'sticky:' .. sticky, ids[i], 'EX', sticky_ttl) end
-    redis.call('HSET', p .. 'lastused:accounts', ids[i], now)
-    return {'ok', ids[i], '0'}
-  end
-end
-if reason then return {'none', reason[1], reason[2], reason[3]} end
-return {'none'}
-";
+/// The account pick: the rules of `scheduler::pick`, as Lua kept beside them.
+const PICK_LUA: &str = include_str!("../scheduler/pick.lua");
 
 const FAMILIES: [&str; 4] = ["opus", "sonnet", "haiku", "fable"];
 
@@ -645,6 +572,8 @@ impl Store for RedisStore {
             .srem(format!("{P}accounts"), id)
             .ignore()
             .hdel(format!("{P}lastused:accounts"), id)
+            .ignore()
+            .hdel(format!("{P}pick:last"), id)
             .ignore()
             .incr(format!("{P}accounts:version"), 1)
             .ignore()
@@ -1128,15 +1057,12 @@ impl Store for RedisStore {
     }
 
     async fn pick_account(&self, req: &PickRequest) -> Result<Pick, StoreError> {
-        if req.candidates.is_empty() {
-            return Ok(Pick::Unavailable(None));
-        }
         let mut inv = self.scripts.pick.prepare_invoke();
         let (key, ttl, renew) = match &req.sticky {
             Some(s) => (
                 s.key.as_str(),
                 s.ttl.as_secs().max(1),
-                s.renew_below.as_secs(),
+                s.renew_below.as_millis() as u64,
             ),
             None => ("", 0, 0),
         };
@@ -1165,15 +1091,18 @@ impl Store for RedisStore {
                 sticky: text(parts.get(2)).as_deref() == Some("1"),
             }),
             _ => {
-                let reason = match (text(parts.get(1)), text(parts.get(2)).as_deref()) {
-                    (Some(id), Some("rest")) => {
+                let why = match (text(parts.get(1)), text(parts.get(2)).as_deref()) {
+                    (Some(account_id), Some("rest")) => {
                         let c = text(parts.get(3)).unwrap_or_default();
-                        Some((id, Unavailability::Resting(from_json(c.as_bytes())?)))
+                        Refused::Resting {
+                            account_id,
+                            cooldown: from_json(c.as_bytes())?,
+                        }
                     }
-                    (Some(id), Some("full")) => Some((id, Unavailability::Full)),
-                    _ => None,
+                    (Some(account_id), Some("full")) => Refused::Busy { account_id },
+                    _ => Refused::NoCandidate,
                 };
-                Ok(Pick::Unavailable(reason))
+                Ok(Pick::Unavailable(why))
             }
         }
     }
