@@ -204,24 +204,17 @@ impl Scheduler {
             };
             let candidates: Vec<&StoredAccount> =
                 members.into_iter().filter(|a| usable(a)).collect();
-            let outcome: Result<(), String> = if candidates.is_empty() {
-                Err(static_reason.unwrap_or("unavailable").to_string())
+            let outcome = if candidates.is_empty() {
+                PickError::Unavailable(static_reason.unwrap_or("unavailable").to_string())
             } else {
                 match self.pick(store, settings, ask, snap, &candidates).await? {
-                    Some(Ok(s)) => return Ok(Some(s)),
-                    None => return Ok(None),
-                    Some(Err(reason)) => Err(reason),
+                    Picked::Chosen(s) => return Ok(Some(s)),
+                    Picked::Stale => return Ok(None),
+                    Picked::Nothing(why) => why,
                 }
             };
-            if let Err(reason) = outcome {
-                if !fallback {
-                    return Err(match reason.strip_prefix("rate_limited:") {
-                        Some(until) => RelayError::DedicatedRateLimited(until.to_string()),
-                        None => RelayError::DedicatedUnavailable(format!(
-                            "The {what} bound to this API key is unavailable ({reason})"
-                        )),
-                    });
-                }
+            if !fallback {
+                return Err(outcome.dedicated(what));
             }
         }
 
@@ -249,9 +242,9 @@ impl Scheduler {
             )));
         }
         match self.pick(store, settings, ask, snap, &pool).await? {
-            Some(Ok(s)) => Ok(Some(s)),
-            None => Ok(None),
-            Some(Err(_)) => Err(RelayError::NoAccount(format!(
+            Picked::Chosen(s) => Ok(Some(s)),
+            Picked::Stale => Ok(None),
+            Picked::Nothing(_) => Err(RelayError::NoAccount(format!(
                 "No available {} accounts support the requested model: {} (all are resting or busy)",
                 service_name(service),
                 ask.model
@@ -259,7 +252,6 @@ impl Scheduler {
         }
     }
 
-    /// `None`: stale snapshot. `Some(Err(reason))`: nothing free.
     async fn pick(
         &self,
         store: &DynStore,
@@ -267,7 +259,7 @@ impl Scheduler {
         ask: &Ask<'_>,
         snap: &Snapshot,
         accounts: &[&StoredAccount],
-    ) -> Result<Option<Result<Selected, String>>, RelayError> {
+    ) -> Result<Picked, RelayError> {
         let mut candidates: Vec<Candidate> = accounts
             .iter()
             .map(|a| Candidate {
@@ -302,33 +294,72 @@ impl Scheduler {
         let picked = store.pick_account(&req).await?;
         crate::telemetry::store_round_trip(store.engine(), "pick", t.elapsed());
         match picked {
-            Pick::Stale => Ok(None),
+            Pick::Stale => Ok(Picked::Stale),
             Pick::Chosen { account_id, sticky } => {
                 let Some(account) = snap.accounts.iter().find(|a| a.account.id == account_id)
                 else {
-                    return Ok(None);
+                    return Ok(Picked::Stale);
                 };
                 let lease = (account.account.max_concurrency > 0)
                     .then(|| (account_lease_scope(&account_id), ask.lease_id.to_string()));
-                Ok(Some(Ok(Selected {
+                Ok(Picked::Chosen(Selected {
                     account: account.clone(),
                     sticky,
                     lease,
-                })))
+                }))
             }
-            Pick::Unavailable(reason) => Ok(Some(Err(match reason {
-                Some((_, Unavailability::Resting(c))) if c.class == "rate_limit" => {
-                    let until = chrono::DateTime::from_timestamp_millis(c.until_ms)
-                        .map(crate::auth::api_key::format_time)
-                        .unwrap_or_default();
-                    format!("rate_limited:{until}")
-                }
-                Some((_, Unavailability::Resting(c))) => {
-                    format!("temporarily_unavailable: {}", c.class)
-                }
-                Some((_, Unavailability::Full)) => "concurrency_full".to_string(),
-                None => "unavailable".to_string(),
-            }))),
+            Pick::Unavailable(reason) => Ok(Picked::Nothing(PickError::from_store(
+                reason.map(|(_, why)| why),
+            ))),
+        }
+    }
+}
+
+/// What one pick among candidates came to.
+// Returned once per pick and taken apart at once: boxing the choice would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+enum Picked {
+    Chosen(Selected),
+    /// The snapshot is out of date: reload and pick again.
+    Stale,
+    /// No candidate is free.
+    Nothing(PickError),
+}
+
+/// Why no candidate could serve a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PickError {
+    /// Resting after an upstream rate limit, until this time (RFC 3339).
+    RateLimited { until: String },
+    /// Any other reason, as the original names it (`concurrency_full`, `not_found`, …).
+    Unavailable(String),
+}
+
+impl PickError {
+    /// The store's reason, typed. The store names rests by their cooldown class.
+    fn from_store(why: Option<Unavailability>) -> Self {
+        match why {
+            Some(Unavailability::Resting(c)) if c.class == "rate_limit" => PickError::RateLimited {
+                until: chrono::DateTime::from_timestamp_millis(c.until_ms)
+                    .map(crate::auth::api_key::format_time)
+                    .unwrap_or_default(),
+            },
+            Some(Unavailability::Resting(c)) => {
+                PickError::Unavailable(format!("temporarily_unavailable: {}", c.class))
+            }
+            Some(Unavailability::Full) => PickError::Unavailable("concurrency_full".into()),
+            None => PickError::Unavailable("unavailable".into()),
+        }
+    }
+
+    /// The refusal when the key's dedicated account or group (`what`) cannot serve.
+    fn dedicated(self, what: &str) -> RelayError {
+        match self {
+            PickError::RateLimited { until } => RelayError::DedicatedRateLimited(until),
+            PickError::Unavailable(reason) => RelayError::DedicatedUnavailable(format!(
+                "The {what} bound to this API key is unavailable ({reason})"
+            )),
         }
     }
 }
@@ -384,6 +415,44 @@ mod tests {
             key_copy: None,
         };
         s.select(store, &settings(), &ask).await
+    }
+
+    #[test]
+    fn the_store_reason_is_typed_and_a_dedicated_refusal_names_it() {
+        let rest = |class: &str| {
+            Some(Unavailability::Resting(app::domain::Cooldown {
+                class: class.into(),
+                until_ms: 1_700_000_000_000,
+                ..Default::default()
+            }))
+        };
+        let limited = PickError::from_store(rest("rate_limit"));
+        assert_eq!(
+            limited,
+            PickError::RateLimited {
+                until: "2023-11-14T22:13:20.000Z".into()
+            }
+        );
+        assert_eq!(
+            limited.dedicated("dedicated account"),
+            RelayError::DedicatedRateLimited("2023-11-14T22:13:20.000Z".into())
+        );
+        let resting = PickError::from_store(rest("overload"));
+        assert_eq!(
+            resting.dedicated("account group"),
+            RelayError::DedicatedUnavailable(
+                "The account group bound to this API key is unavailable (temporarily_unavailable: overload)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            PickError::from_store(Some(Unavailability::Full)),
+            PickError::Unavailable("concurrency_full".into())
+        );
+        assert_eq!(
+            PickError::from_store(None),
+            PickError::Unavailable("unavailable".into())
+        );
     }
 
     #[tokio::test]
