@@ -340,11 +340,15 @@ impl PickError {
     /// The store's reason, typed. The store names rests by their cooldown class.
     fn from_store(why: Option<Unavailability>) -> Self {
         match why {
-            Some(Unavailability::Resting(c)) if c.class == "rate_limit" => PickError::RateLimited {
-                until: chrono::DateTime::from_timestamp_millis(c.until_ms)
-                    .map(crate::auth::api_key::format_time)
-                    .unwrap_or_default(),
-            },
+            Some(Unavailability::Resting(c))
+                if c.class == cooldown::CooldownClass::RateLimit.as_str() =>
+            {
+                PickError::RateLimited {
+                    until: chrono::DateTime::from_timestamp_millis(c.until_ms)
+                        .map(crate::auth::api_key::format_time)
+                        .unwrap_or_default(),
+                }
+            }
             Some(Unavailability::Resting(c)) => {
                 PickError::Unavailable(format!("temporarily_unavailable: {}", c.class))
             }
