@@ -74,7 +74,7 @@ pub async fn authenticate(
 
 /// Authenticates a request that will be relayed: from an in-memory copy when there is one —
 /// no store round trip; the request's first store step checks the copy is current, and the
-/// handler runs again under `key_cache::rerun_if_key_changed` if not — else as
+/// request runs again (`routes::key_first`, `key_cache::run_again`) if not — else as
 /// [`authenticate`], keeping a copy.
 pub async fn authenticate_relay(
     state: &AppState,

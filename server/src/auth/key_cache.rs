@@ -5,12 +5,12 @@
 //! on any relay instance). A request that authenticated from a copy hands that version to its
 //! first store step — admission for a key with limits, else scheduling — which refuses with
 //! `StoreError::KeyChanged` before taking anything if a key was written since. The request
-//! then starts over once with a copy read from the store ([`rerun_if_key_changed`]): a key
+//! then starts over once with a copy read from the store ([`run_again`]): a key
 //! disabled, deleted or given new limits takes effect on the very next request, on every
 //! instance. A copy read from the store for the request itself is not checked (it is as
 //! fresh as a lookup can be).
 
-use std::{collections::HashMap, future::Future};
+use std::collections::HashMap;
 
 use axum::{http::HeaderMap, response::Response};
 use parking_lot::RwLock;
@@ -68,32 +68,45 @@ impl KeyCache {
 #[derive(Clone, Copy, Debug)]
 pub struct KeyChanged;
 
-/// Runs a relay handler; if its key copy turned out to be out of date, forgets the copy and
-/// runs it once more (the second run reads the key from the store, so it cannot be refused
-/// the same way). What the first run held was released when it returned.
+/// What a relayed request's first run answered, as far as a rerun is concerned.
+#[derive(Clone, Copy, Debug)]
+pub struct FirstRun {
+    /// The request found its key copy out of date (the answer carries [`KeyChanged`]).
+    pub key_changed: bool,
+    pub succeeded: bool,
+}
+
+impl FirstRun {
+    pub fn of(answer: &Response) -> Self {
+        FirstRun {
+            key_changed: answer.extensions().get::<KeyChanged>().is_some(),
+            succeeded: answer.status().is_success(),
+        }
+    }
+}
+
+/// Whether a relayed request whose first run went as `first` must run again (the relay layer,
+/// `routes::key_first`, runs it): its key copy turned out to be out of date. The copy is then
+/// forgotten, so the second run reads the key from the store and cannot be refused the same
+/// way. What the first run held was released when it returned.
 ///
 /// A refusal is also decided again on a fresh read if the copy behind it is out of date:
 /// permission, model, client and dedicated-account checks refuse before any store step could
 /// tell (one version read, on the error path only).
-pub async fn rerun_if_key_changed<F, Fut>(
+pub async fn run_again(
     state: &crate::state::AppState,
     headers: &HeaderMap,
     query: Option<&str>,
-    mut run: F,
-) -> Response
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Response>,
-{
-    let first = run().await;
-    let changed = first.extensions().get::<KeyChanged>().is_some();
-    if !changed && first.status().is_success() {
-        return first;
+    first: FirstRun,
+) -> bool {
+    let changed = first.key_changed;
+    if !changed && first.succeeded {
+        return false;
     }
     let Some(hash) =
         super::api_key::extract(headers, query).map(|raw| state.crypto.hash_api_key(&raw))
     else {
-        return first;
+        return false;
     };
     if !changed {
         let copy = state.auth_keys.get(&hash).and_then(|c| c.cached_at);
@@ -102,14 +115,14 @@ where
             None => None,
         };
         if copy.is_none() || current.is_none() || copy == current {
-            return first;
+            return false;
         }
     }
     state.auth_keys.forget(&hash);
     if changed {
         crate::telemetry::key_copy_outdated();
     }
-    run().await
+    true
 }
 
 #[cfg(test)]

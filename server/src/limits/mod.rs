@@ -7,9 +7,13 @@
 //!
 //! - `admission`: the decision, a pure function (`admit.lua` mirrors it for Redis).
 //! - `client`: client restrictions (Claude Code, Gemini CLI, Codex CLI).
+//! - `settlement`: the end of a request — its slots released, its reservation settled.
 
 pub mod admission;
 pub mod client;
+mod settlement;
+
+pub use settlement::{release, settle};
 
 use std::time::Duration;
 
@@ -678,7 +682,7 @@ impl Drop for Reserved {
     fn drop(&mut self) {
         if let Some((state, reservation)) = self.held.take() {
             if tokio::runtime::Handle::try_current().is_ok() {
-                crate::relay::passthrough::release(&state, None, Some(reservation));
+                release(&state, None, Some(reservation));
             }
         }
     }
@@ -697,7 +701,7 @@ async fn admit_detached(
     tokio::spawn(async move {
         let admitted = st.store.admit(&plan, &lease_id, st.config.lease_ttl).await;
         if let Err(Ok(Ok(reservation))) = tx.send(admitted) {
-            crate::relay::passthrough::release(&st, None, Some(reservation));
+            release(&st, None, Some(reservation));
         }
     });
     rx.await.map_err(|_| {

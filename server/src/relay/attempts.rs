@@ -90,7 +90,7 @@ impl Drop for Held<'_> {
         if (self.lease.is_some() || self.reservation.is_some())
             && tokio::runtime::Handle::try_current().is_ok()
         {
-            passthrough::release(self.state, self.lease.take(), self.reservation.take());
+            crate::limits::release(self.state, self.lease.take(), self.reservation.take());
         }
     }
 }
@@ -154,7 +154,7 @@ async fn attempts(
             Ok(r) => r,
             Err(e) => {
                 held.lease = None;
-                passthrough::release(state, selected.lease, None);
+                crate::limits::release(state, selected.lease, None);
                 // The request itself cannot be sent (an invalid id in it): no other account
                 // would fare better.
                 if matches!(e, RelayError::BadRequest(_)) {
@@ -192,7 +192,7 @@ async fn attempts(
         match sent {
             Attempt::Delivered(resp) => return Ok(resp),
             Attempt::Failed(failed) => {
-                passthrough::release(state, selected.lease, None);
+                crate::limits::release(state, selected.lease, None);
                 let verdict =
                     cooldown::classify(&state.config.cooldowns, failed.failure(), call.model);
                 let message =

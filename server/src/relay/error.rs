@@ -1,5 +1,5 @@
-//! Failures of a relayed request, rendered in the caller's protocol. Only the Anthropic shape
-//! exists so far; the OpenAI and Gemini shapes arrive with their routes.
+//! Failures of a relayed request, rendered in the caller's protocol: `RelayError` in the
+//! Anthropic shape, `OpenAiError` and `GeminiError` for the other surfaces' handlers.
 
 use axum::{
     http::{HeaderValue, StatusCode},
@@ -195,5 +195,76 @@ impl RelayError {
 impl IntoResponse for RelayError {
     fn into_response(self) -> Response {
         self.respond(super::protocol::Protocol::Anthropic)
+    }
+}
+
+/// A relay error in one surface's wire shape: what that surface's handlers return, so they
+/// can use `?` (`RelayError` itself renders in the Anthropic shape).
+macro_rules! error_in {
+    ($(#[$doc:meta])* $name:ident, $protocol:expr) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name(pub RelayError);
+
+        impl From<RelayError> for $name {
+            fn from(e: RelayError) -> Self {
+                $name(e)
+            }
+        }
+
+        impl From<axum::extract::rejection::BytesRejection> for $name {
+            fn from(r: axum::extract::rejection::BytesRejection) -> Self {
+                $name(r.into())
+            }
+        }
+
+        impl From<crate::store::StoreError> for $name {
+            fn from(e: crate::store::StoreError) -> Self {
+                $name(e.into())
+            }
+        }
+
+        impl IntoResponse for $name {
+            fn into_response(self) -> Response {
+                self.0.respond($protocol)
+            }
+        }
+    };
+}
+
+error_in!(
+    /// A relay error in OpenAI's shape (`{"error":{"message","type",…}}`).
+    OpenAiError,
+    super::protocol::Protocol::OpenAi
+);
+error_in!(
+    /// A relay error in Gemini's shape (`{"error":{"code","message","status"}}`).
+    GeminiError,
+    super::protocol::Protocol::Gemini
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(resp: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn each_surface_renders_in_its_own_shape() {
+        let e = || RelayError::BadRequest("no".into());
+        let anthropic = body(e().into_response()).await;
+        assert_eq!(anthropic["type"], "error");
+        assert_eq!(anthropic["error"]["type"], "invalid_request_error");
+        let openai = body(OpenAiError::from(e()).into_response()).await;
+        assert_eq!(openai["error"]["type"], "invalid_request_error");
+        assert!(openai.get("type").is_none());
+        let gemini = GeminiError::from(e()).into_response();
+        assert_eq!(gemini.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(body(gemini).await["error"]["status"], "INVALID_ARGUMENT");
     }
 }

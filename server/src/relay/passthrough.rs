@@ -22,7 +22,7 @@ use super::{
 use crate::{
     accounting,
     auth::api_key::format_time,
-    limits::{Reservation, Settlement},
+    limits::{self, Reservation, Settlement},
     scheduler::leases::Lease,
     state::AppState,
     store::UsageEvent,
@@ -99,46 +99,6 @@ impl Failed {
             FailureKind::Redirect => Failure::Redirect,
         }
     }
-}
-
-/// Ends what a request holds when no accounting write carries it: its account slot, and (with
-/// `reservation`) the key's admission reservation, settled at zero cost.
-pub fn release(state: &AppState, lease: Option<Lease>, reservation: Option<Reservation>) {
-    if lease.is_none() && reservation.is_none() {
-        return;
-    }
-    let mut settlement = Settlement {
-        leases: lease.into_iter().collect(),
-        ..Default::default()
-    };
-    for l in &settlement.leases {
-        state.leases.forget(l);
-    }
-    if let Some(l) = reservation.as_ref().and_then(|r| r.lease.as_ref()) {
-        state.leases.forget(l);
-    }
-    settlement.reservation = reservation;
-    settle(state, settlement, tracing::Span::current());
-}
-
-/// Releases a request's slots and replaces its reservation by what it cost, off the response
-/// path (one round trip). If the store is down, leases and reservations expire on their own.
-fn settle(state: &AppState, settlement: Settlement, span: tracing::Span) {
-    if settlement.leases.is_empty() && settlement.reservation.is_none() {
-        return;
-    }
-    let store = state.store.clone();
-    state.background.spawn(tracing::Instrument::instrument(
-        async move {
-            let t = Instant::now();
-            let settled = store.settle(&settlement).await;
-            crate::telemetry::store_round_trip(store.engine(), "settle", t.elapsed());
-            if let Err(e) = settled {
-                tracing::warn!(error = %e, "settlement failed; leases and reservations expire on their own");
-            }
-        },
-        span,
-    ));
 }
 
 /// The relay's own time in a response, in ms (as LiteLLM's and TensorZero's overhead headers).
@@ -526,7 +486,7 @@ impl Finisher {
             total: ex.started.elapsed(),
         });
         if usage.is_empty() {
-            release(&state, lease, ex.reservation);
+            limits::release(&state, lease, ex.reservation);
             return;
         }
         let rated_cost_nanos = (cost_nanos as f64 * ex.rate).round() as u64;
@@ -561,7 +521,7 @@ impl Finisher {
         // Usage joins the next coalesced write; the slot and the reservation are settled now,
         // so the key's next request sees them free and its limits exact.
         state.recorder.record(event);
-        settle(
+        limits::settle(
             &state,
             Settlement {
                 leases: lease.into_iter().collect(),

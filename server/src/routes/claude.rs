@@ -18,10 +18,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::{
-    auth::{
-        api_key::{authenticate, authenticate_relay, format_time},
-        key_cache::rerun_if_key_changed,
-    },
+    auth::api_key::format_time,
     limits,
     relay::{
         attempts::{self, Call},
@@ -29,6 +26,7 @@ use crate::{
         protocol::Protocol,
         shape::{self, Dialect},
     },
+    routes::key_first::RelayKey,
     scheduler::session,
     state::AppState,
     store::{buckets, StoredKey},
@@ -113,14 +111,7 @@ pub(crate) fn check_model_name(model: &str) -> Result<(), RelayError> {
     )))
 }
 
-async fn prepare(
-    state: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    body: &[u8],
-    need_messages: bool,
-) -> Result<Prepared, RelayError> {
-    let key = authenticate_relay(state, headers, uri.query()).await?;
+fn prepare(key: StoredKey, body: &[u8], need_messages: bool) -> Result<Prepared, RelayError> {
     if !key.key.allows_service("claude") {
         return Err(RelayError::PermissionDenied(
             "This API key has no permission to use Claude".into(),
@@ -172,25 +163,13 @@ async fn prepare(
 
 async fn messages(
     State(state): State<AppState>,
+    RelayKey(key): RelayKey,
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(r) => return RelayError::from(r).into_response(),
-    };
-    rerun_if_key_changed(&state, &headers, uri.query(), || {
-        messages_once(&state, &headers, &uri, body.clone())
-    })
-    .await
-}
-
-async fn messages_once(state: &AppState, headers: &HeaderMap, uri: &Uri, body: Bytes) -> Response {
-    let p = match prepare(state, headers, uri, &body, true).await {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, RelayError> {
+    let body = body?;
+    let p = prepare(key, &body, true)?;
     let facts = limits::RequestFacts {
         service: "claude",
         model: &p.model,
@@ -200,10 +179,7 @@ async fn messages_once(state: &AppState, headers: &HeaderMap, uri: &Uri, body: B
         requested_output: p.max_tokens,
         costs: true,
     };
-    let admission = match limits::admit_request(state, &p.key, headers, &facts).await {
-        Ok(a) => a,
-        Err(e) => return e.into_response(),
-    };
+    let admission = limits::admit_request(&state, &p.key, &headers, &facts).await?;
     let body = shape::with_output_limit(Dialect::AnthropicMessages, body, admission.output_limit);
     let call = Call {
         protocol: Protocol::Anthropic,
@@ -213,41 +189,24 @@ async fn messages_once(state: &AppState, headers: &HeaderMap, uri: &Uri, body: B
         model: &p.model,
         stream: p.stream,
         session: p.session.as_deref(),
-        headers,
+        headers: &headers,
         query: uri.query(),
         body,
         output_limit: admission.output_limit.or(p.max_tokens),
         strip_usage: false,
     };
-    attempts::run(state, &p.key, &call, admission.reservation).await
+    Ok(attempts::run(&state, &p.key, &call, admission.reservation).await)
 }
 
 async fn count_tokens(
     State(state): State<AppState>,
+    RelayKey(key): RelayKey,
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(r) => return RelayError::from(r).into_response(),
-    };
-    rerun_if_key_changed(&state, &headers, uri.query(), || {
-        count_tokens_once(&state, &headers, &uri, body.clone())
-    })
-    .await
-}
-
-async fn count_tokens_once(
-    state: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    body: Bytes,
-) -> Response {
-    let p = match prepare(state, headers, uri, &body, false).await {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+) -> Result<Response, RelayError> {
+    let body = body?;
+    let p = prepare(key, &body, false)?;
     // Counting tokens costs nothing, but floods of it would draw upstream rate limits on
     // shared accounts: it passes the key's concurrency and rate window (no cost reservation).
     let facts = limits::RequestFacts {
@@ -259,10 +218,7 @@ async fn count_tokens_once(
         requested_output: None,
         costs: false,
     };
-    let admission = match limits::admit_request(state, &p.key, headers, &facts).await {
-        Ok(a) => a,
-        Err(e) => return e.into_response(),
-    };
+    let admission = limits::admit_request(&state, &p.key, &headers, &facts).await?;
     let call = Call {
         protocol: Protocol::Anthropic,
         platforms: &CLAUDE_PLATFORMS,
@@ -271,25 +227,21 @@ async fn count_tokens_once(
         model: &p.model,
         stream: false,
         session: p.session.as_deref(),
-        headers,
+        headers: &headers,
         query: uri.query(),
         body,
         output_limit: None,
         strip_usage: false,
     };
-    let resp = attempts::run(state, &p.key, &call, admission.reservation).await;
+    let resp = attempts::run(&state, &p.key, &call, admission.reservation).await;
     // Some Console-compatible upstreams lack count_tokens; Claude Code copes with a zero.
     if resp.status() == axum::http::StatusCode::NOT_FOUND {
-        return Json(json!({"input_tokens": 0})).into_response();
+        return Ok(Json(json!({"input_tokens": 0})).into_response());
     }
-    resp
+    Ok(resp)
 }
 
-async fn models(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let key = match authenticate(&state, &headers, uri.query()).await {
-        Ok(k) => k,
-        Err(e) => return e.into_response(),
-    };
+async fn models(State(state): State<AppState>, RelayKey(key): RelayKey) -> Response {
     // A key's blacklisted models are not offered to it.
     let data: Vec<_> = state
         .pricing
@@ -315,60 +267,42 @@ async fn key_usage_total(
     Ok(c.into_iter().next().unwrap_or_default())
 }
 
-async fn key_info(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let key = match authenticate(&state, &headers, uri.query()).await {
-        Ok(k) => k,
-        Err(e) => return e.into_response(),
-    };
-    let total = match key_usage_total(&state, &key).await {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
-    Json(json!({
+async fn key_info(
+    State(state): State<AppState>,
+    RelayKey(key): RelayKey,
+) -> Result<Response, RelayError> {
+    let total = key_usage_total(&state, &key).await?;
+    Ok(Json(json!({
         "keyInfo": {"id": key.key.id, "name": key.key.name, "tokenLimit": 0, "usage": usage_json(&total)},
         "timestamp": format_time(Utc::now()),
+    }))
+    .into_response())
+}
+
+async fn usage(
+    State(state): State<AppState>,
+    RelayKey(key): RelayKey,
+) -> Result<Response, RelayError> {
+    let total = key_usage_total(&state, &key).await?;
+    Ok(
+        Json(json!({"usage": usage_json(&total), "limits": {"tokens": 0, "requests": 0}}))
+            .into_response(),
+    )
+}
+
+async fn me(RelayKey(k): RelayKey) -> Response {
+    Json(json!({
+        "id": format!("user_{}", k.key.id),
+        "type": "user",
+        "display_name": k.key.name,
+        "created_at": k.key.created_at,
     }))
     .into_response()
 }
 
-async fn usage(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let key = match authenticate(&state, &headers, uri.query()).await {
-        Ok(k) => k,
-        Err(e) => return e.into_response(),
-    };
-    match key_usage_total(&state, &key).await {
-        Ok(t) => Json(json!({"usage": usage_json(&t), "limits": {"tokens": 0, "requests": 0}}))
-            .into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn me(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    match authenticate(&state, &headers, uri.query()).await {
-        Ok(k) => Json(json!({
-            "id": format!("user_{}", k.key.id),
-            "type": "user",
-            "display_name": k.key.name,
-            "created_at": k.key.created_at,
-        }))
-        .into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn org_usage(
-    State(state): State<AppState>,
-    Path(_org): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    match authenticate(&state, &headers, uri.query()).await {
-        Ok(_) => Json(
-            json!({"object": "usage", "data": [{"type": "credit_balance", "credit_balance": 0}]}),
-        )
-        .into_response(),
-        Err(e) => e.into_response(),
-    }
+async fn org_usage(Path(_org): Path<String>, _: RelayKey) -> Response {
+    Json(json!({"object": "usage", "data": [{"type": "credit_balance", "credit_balance": 0}]}))
+        .into_response()
 }
 
 /// Claude Code's telemetry: accepted and dropped.

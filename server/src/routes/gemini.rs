@@ -6,9 +6,9 @@ use axum::{
     body::Bytes,
     extract::{
         rejection::{BytesRejection, PathRejection},
-        Path, State,
+        FromRequestParts, Path, State,
     },
-    http::{HeaderMap, StatusCode, Uri},
+    http::{request::Parts, HeaderMap, Uri},
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
@@ -16,17 +16,14 @@ use axum::{
 use serde_json::{json, Value};
 
 use crate::{
-    auth::{
-        api_key::{authenticate, authenticate_relay},
-        key_cache::rerun_if_key_changed,
-    },
     limits,
     relay::{
         attempts::{self, Call},
-        error::RelayError,
+        error::{GeminiError, RelayError},
         protocol::Protocol,
         shape::{self, Dialect},
     },
+    routes::key_first::RelayKey,
     state::AppState,
     upstream::gemini,
 };
@@ -46,10 +43,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 }
 
 const GEMINI: [Platform; 1] = [Platform::GeminiApi];
-
-fn fail(e: RelayError) -> Response {
-    e.respond(Protocol::Gemini)
-}
 
 /// The decoded `{model_action}` segment, checked before anything else: it becomes part of the
 /// upstream URL, so the model id must be a plain id (`upstream::gemini::valid_model_id`) and
@@ -88,61 +81,41 @@ fn check_model_action(path: Result<Path<String>, PathRejection>) -> Result<Strin
     Ok(model_action)
 }
 
+/// The checked `{model_action}` of the path ([`check_model_action`]), taken before the key:
+/// a bad path is refused first, whichever way the key is read.
+struct ModelAction(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ModelAction {
+    type Rejection = GeminiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, GeminiError> {
+        let path = Path::<String>::from_request_parts(parts, state).await;
+        Ok(ModelAction(check_model_action(path)?))
+    }
+}
+
 async fn generate(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
+    ModelAction(model_action): ModelAction,
+    RelayKey(key): RelayKey,
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let model_action = match check_model_action(path) {
-        Ok(m) => m,
-        Err(e) => return fail(e),
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return fail(RelayError::TooLarge),
-        Err(r) => return fail(RelayError::BadRequest(r.body_text())),
-    };
-    rerun_if_key_changed(&state, &headers, uri.query(), || {
-        generate_once(&state, &headers, &uri, &model_action, body.clone())
-    })
-    .await
-}
-
-async fn generate_once(
-    state: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    model_action: &str,
-    body: Bytes,
-) -> Response {
+) -> Result<Response, GeminiError> {
+    let body = body?;
     let Some((model, action)) = model_action.split_once(':') else {
-        return fail(RelayError::NotFound(format!(
-            "Unknown method: models/{model_action}"
-        )));
-    };
-    let key = match authenticate_relay(state, headers, uri.query()).await {
-        Ok(k) => k,
-        Err(e) => return fail(e),
+        return Err(RelayError::NotFound(format!("Unknown method: models/{model_action}")).into());
     };
     if !key.key.allows_service("gemini") {
-        return fail(RelayError::PermissionDenied(
+        return Err(RelayError::PermissionDenied(
             "This API key has no permission to use Gemini".into(),
-        ));
+        )
+        .into());
     }
-    let json: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return fail(RelayError::BadRequest(format!(
-                "Invalid JSON payload received: {e}"
-            )))
-        }
-    };
+    let json: Value = serde_json::from_slice(&body)
+        .map_err(|e| RelayError::BadRequest(format!("Invalid JSON payload received: {e}")))?;
     if action != "countTokens" && json.get("contents").and_then(Value::as_array).is_none() {
-        return fail(RelayError::BadRequest(
-            "contents: a list is required".into(),
-        ));
+        return Err(RelayError::BadRequest("contents: a list is required".into()).into());
     }
     // Counting tokens costs nothing but passes the key's concurrency and rate window.
     let costs = action != "countTokens";
@@ -159,10 +132,7 @@ async fn generate_once(
         requested_output,
         costs,
     };
-    let admission = match limits::admit_request(state, &key, headers, &facts).await {
-        Ok(a) => a,
-        Err(e) => return fail(e),
-    };
+    let admission = limits::admit_request(&state, &key, &headers, &facts).await?;
     let body = shape::with_output_limit(Dialect::Gemini, body, admission.output_limit);
     let endpoint = match action {
         "streamGenerateContent" => "/gemini/streamGenerateContent",
@@ -173,24 +143,20 @@ async fn generate_once(
         protocol: Protocol::Gemini,
         platforms: &GEMINI,
         endpoint,
-        upstream_path: model_action.to_string(),
+        upstream_path: model_action.clone(),
         model,
         stream: action == "streamGenerateContent",
         session: None,
-        headers,
+        headers: &headers,
         query: uri.query(),
         body,
         output_limit: admission.output_limit.or(requested_output),
         strip_usage: false,
     };
-    attempts::run(state, &key, &call, admission.reservation).await
+    Ok(attempts::run(&state, &key, &call, admission.reservation).await)
 }
 
-async fn models(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let key = match authenticate(&state, &headers, uri.query()).await {
-        Ok(k) => k,
-        Err(e) => return fail(e),
-    };
+async fn models(State(state): State<AppState>, RelayKey(key): RelayKey) -> Response {
     let models: Vec<Value> = state
         .pricing
         .gemini_models()

@@ -5,11 +5,8 @@
 use app::domain::Platform;
 use axum::{
     body::{Body, Bytes},
-    extract::{
-        rejection::{BytesRejection, PathRejection},
-        Path, State,
-    },
-    http::{header, HeaderMap, HeaderValue, Uri},
+    extract::{rejection::BytesRejection, FromRequestParts, Path, State},
+    http::{header, request::Parts, HeaderMap, HeaderValue, Uri},
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
@@ -19,18 +16,15 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    auth::{
-        api_key::{authenticate, authenticate_relay},
-        key_cache::rerun_if_key_changed,
-    },
     limits,
     relay::{
         attempts::{self, Call},
         convert::openai_chat,
-        error::RelayError,
+        error::{OpenAiError, RelayError},
         protocol::Protocol,
         shape::{self, Dialect},
     },
+    routes::key_first::RelayKey,
     state::AppState,
     store::StoredKey,
 };
@@ -66,170 +60,135 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 }
 
 /// The `{deployment}` of the SDK's path, decoded and validated: it may name the model and the
-/// upstream deployment, so anything but a plain deployment name is a 400 here.
-fn client_deployment(path: Result<Path<String>, PathRejection>) -> Result<String, RelayError> {
-    match path {
-        Ok(Path(d)) if crate::upstream::azure::valid_deployment(&d) => Ok(d),
-        _ => Err(RelayError::BadRequest(
-            "Invalid deployment name in the request path (letters, digits, . _ - only)".into(),
-        )),
+/// upstream deployment, so anything but a plain deployment name is a 400 here, before the key.
+struct Deployment(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Deployment {
+    type Rejection = OpenAiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, OpenAiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(d)) if crate::upstream::azure::valid_deployment(&d) => Ok(Deployment(d)),
+            _ => Err(RelayError::BadRequest(
+                "Invalid deployment name in the request path (letters, digits, . _ - only)".into(),
+            )
+            .into()),
+        }
     }
 }
 
 async fn azure_sdk_chat(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
+    Deployment(deployment): Deployment,
+    RelayKey(key): RelayKey,
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let deployment = match client_deployment(path) {
-        Ok(d) => d,
-        Err(e) => return fail(e),
+) -> Result<Response, OpenAiError> {
+    let to = Passthrough {
+        platforms: &AZURE,
+        path: "/v1/chat/completions",
+        deployment: Some(&deployment),
     };
-    passthrough_to(
-        &state,
-        &headers,
-        &uri,
-        body,
-        &AZURE,
-        "/v1/chat/completions",
-        Some(&deployment),
-    )
-    .await
+    Ok(passthrough(&state, key, &headers, &uri, body?, to).await?)
 }
 
 async fn azure_sdk_responses(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
+    Deployment(deployment): Deployment,
+    RelayKey(key): RelayKey,
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let deployment = match client_deployment(path) {
-        Ok(d) => d,
-        Err(e) => return fail(e),
+) -> Result<Response, OpenAiError> {
+    let to = Passthrough {
+        platforms: &AZURE,
+        path: "/v1/responses",
+        deployment: Some(&deployment),
     };
-    passthrough_to(
-        &state,
-        &headers,
-        &uri,
-        body,
-        &AZURE,
-        "/v1/responses",
-        Some(&deployment),
-    )
-    .await
+    Ok(passthrough(&state, key, &headers, &uri, body?, to).await?)
 }
 
 async fn azure_chat(
     State(state): State<AppState>,
+    RelayKey(key): RelayKey,
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    passthrough(&state, &headers, &uri, body, &AZURE, "/v1/chat/completions").await
+) -> Result<Response, OpenAiError> {
+    let to = Passthrough::to(&AZURE, "/v1/chat/completions");
+    Ok(passthrough(&state, key, &headers, &uri, body?, to).await?)
 }
 
 async fn azure_responses(
     State(state): State<AppState>,
+    RelayKey(key): RelayKey,
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    passthrough(&state, &headers, &uri, body, &AZURE, "/v1/responses").await
+) -> Result<Response, OpenAiError> {
+    let to = Passthrough::to(&AZURE, "/v1/responses");
+    Ok(passthrough(&state, key, &headers, &uri, body?, to).await?)
+}
+
+async fn responses(
+    State(state): State<AppState>,
+    RelayKey(key): RelayKey,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OpenAiError> {
+    let to = Passthrough::to(&OPENAI, "/v1/responses");
+    Ok(passthrough(&state, key, &headers, &uri, body?, to).await?)
+}
+
+/// Where a passthrough goes: the accounts that serve it, the upstream path, and the
+/// (validated) deployment an Azure SDK path names.
+struct Passthrough<'a> {
+    platforms: &'static [Platform],
+    path: &'static str,
+    deployment: Option<&'a str>,
+}
+
+impl Passthrough<'static> {
+    fn to(platforms: &'static [Platform], path: &'static str) -> Self {
+        Passthrough {
+            platforms,
+            path,
+            deployment: None,
+        }
+    }
 }
 
 /// Same protocol in and out: the body goes to an OpenAI-compatible or Azure account unchanged.
 async fn passthrough(
     state: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    body: Result<Bytes, BytesRejection>,
-    platforms: &'static [Platform],
-    path: &'static str,
-) -> Response {
-    passthrough_to(state, headers, uri, body, platforms, path, None).await
-}
-
-/// `passthrough`, with the (validated) deployment an Azure SDK path names.
-async fn passthrough_to(
-    state: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    body: Result<Bytes, BytesRejection>,
-    platforms: &'static [Platform],
-    path: &'static str,
-    deployment: Option<&str>,
-) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(r) => return fail(RelayError::from(r)),
-    };
-    rerun_if_key_changed(state, headers, uri.query(), || {
-        passthrough_once(
-            state,
-            headers,
-            uri,
-            body.clone(),
-            platforms,
-            path,
-            deployment,
-        )
-    })
-    .await
-}
-
-async fn passthrough_once(
-    state: &AppState,
+    key: StoredKey,
     headers: &HeaderMap,
     uri: &Uri,
     body: Bytes,
-    platforms: &'static [Platform],
-    path: &'static str,
-    deployment: Option<&str>,
-) -> Response {
+    to: Passthrough<'_>,
+) -> Result<Response, RelayError> {
+    let Passthrough {
+        platforms,
+        path,
+        deployment,
+    } = to;
     let service = platforms.first().map(|p| p.service()).unwrap_or("openai");
-    let r = match prepare(state, headers, uri, &body, Some(service), deployment).await {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    let needs = if path == "/v1/responses" {
-        "input"
-    } else {
-        "messages"
-    };
-    let present = match r.json.get(needs) {
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::String(s)) => !s.is_empty() && needs == "input",
-        Some(_) => needs == "input",
-        None => false,
-    };
-    if !present {
-        return fail(RelayError::BadRequest(if needs == "input" {
-            "input is required".into()
-        } else {
-            "messages: a non-empty array is required".into()
-        }));
-    }
+    let r = prepare(key, &body, Some(service), deployment)?;
     let dialect = if path == "/v1/responses" {
         Dialect::OpenAiResponses
     } else {
         Dialect::OpenAiChat
     };
+    check_present(&r.json, dialect)?;
     let requested = requested_output(&r.json, dialect);
-    let admission = match admit(state, headers, uri, &r, service, &body, requested).await {
-        Ok(v) => v,
-        Err(e) => return fail(e),
-    };
+    let admission = admit(state, headers, uri, &r, service, &body, requested).await?;
     // Streams of Chat Completions ask for their usage (OpenAI sends none unless asked); what
     // the client did not ask for is taken out of the answer again.
     let mut strip_usage = false;
     let body = if r.stream && dialect == Dialect::OpenAiChat {
-        let mut obj = match shape::RawObject::parse(&body) {
-            Ok(o) => o,
-            Err(e) => return fail(RelayError::BadRequest(e)),
-        };
+        let mut obj = shape::RawObject::parse(&body).map_err(RelayError::BadRequest)?;
         strip_usage = shape::request_stream_usage(&mut obj);
         if let Some(limit) = admission.output_limit {
             shape::set_output_limit(dialect, &mut obj, limit);
@@ -256,7 +215,27 @@ async fn passthrough_once(
         output_limit: admission.output_limit.or(requested),
         strip_usage,
     };
-    attempts::run(state, &r.key, &call, admission.reservation).await
+    Ok(attempts::run(state, &r.key, &call, admission.reservation).await)
+}
+
+/// A Responses request needs its `input`, a Chat request a non-empty `messages` array.
+fn check_present(json: &Value, dialect: Dialect) -> Result<(), RelayError> {
+    let responses = dialect == Dialect::OpenAiResponses;
+    let field = if responses { "input" } else { "messages" };
+    let present = match json.get(field) {
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::String(s)) => !s.is_empty() && responses,
+        Some(_) => responses,
+        None => false,
+    };
+    if present {
+        return Ok(());
+    }
+    Err(RelayError::BadRequest(if responses {
+        "input is required".into()
+    } else {
+        "messages: a non-empty array is required".into()
+    }))
 }
 
 const OPENAI: [Platform; 2] = [Platform::OpenaiResponses, Platform::AzureOpenai];
@@ -267,10 +246,6 @@ const CLAUDE: [Platform; 3] = [
     Platform::ClaudeConsole,
     Platform::Bedrock,
 ];
-
-fn fail(e: RelayError) -> Response {
-    e.respond(Protocol::OpenAi)
-}
 
 /// Models served by OpenAI-compatible accounts; everything else goes to Claude.
 fn is_openai_model(model: &str) -> bool {
@@ -310,15 +285,12 @@ struct Request {
     stream: bool,
 }
 
-async fn prepare(
-    state: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
+fn prepare(
+    key: StoredKey,
     body: &[u8],
     service: Option<&str>,
     deployment: Option<&str>,
 ) -> Result<Request, RelayError> {
-    let key = authenticate_relay(state, headers, uri.query()).await?;
     let json: Value = serde_json::from_slice(body)
         .map_err(|e| RelayError::BadRequest(format!("Request body is not valid JSON: {e}")))?;
     if !json.is_object() {
@@ -388,107 +360,60 @@ async fn admit(
 
 async fn chat(
     State(state): State<AppState>,
+    RelayKey(key): RelayKey,
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> Result<Response, OpenAiError> {
+    let body = body?;
     // The model decides the path; a body without one is refused by either path's checks.
     #[derive(serde::Deserialize)]
     struct Peek {
         model: Option<Value>,
     }
-    let model = body
-        .as_ref()
+    let model = serde_json::from_slice::<Peek>(&body)
         .ok()
-        .and_then(|b| serde_json::from_slice::<Peek>(b).ok())
         .and_then(|p| p.model)
         .and_then(|m| m.as_str().map(str::to_string))
         .unwrap_or_default();
-    if is_openai_model(&model) {
-        return passthrough(
-            &state,
-            &headers,
-            &uri,
-            body,
-            &OPENAI,
-            "/v1/chat/completions",
-        )
-        .await;
-    }
-    if model.starts_with("gemini") {
+    let to = if is_openai_model(&model) {
+        Passthrough::to(&OPENAI, "/v1/chat/completions")
+    } else if model.starts_with("gemini") {
         // Gemini's OpenAI-compatible endpoint: the same protocol, passed through.
-        return passthrough(
-            &state,
-            &headers,
-            &uri,
-            body,
-            &GEMINI,
-            "/v1/chat/completions",
-        )
-        .await;
-    }
-    converted(&state, &headers, &uri, body, None).await
-}
-
-/// Chat Completions to Claude accounts (prepared, then converted), run again if the key copy
-/// was out of date.
-async fn converted(
-    state: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    body: Result<Bytes, BytesRejection>,
-    service: Option<&str>,
-) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(r) => return fail(RelayError::from(r)),
+        Passthrough::to(&GEMINI, "/v1/chat/completions")
+    } else {
+        return Ok(to_claude(&state, key, &headers, &uri, &body, None).await?);
     };
-    let body = &body;
-    rerun_if_key_changed(state, headers, uri.query(), || async move {
-        match prepare(state, headers, uri, body, service, None).await {
-            Ok(r) => to_claude(state, headers, uri, r, body).await,
-            Err(e) => fail(e),
-        }
-    })
-    .await
+    Ok(passthrough(&state, key, &headers, &uri, body, to).await?)
 }
 
 async fn chat_to_claude(
     State(state): State<AppState>,
+    RelayKey(key): RelayKey,
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    converted(&state, &headers, &uri, body, Some("claude")).await
+) -> Result<Response, OpenAiError> {
+    Ok(to_claude(&state, key, &headers, &uri, &body?, Some("claude")).await?)
 }
 
 /// The conversion path: the Chat request becomes an Anthropic request, its answer a chat
 /// completion (or a chunk stream).
 async fn to_claude(
     state: &AppState,
+    key: StoredKey,
     headers: &HeaderMap,
     uri: &Uri,
-    r: Request,
     body: &[u8],
-) -> Response {
-    let req: openai_chat::ChatRequest = match serde_json::from_value(r.json.clone()) {
-        Ok(req) => req,
-        Err(e) => {
-            return fail(RelayError::BadRequest(format!(
-                "Invalid chat completion request: {e}"
-            )))
-        }
-    };
-    let mut anthropic = match openai_chat::to_anthropic(&req) {
-        Ok(a) => a,
-        Err(m) => return fail(RelayError::BadRequest(m)),
-    };
+    service: Option<&str>,
+) -> Result<Response, RelayError> {
+    let r = prepare(key, body, service, None)?;
+    let req: openai_chat::ChatRequest = serde_json::from_value(r.json.clone())
+        .map_err(|e| RelayError::BadRequest(format!("Invalid chat completion request: {e}")))?;
+    let mut anthropic = openai_chat::to_anthropic(&req).map_err(RelayError::BadRequest)?;
     // The converted request always names its output limit (the client's, or a default).
     let requested = anthropic.get("max_tokens").and_then(Value::as_u64);
-    let admission = match admit(state, headers, uri, &r, "claude", body, requested).await {
-        Ok(v) => v,
-        Err(e) => return fail(e),
-    };
+    let admission = admit(state, headers, uri, &r, "claude", body, requested).await?;
     if let Some(limit) = admission.output_limit {
         anthropic["max_tokens"] = json!(limit);
     }
@@ -511,14 +436,15 @@ async fn to_claude(
         strip_usage: false,
     };
     let resp = attempts::run(state, &r.key, &call, admission.reservation).await;
+    // Left as it is for the relay layer, which runs the request again.
     if resp
         .extensions()
         .get::<crate::auth::key_cache::KeyChanged>()
         .is_some()
     {
-        return resp;
+        return Ok(resp);
     }
-    convert_answer(resp, &r.model, r.stream, include_usage).await
+    Ok(convert_answer(resp, &r.model, r.stream, include_usage).await)
 }
 
 async fn convert_answer(
@@ -564,15 +490,6 @@ async fn convert_answer(
     out
 }
 
-async fn responses(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    passthrough(&state, &headers, &uri, body, &OPENAI, "/v1/responses").await
-}
-
 fn list(ids: impl Iterator<Item = String>, owner: &str) -> Value {
     let data: Vec<Value> = ids
         .map(|id| json!({"id": id, "object": "model", "created": 1_700_000_000, "owned_by": owner}))
@@ -580,11 +497,7 @@ fn list(ids: impl Iterator<Item = String>, owner: &str) -> Value {
     json!({"object": "list", "data": data})
 }
 
-async fn models(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let key = match authenticate(&state, &headers, uri.query()).await {
-        Ok(k) => k,
-        Err(e) => return fail(e),
-    };
+async fn models(State(state): State<AppState>, RelayKey(key): RelayKey) -> Response {
     let k = &key.key;
     let mut ids: Vec<String> = Vec::new();
     if k.allows_service("openai") {
@@ -610,11 +523,7 @@ async fn models(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> 
     Json(list(ids.into_iter(), "crs")).into_response()
 }
 
-async fn claude_models(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let key = match authenticate(&state, &headers, uri.query()).await {
-        Ok(k) => k,
-        Err(e) => return fail(e),
-    };
+async fn claude_models(State(state): State<AppState>, RelayKey(key): RelayKey) -> Response {
     let ids = state
         .pricing
         .claude_models()

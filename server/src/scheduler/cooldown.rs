@@ -67,10 +67,39 @@ pub enum Failure<'a> {
     Redirect,
 }
 
+/// Why an account rests (or is blocked). Stored by its name (`as_str`) in the account's rests
+/// and error history, which the admin pages read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CooldownClass {
+    Blocked,
+    AuthError,
+    RateLimit,
+    Overload,
+    ServiceUnavailable,
+    ServerError,
+    Timeout,
+    Unreachable,
+}
+
+impl CooldownClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CooldownClass::Blocked => "blocked",
+            CooldownClass::AuthError => "auth_error",
+            CooldownClass::RateLimit => "rate_limit",
+            CooldownClass::Overload => "overload",
+            CooldownClass::ServiceUnavailable => "service_unavailable",
+            CooldownClass::ServerError => "server_error",
+            CooldownClass::Timeout => "timeout",
+            CooldownClass::Unreachable => "unreachable",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
     /// `None`: the failure says nothing about the account (a bad request, say).
-    pub class: Option<&'static str>,
+    pub class: Option<CooldownClass>,
     /// How long the account (or the family) rests.
     pub rest: Option<Duration>,
     /// Only this model family is limited.
@@ -91,7 +120,7 @@ impl Verdict {
             failover: false,
         }
     }
-    fn rest(class: &'static str, rest: Duration) -> Self {
+    fn rest(class: CooldownClass, rest: Duration) -> Self {
         Verdict {
             class: Some(class),
             rest: Some(rest),
@@ -142,8 +171,10 @@ pub fn classify_at(
     now: DateTime<Utc>,
 ) -> Verdict {
     let (status, headers, body) = match failure {
-        Failure::Timeout => return Verdict::rest("timeout", policy.timeout),
-        Failure::Unreachable => return Verdict::rest("unreachable", policy.service_unavailable),
+        Failure::Timeout => return Verdict::rest(CooldownClass::Timeout, policy.timeout),
+        Failure::Unreachable => {
+            return Verdict::rest(CooldownClass::Unreachable, policy.service_unavailable)
+        }
         // Says nothing certain about the account (a client-chosen model name can be part of the
         // upstream path, and a path can be redirected): no rest, but another account may serve.
         Failure::Redirect => {
@@ -161,7 +192,7 @@ pub fn classify_at(
     let error = UpstreamError::parse(headers, body);
     if matches!(status, 400 | 401 | 403) && error.is_account_disabled() {
         return Verdict {
-            class: Some("blocked"),
+            class: Some(CooldownClass::Blocked),
             rest: None,
             family: None,
             block: true,
@@ -169,8 +200,10 @@ pub fn classify_at(
         };
     }
     match status {
-        401 => Verdict::rest("auth_error", policy.auth),
-        403 if error.is_account_level_denial() => Verdict::rest("auth_error", policy.auth),
+        401 => Verdict::rest(CooldownClass::AuthError, policy.auth),
+        403 if error.is_account_level_denial() => {
+            Verdict::rest(CooldownClass::AuthError, policy.auth)
+        }
         429 => {
             // Billing beyond the plan ("extra usage") is the caller's business, not a limit.
             if error
@@ -191,17 +224,20 @@ pub fn classify_at(
                 None
             };
             Verdict {
-                class: Some("rate_limit"),
+                class: Some(CooldownClass::RateLimit),
                 rest: Some(rest),
                 family,
                 block: false,
                 failover: true,
             }
         }
-        529 => Verdict::rest("overload", policy.overload),
-        503 => Verdict::rest("service_unavailable", policy.service_unavailable),
-        504 => Verdict::rest("timeout", policy.timeout),
-        500..=599 => Verdict::rest("server_error", policy.server_error),
+        529 => Verdict::rest(CooldownClass::Overload, policy.overload),
+        503 => Verdict::rest(
+            CooldownClass::ServiceUnavailable,
+            policy.service_unavailable,
+        ),
+        504 => Verdict::rest(CooldownClass::Timeout, policy.timeout),
+        500..=599 => Verdict::rest(CooldownClass::ServerError, policy.server_error),
         // 400, 404, 413, 422, a 403 about the request or from a proxy, any other 4xx: the
         // request's own fault, so the client gets it and no account is touched.
         _ => Verdict::pass_through(),
@@ -358,7 +394,13 @@ mod tests {
     #[test]
     fn default_rest_by_class() {
         let h = HeaderMap::new();
-        let secs = |v: Verdict| (v.class.unwrap(), v.rest.unwrap().as_secs(), v.failover);
+        let secs = |v: Verdict| {
+            (
+                v.class.unwrap().as_str(),
+                v.rest.unwrap().as_secs(),
+                v.failover,
+            )
+        };
         assert_eq!(secs(status(503, &h, "")), ("service_unavailable", 60, true));
         assert_eq!(secs(status(504, &h, "")), ("timeout", 300, true));
         assert_eq!(secs(status(500, &h, "")), ("server_error", 300, true));
@@ -375,7 +417,9 @@ mod tests {
             300
         );
         assert_eq!(
-            classify(&p, Failure::Unreachable, "m").class,
+            classify(&p, Failure::Unreachable, "m")
+                .class
+                .map(CooldownClass::as_str),
             Some("unreachable")
         );
         // A redirect: another account may serve, this one does not rest.
@@ -412,7 +456,7 @@ mod tests {
         let h = HeaderMap::new();
         let rests = |body: &str| {
             let v = status(403, &h, body);
-            (v.class, v.failover, v.block)
+            (v.class.map(CooldownClass::as_str), v.failover, v.block)
         };
         let rest = (Some("auth_error"), true, false);
         assert_eq!(
@@ -450,7 +494,9 @@ mod tests {
             ),
         );
         assert_eq!(
-            status(403, &aws, r#"{"message":"You don't have access"}"#).class,
+            status(403, &aws, r#"{"message":"You don't have access"}"#)
+                .class
+                .map(CooldownClass::as_str),
             Some("auth_error")
         );
 
@@ -530,7 +576,7 @@ mod tests {
         let h = HeaderMap::new();
         let blocked = |code, body: &str| {
             let v = status(code, &h, body);
-            v.block && v.failover && v.class == Some("blocked")
+            v.block && v.failover && v.class.map(CooldownClass::as_str) == Some("blocked")
         };
         assert!(blocked(
             400,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use app::domain::{AccountError, Cooldown};
 use chrono::Utc;
 
-use super::cooldown::Verdict;
+use super::cooldown::{CooldownClass, Verdict};
 use crate::{
     auth::api_key::format_time,
     notify::{Event, EventKind},
@@ -33,7 +33,7 @@ pub fn report(
         let rest = verdict.rest.filter(|_| protect);
         let entry = AccountError {
             at: format_time(Utc::now()),
-            class: class.to_string(),
+            class: class.as_str().to_string(),
             status,
             message: message.clone(),
             cooldown_secs: rest.map(|r| r.as_secs()).unwrap_or(0),
@@ -41,7 +41,7 @@ pub fn report(
         let cooldown = rest.map(|r| {
             (
                 Cooldown {
-                    class: class.to_string(),
+                    class: class.as_str().to_string(),
                     status,
                     until_ms: Utc::now().timestamp_millis() + r.as_millis() as i64,
                     family: verdict.family.map(str::to_string),
@@ -51,7 +51,7 @@ pub fn report(
             )
         });
         let id = &account.account.id;
-        tracing::warn!(account = %id, class, status, rest_secs = rest.map(|r| r.as_secs()), family = ?verdict.family, "account marked");
+        tracing::warn!(account = %id, class = class.as_str(), status, rest_secs = rest.map(|r| r.as_secs()), family = ?verdict.family, "account marked");
         if let Err(e) = state.store.mark_account(id, cooldown.as_ref().map(|(c, r)| (c, *r)), &entry).await {
             tracing::error!(account = %id, error = %e, "account mark could not be stored");
         }
@@ -59,8 +59,8 @@ pub fn report(
             Some(EventKind::Blocked)
         } else {
             match class {
-                "rate_limit" => Some(EventKind::RateLimited),
-                "auth_error" => Some(EventKind::AuthError),
+                CooldownClass::RateLimit => Some(EventKind::RateLimited),
+                CooldownClass::AuthError => Some(EventKind::AuthError),
                 _ => None,
             }
         };

@@ -89,7 +89,7 @@ impl Unserved {
     fn into_error(self, what: &str) -> RelayError {
         let reason = match self {
             Unserved::Refused(Refused::Resting { cooldown, .. })
-                if cooldown.class == "rate_limit" =>
+                if cooldown.class == cooldown::CooldownClass::RateLimit.as_str() =>
             {
                 let until = chrono::DateTime::from_timestamp_millis(cooldown.until_ms)
                     .map(crate::auth::api_key::format_time)
@@ -244,9 +244,9 @@ impl Scheduler {
                 Unserved::Ineligible(static_reason.unwrap_or("unavailable"))
             } else {
                 match self.pick(store, settings, ask, snap, &candidates).await? {
-                    Some(Ok(s)) => return Ok(Some(s)),
-                    None => return Ok(None),
-                    Some(Err(why)) => Unserved::Refused(why),
+                    Picked::Chosen(s) => return Ok(Some(s)),
+                    Picked::Stale => return Ok(None),
+                    Picked::Nothing(why) => Unserved::Refused(why),
                 }
             };
             if !fallback {
@@ -278,9 +278,9 @@ impl Scheduler {
             )));
         }
         match self.pick(store, settings, ask, snap, &pool).await? {
-            Some(Ok(s)) => Ok(Some(s)),
-            None => Ok(None),
-            Some(Err(_)) => Err(RelayError::NoAccount(format!(
+            Picked::Chosen(s) => Ok(Some(s)),
+            Picked::Stale => Ok(None),
+            Picked::Nothing(_) => Err(RelayError::NoAccount(format!(
                 "No available {} accounts support the requested model: {} (all are resting or busy)",
                 service_name(service),
                 ask.model
@@ -288,7 +288,6 @@ impl Scheduler {
         }
     }
 
-    /// `None`: stale snapshot. `Some(Err(why))`: nothing free.
     async fn pick(
         &self,
         store: &DynStore,
@@ -296,7 +295,7 @@ impl Scheduler {
         ask: &Ask<'_>,
         snap: &Snapshot,
         accounts: &[&StoredAccount],
-    ) -> Result<Option<Result<Selected, Refused>>, RelayError> {
+    ) -> Result<Picked, RelayError> {
         let mut candidates: Vec<Candidate> = accounts
             .iter()
             .map(|a| Candidate {
@@ -331,23 +330,35 @@ impl Scheduler {
         let picked = store.pick_account(&req).await?;
         crate::telemetry::store_round_trip(store.engine(), "pick", t.elapsed());
         match picked {
-            Pick::Stale => Ok(None),
+            Pick::Stale => Ok(Picked::Stale),
             Pick::Chosen { account_id, sticky } => {
                 let Some(account) = snap.accounts.iter().find(|a| a.account.id == account_id)
                 else {
-                    return Ok(None);
+                    return Ok(Picked::Stale);
                 };
                 let lease = (account.account.max_concurrency > 0)
                     .then(|| (account_lease_scope(&account_id), ask.lease_id.to_string()));
-                Ok(Some(Ok(Selected {
+                Ok(Picked::Chosen(Selected {
                     account: account.clone(),
                     sticky,
                     lease,
-                })))
+                }))
             }
-            Pick::Unavailable(why) => Ok(Some(Err(why))),
+            Pick::Unavailable(why) => Ok(Picked::Nothing(why)),
         }
     }
+}
+
+/// What one pick among candidates came to.
+// Returned once per pick and taken apart at once: boxing the choice would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+enum Picked {
+    Chosen(Selected),
+    /// The snapshot is out of date: reload and pick again.
+    Stale,
+    /// No candidate is free, and why.
+    Nothing(Refused),
 }
 
 fn service_name(service: &str) -> &'static str {
