@@ -691,18 +691,21 @@ impl Drop for Reserved {
 /// The store's admission step, as a task of its own: if the request is dropped while the step
 /// is in flight, what the step reserved is released when it lands (else it would stay
 /// counted until its counters expire).
+///
+/// The reservation travels as a [`Reserved`] guard: if the request is dropped after the step
+/// sent its answer but before reading it, the answer is dropped with the channel, and the
+/// guard releases it then.
 async fn admit_detached(
     state: &crate::state::AppState,
     plan: &Plan,
     lease_id: &str,
-) -> Result<Result<Reservation, Refusal>, crate::store::StoreError> {
+) -> Result<Result<Reserved, Refusal>, crate::store::StoreError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (st, plan, lease_id) = (state.clone(), plan.clone(), lease_id.to_string());
     tokio::spawn(async move {
         let admitted = st.store.admit(&plan, &lease_id, st.config.lease_ttl).await;
-        if let Err(Ok(Ok(reservation))) = tx.send(admitted) {
-            release(&st, None, Some(reservation));
-        }
+        // A failed send hands the guard back, and dropping it releases the reservation.
+        let _ = tx.send(admitted.map(|a| a.map(|r| Reserved::new(&st, r))));
     });
     rx.await.map_err(|_| {
         crate::store::StoreError::Unavailable("the admission step did not finish".into())
@@ -823,7 +826,10 @@ pub async fn admit_request(
         let admitted = admit_detached(state, &plan, &lease_id).await?;
         crate::telemetry::store_round_trip(state.store.engine(), "admit", t.elapsed());
         match admitted {
-            Ok(reservation) => {
+            Ok(reserved) => {
+                let Some(reservation) = reserved.reservation() else {
+                    return Ok(Admission::default());
+                };
                 if let Some(l) = &reservation.lease {
                     state.leases.hold(l.clone());
                 }
@@ -842,7 +848,7 @@ pub async fn admit_request(
                     tracing::info!(key = %key.id, model = r.model, requested = ?r.requested_output, lowered, "output limit lowered to fit a cost limit");
                 }
                 return Ok(Admission {
-                    reservation: Reserved::new(state, reservation),
+                    reservation: reserved,
                     output_limit,
                 });
             }
