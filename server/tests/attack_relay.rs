@@ -413,6 +413,44 @@ async fn e_dropped_requests_leave_nothing_reserved(engine: Engine) {
         .key(json!({"dailyCostLimit": limit_usd, "concurrencyLimit": concurrency}))
         .await;
     let stored = state.store.get_key(&id).await.unwrap().unwrap();
+    let scope = crs::store::key_lease_scope(&id);
+    let leases_now = || async { state.store.count_leases(&scope).await.unwrap() };
+
+    // The narrowest moment: the store step has reserved and sent its answer, and the request
+    // is dropped before it reads it (the answer is dropped in its channel).
+    let mut caught = 0;
+    for _ in 0..scale(10, 50) {
+        let mut admission = Box::pin(crs::limits::admit_request(
+            &state, &stored, &headers, &facts,
+        ));
+        // One poll starts the detached store step.
+        if tokio::time::timeout(Duration::ZERO, &mut admission)
+            .await
+            .is_ok()
+        {
+            continue;
+        }
+        for _ in 0..200 {
+            if leases_now().await == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The step's answer is in the channel by now.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(admission);
+        caught += 1;
+        let mut left = u32::MAX;
+        for _ in 0..200 {
+            left = leases_now().await;
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(left, 0, "an answer dropped in its channel kept its lease");
+    }
+    assert!(caught > 0, "no admission was dropped after its store step");
 
     // In-process: admissions dropped after a random moment (inside the store step, between it
     // and the answer, or after it).
@@ -458,7 +496,6 @@ async fn e_dropped_requests_leave_nothing_reserved(engine: Engine) {
         .await;
 
     // Everything released (settlements run off the request path).
-    let scope = crs::store::key_lease_scope(&id);
     let mut leases = u32::MAX;
     for _ in 0..200 {
         leases = state.store.count_leases(&scope).await.unwrap();
