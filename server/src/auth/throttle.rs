@@ -41,12 +41,7 @@ pub const ADDRESS: Policy = Policy {
 pub const FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
 
 /// What the store keeps per key.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counter {
-    pub failures: u32,
-    /// Milliseconds since the epoch of the last failure.
-    pub last_ms: u64,
-}
+pub use crate::store::sessions::Counter;
 
 /// The wait after `failures` failures.
 pub fn backoff(policy: &Policy, failures: u32) -> Duration {
