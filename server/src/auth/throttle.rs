@@ -64,7 +64,7 @@ pub fn wait(policy: &Policy, counter: Option<Counter>, now_ms: u64) -> Option<Du
 }
 
 /// The counter after one more failure (what the engines store: Redis mirrors this in
-/// `store/login_failure.lua`).
+/// `login_failure.lua`, beside this file).
 pub fn after_failure(counter: Option<Counter>, now_ms: u64) -> Counter {
     let fresh =
         counter.filter(|c| Duration::from_millis(now_ms.saturating_sub(c.last_ms)) < FORGET_AFTER);

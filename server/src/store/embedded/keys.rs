@@ -4,7 +4,7 @@
 use super::*;
 
 impl EmbeddedStore {
-    /// `key_write.lua` (store/, beside this file) in one write transaction: the record replaced
+    /// `key_write.lua` (the Redis engine's, `store/redis/`) in one write transaction: the record replaced
     /// if it exists and (with `read` non-empty) is still stored as `read`; the keys version
     /// bumped before this returns. 1 written, 0 no such record, -1 changed since read.
     async fn write_key(&self, key: &StoredKey, read: Vec<u8>) -> Result<i64, StoreError> {

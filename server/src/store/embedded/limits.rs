@@ -2,6 +2,7 @@
 //! rate windows in memory; admission decides by `rules.admit` under the one lock.
 
 use super::*;
+use crate::store::limits::{CounterState, Snapshot, Verdict, WindowState};
 
 /// A key's rate window, in memory (this engine serves one process).
 #[derive(Clone, Copy, Default)]
@@ -106,7 +107,6 @@ impl LimitStore for EmbeddedStore {
         lease_id: &str,
         lease_ttl: Duration,
     ) -> Result<Result<Reservation, Refusal>, StoreError> {
-        use crate::store::limits::{CounterState, Snapshot, Verdict, WindowState};
         let _turn = self.admission.lock().await;
         self.check_key_copy(plan.keys_version)?;
         let rows: Vec<String> = plan

@@ -1,6 +1,11 @@
 //! The embedded engine: a redb database file under `DATA_DIR`, so one binary is enough to run
 //! the relay. Every write is a committed, fsynced transaction; sticky mappings and concurrency
 //! leases are process-local on purpose (they describe live traffic of this one process).
+//!
+//! One file per concern implements that concern's trait (`keys`, `accounts`, `scheduling`,
+//! `limits`, `usage`, `sessions`, `documents`); this one holds the database, its tables, the
+//! in-memory state of live traffic and the row helpers they share. Decisions (admission, the
+//! pick) are the [`Rules`] the engine was opened with, called under the `live` lock.
 
 mod accounts;
 mod documents;

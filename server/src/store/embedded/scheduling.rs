@@ -4,7 +4,9 @@
 use super::*;
 
 use super::accounts::cooldown_key;
-use crate::store::scheduling as pick;
+use crate::store::scheduling::{
+    CandidateState, Decision, Mapped, Snapshot, StickyState, StickyWrite,
+};
 
 #[async_trait::async_trait]
 impl SchedulingStore for EmbeddedStore {
@@ -48,11 +50,11 @@ impl SchedulingStore for EmbeddedStore {
         // The snapshot, the decision and its effects under one lock: picks are atomic.
         let now = Instant::now();
         let mut live = self.live.lock();
-        let snapshot = pick::Snapshot {
+        let snapshot = Snapshot {
             candidates: req
                 .candidates
                 .iter()
-                .map(|c| pick::CandidateState {
+                .map(|c| CandidateState {
                     id: c.id.clone(),
                     priority: c.priority,
                     last_pick_ms: live.picked.get(&c.id).copied().unwrap_or(0),
@@ -65,12 +67,12 @@ impl SchedulingStore for EmbeddedStore {
                     },
                 })
                 .collect(),
-            sticky: req.sticky.as_ref().map(|s| pick::StickyState {
+            sticky: req.sticky.as_ref().map(|s| StickyState {
                 mapped: live
                     .sticky
                     .get(&s.key)
                     .filter(|(_, until)| *until > now)
-                    .map(|(id, until)| pick::Mapped {
+                    .map(|(id, until)| Mapped {
                         account_id: id.clone(),
                         ttl_left_ms: Some(until.saturating_duration_since(now).as_millis() as i64),
                     }),
@@ -79,13 +81,13 @@ impl SchedulingStore for EmbeddedStore {
             newest_pick_ms: live.newest_pick_ms,
         };
         let choice = match (self.rules.pick)(&snapshot, now_ms) {
-            pick::Decision::Refused { why, drop_sticky } => {
+            Decision::Refused { why, drop_sticky } => {
                 if let Some(s) = req.sticky.as_ref().filter(|_| drop_sticky) {
                     live.sticky.remove(&s.key);
                 }
                 return Ok(Pick::Unavailable(why));
             }
-            pick::Decision::Chosen(choice) => choice,
+            Decision::Chosen(choice) => choice,
         };
         let Some(c) = req.candidates.get(choice.index) else {
             return Ok(Pick::Unavailable(Refused::NoCandidate));
@@ -99,7 +101,7 @@ impl SchedulingStore for EmbeddedStore {
         live.picked.insert(c.id.clone(), choice.stamp_ms);
         live.newest_pick_ms = choice.stamp_ms;
         if let Some(s) = &req.sticky {
-            if choice.sticky != pick::StickyWrite::Keep {
+            if choice.sticky != StickyWrite::Keep {
                 live.put_sticky(&s.key, &c.id, now + s.ttl, now);
             }
         }

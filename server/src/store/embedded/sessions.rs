@@ -2,6 +2,7 @@
 //! and login-throttle counters (in memory, bounded: `store::login_failures`).
 
 use super::*;
+use crate::store::sessions::Counter;
 
 #[async_trait::async_trait]
 impl SessionStore for EmbeddedStore {
@@ -45,7 +46,7 @@ impl SessionStore for EmbeddedStore {
         &self,
         keys: &[String],
         now_ms: u64,
-    ) -> Result<Vec<Option<crate::store::sessions::Counter>>, StoreError> {
+    ) -> Result<Vec<Option<Counter>>, StoreError> {
         Ok(self.login_failures.get(keys, now_ms))
     }
 

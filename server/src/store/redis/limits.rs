@@ -2,7 +2,7 @@
 //! `rules.settle_lua` (the mirrors of the admission decision) on the key's limiter keys.
 
 use super::*;
-use crate::store::limits::LimitKind;
+use crate::store::limits::{Grant, LimitKind};
 
 /// The Redis keys of a key's limiter: its leases, its window, then each cost counter (under
 /// its scope: the key, or its owner's budget).
@@ -142,7 +142,7 @@ impl LimitStore for RedisStore {
         match text(parts.first()).as_deref() {
             Some("keys") => Err(StoreError::KeyChanged),
             Some("ok") => {
-                let grant = crate::store::limits::Grant {
+                let grant = Grant {
                     reserve_nanos: num(1).max(0) as u64,
                     output_limit: u64::try_from(num(3)).ok(),
                     window_start_ms: num(2),

@@ -1,5 +1,10 @@
 //! The Redis engine: shared state for any number of relay instances. Multi-step changes are
 //! Lua scripts or MULTI pipelines; every hot-path operation is one round trip.
+//!
+//! One file per concern implements that concern's trait (`keys`, `accounts`, `scheduling`,
+//! `limits`, `usage`, `sessions`, `documents`); this one holds the connection, the scripts and
+//! the helpers they share. Decisions run as the Lua mirrors in the [`Rules`] the engine was
+//! connected with.
 
 mod accounts;
 mod documents;

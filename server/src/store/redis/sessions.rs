@@ -2,6 +2,7 @@
 //! login-throttle counters (hashes that expire `FORGET_AFTER` after their last failure).
 
 use super::*;
+use crate::store::sessions::Counter;
 
 #[async_trait::async_trait]
 impl SessionStore for RedisStore {
@@ -40,7 +41,7 @@ impl SessionStore for RedisStore {
         &self,
         keys: &[String],
         _now_ms: u64,
-    ) -> Result<Vec<Option<crate::store::sessions::Counter>>, StoreError> {
+    ) -> Result<Vec<Option<Counter>>, StoreError> {
         // Expired counters are gone (their TTL is the forgetting).
         let mut pipe = ::redis::pipe();
         for k in keys {
@@ -54,7 +55,7 @@ impl SessionStore for RedisStore {
         Ok(rows
             .into_iter()
             .map(|(n, t)| {
-                n.map(|failures| crate::store::sessions::Counter {
+                n.map(|failures| Counter {
                     failures,
                     last_ms: t.unwrap_or(0),
                 })
