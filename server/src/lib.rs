@@ -17,6 +17,7 @@ pub mod mock_upstream;
 pub mod notify;
 pub mod relay;
 pub mod routes;
+pub mod rules;
 pub mod scheduler;
 pub mod settings;
 pub mod state;

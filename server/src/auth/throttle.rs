@@ -41,12 +41,7 @@ pub const ADDRESS: Policy = Policy {
 pub const FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
 
 /// What the store keeps per key.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counter {
-    pub failures: u32,
-    /// Milliseconds since the epoch of the last failure.
-    pub last_ms: u64,
-}
+pub use crate::store::sessions::Counter;
 
 /// The wait after `failures` failures.
 pub fn backoff(policy: &Policy, failures: u32) -> Duration {
@@ -69,7 +64,7 @@ pub fn wait(policy: &Policy, counter: Option<Counter>, now_ms: u64) -> Option<Du
 }
 
 /// The counter after one more failure (what the engines store: Redis mirrors this in
-/// `store/login_failure.lua`).
+/// `login_failure.lua`, beside this file).
 pub fn after_failure(counter: Option<Counter>, now_ms: u64) -> Counter {
     let fresh =
         counter.filter(|c| Duration::from_millis(now_ms.saturating_sub(c.last_ms)) < FORGET_AFTER);

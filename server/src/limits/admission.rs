@@ -16,52 +16,10 @@
 //!    limit with the least room. The sum of what is spent and reserved therefore never passes
 //!    a limit, however requests interleave, as long as no request costs more than it reserved.
 
-use super::{Plan, Refusal};
+use super::Refusal;
 
-/// The state of one cost counter when the request arrives.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CounterState {
-    pub spent: u64,
-    /// Reserved by requests in flight.
-    pub reserved: u64,
-}
-
-/// The key's rate window as stored (before any reset).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WindowState {
-    pub start_ms: i64,
-    pub requests: u64,
-    pub tokens: u64,
-    pub cost: u64,
-    pub reserved: u64,
-}
-
-/// Everything the decision reads, in the plan's order of counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    /// Requests of the key in flight (live leases).
-    pub held: u64,
-    pub window: WindowState,
-    pub counters: Vec<CounterState>,
-}
-
-/// An admission: what to reserve, and the output limit the request must run with when its own
-/// did not fit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Grant {
-    pub reserve_nanos: u64,
-    /// `Some(n)`: the request's output limit was lowered to `n` tokens.
-    pub output_limit: Option<u64>,
-    /// The window the request counts in (ms; 0 without a window), and whether it starts now.
-    pub window_start_ms: i64,
-    pub window_reset: bool,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Verdict {
-    Admit(Grant),
-    Refuse(Refusal),
-}
+// What the decision reads and answers is kept by the store, which applies it atomically.
+pub use crate::store::limits::{CounterState, Grant, Plan, Snapshot, Verdict, WindowState};
 
 /// `ceil(tokens × per_ktok / 1000)` in exact integer arithmetic (the Lua mirror does the same
 /// with numbers below 2^53).

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::{Reservation, Settlement};
-use crate::{scheduler::leases::Lease, state::AppState};
+use crate::{state::AppState, store::scheduling::Lease};
 
 /// Ends what a request holds when no accounting write carries it: its account slot, and (with
 /// `reservation`) the key's admission reservation, settled at zero cost.

@@ -8,8 +8,7 @@ use parking_lot::Mutex;
 
 use crate::store::DynStore;
 
-/// `(scope, lease id)`, e.g. `("acct:<id>", "<request id>")`.
-pub type Lease = (String, String);
+pub use crate::store::scheduling::Lease;
 
 #[derive(Default)]
 pub struct LeaseKeeper {

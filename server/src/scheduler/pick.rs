@@ -18,92 +18,10 @@
 //! usage record arrives when a request ends, minutes later and out of order. Every pick is
 //! stamped `max(now, newest stamp + 1)`, so two picks in one millisecond still rotate.
 
-use app::domain::Cooldown;
-
-/// One candidate as the store sees it when the request arrives.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CandidateState {
-    pub id: String,
-    pub priority: u32,
-    /// The stamp of its last pick (ms; 0 = never picked).
-    pub last_pick_ms: i64,
-    /// Its live rest: the whole account's, else the request's model family's.
-    pub resting: Option<Cooldown>,
-    /// Concurrency slots; 0 = unlimited.
-    pub max_concurrency: u32,
-    /// Requests in flight on it (live leases).
-    pub held: u32,
-}
-
-/// The session's live sticky mapping.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Mapped {
-    pub account_id: String,
-    /// Lifetime left (ms); `None`: it does not expire.
-    pub ttl_left_ms: Option<i64>,
-}
-
-/// The request's session, when it has one.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StickyState {
-    pub mapped: Option<Mapped>,
-    pub renew_below_ms: i64,
-}
-
-/// Everything the decision reads; candidates in the caller's order.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Snapshot {
-    pub candidates: Vec<CandidateState>,
-    pub sticky: Option<StickyState>,
-    /// The newest pick stamp of any account.
-    pub newest_pick_ms: i64,
-}
-
-/// What becomes of the session's sticky mapping when an account is chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StickyWrite {
-    /// No session, or its mapping is kept as it is.
-    Keep,
-    /// The mapping was used and has little life left: its lifetime starts again.
-    Renew,
-    /// The session is mapped to the chosen account (replacing a dropped mapping).
-    Set,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Choice {
-    /// Index into the snapshot's candidates: take a slot on it (if it has slots).
-    pub index: usize,
-    /// Chosen because the session's mapping named it.
-    pub sticky_hit: bool,
-    pub sticky: StickyWrite,
-    /// The chosen account's new pick stamp (and the newest of all).
-    pub stamp_ms: i64,
-}
-
-/// Why nothing was picked.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Refused {
-    /// The first candidate refused rests (until `cooldown.until_ms`).
-    Resting {
-        account_id: String,
-        cooldown: Cooldown,
-    },
-    /// The first candidate refused has all its slots busy.
-    Busy { account_id: String },
-    /// There was no candidate.
-    NoCandidate,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Decision {
-    Chosen(Choice),
-    Refused {
-        why: Refused,
-        /// The session's mapping named an account that is gone or not free: delete it.
-        drop_sticky: bool,
-    },
-}
+// What the decision reads and answers is kept by the store, which applies it atomically.
+pub use crate::store::scheduling::{
+    CandidateState, Choice, Decision, Mapped, Refused, Snapshot, StickyState, StickyWrite,
+};
 
 /// Why a candidate is not free, if it is not.
 fn refusal(c: &CandidateState) -> Option<Refused> {
@@ -179,6 +97,7 @@ pub fn decide(s: &Snapshot, now_ms: i64) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use app::domain::Cooldown;
 
     fn cand(id: &str, priority: u32, last_pick_ms: i64) -> CandidateState {
         CandidateState {

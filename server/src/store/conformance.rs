@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use app::domain::{Account, ApiKey, RequestRecord, TokenUsage};
+use app::domain::{Account, ApiKey, RequestRecord, TokenUsage, UsageCounters};
 use chrono::{TimeZone, Utc};
 
 use super::*;
@@ -387,7 +387,7 @@ async fn admin_credentials_round_trip(f: Fixture) {
 }
 
 async fn login_failures_count_and_clear(f: Fixture) {
-    use crate::auth::throttle::Counter;
+    use super::sessions::Counter;
     let s = &f.store;
     let now = chrono::Utc::now().timestamp_millis() as u64;
     let keys = vec!["u:abc:1.2.3.4".to_string(), "a:1.2.3.4".to_string()];
@@ -419,8 +419,8 @@ async fn login_failures_count_and_clear(f: Fixture) {
     assert_eq!(s.login_failure_entries().await.unwrap(), 1);
 }
 
-fn limit_plan(key: &str) -> crate::limits::Plan {
-    use crate::limits::{CostAsk, Counter, LimitKind, Plan};
+fn limit_plan(key: &str) -> super::limits::Plan {
+    use super::limits::{CostAsk, Counter, LimitKind, Plan};
     Plan {
         key_id: key.into(),
         concurrency: 2,
@@ -461,7 +461,7 @@ fn pairs(key: &str, ids: &[&str]) -> Vec<(String, String)> {
 }
 
 async fn admission_checks_every_limit_and_settles(f: Fixture) {
-    use crate::limits::{LimitKind, Refusal, Settlement};
+    use super::limits::{LimitKind, Refusal, Settlement};
     let s = &f.store;
     let plan = limit_plan("k");
     let ttl = Duration::from_secs(60);
@@ -549,7 +549,7 @@ async fn admission_checks_every_limit_and_settles(f: Fixture) {
         other => panic!("expected the daily limit: {other:?}"),
     }
     // Requests that cost nothing pass (concurrency and windows only) and reserve nothing.
-    let free = crate::limits::Plan {
+    let free = super::limits::Plan {
         cost: None,
         ..limit_plan("k")
     };
@@ -566,7 +566,7 @@ async fn admission_checks_every_limit_and_settles(f: Fixture) {
 
 /// A user's budget counter is shared by all their keys.
 async fn owner_budgets_are_shared_across_keys(f: Fixture) {
-    use crate::limits::{CostAsk, Counter, LimitKind, Plan, Refusal, Settlement};
+    use super::limits::{CostAsk, Counter, LimitKind, Plan, Refusal, Settlement};
     let s = &f.store;
     let ttl = Duration::from_secs(60);
     let plan = |key: &str| Plan {
@@ -616,7 +616,7 @@ async fn owner_budgets_are_shared_across_keys(f: Fixture) {
 }
 
 async fn admission_windows_reset(f: Fixture) {
-    use crate::limits::{Plan, Refusal, Settlement, Window};
+    use super::limits::{Plan, Refusal, Settlement, Window};
     let s = &f.store;
     let plan = Plan {
         key_id: "w".into(),

@@ -2,12 +2,15 @@
 //! Redis TTL would), with a hard bound. Entries are forgotten `FORGET_AFTER` after their last
 //! failure; past `MAX_ENTRIES` the expired ones go, then the oldest tenth. Keys are short
 //! (a hash and an address, see `auth::throttle::keys`), so the map stays a few MB at most.
+//! How a failure counts is the throttle's rule, handed over in the engine's [`Rules`].
 
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
 
-use crate::auth::throttle::{after_failure, Counter, FORGET_AFTER};
+use std::time::Duration;
+
+use super::{sessions::Counter, Rules};
 
 /// At most this many counters (about 120 bytes each with the map's overhead: ≤ ~6 MB).
 pub const MAX_ENTRIES: usize = 50_000;
@@ -15,30 +18,32 @@ pub const MAX_ENTRIES: usize = 50_000;
 pub struct FailureMap {
     map: Mutex<HashMap<String, Counter>>,
     cap: usize,
-}
-
-impl Default for FailureMap {
-    fn default() -> Self {
-        Self::with_cap(MAX_ENTRIES)
-    }
+    after_failure: fn(Option<Counter>, u64) -> Counter,
+    forget_after: Duration,
 }
 
 impl FailureMap {
-    pub fn with_cap(cap: usize) -> Self {
+    pub fn new(rules: &Rules) -> Self {
+        Self::with_cap(MAX_ENTRIES, rules)
+    }
+
+    pub fn with_cap(cap: usize, rules: &Rules) -> Self {
         FailureMap {
             map: Mutex::new(HashMap::new()),
             cap: cap.max(10),
+            after_failure: rules.after_login_failure,
+            forget_after: rules.forget_login_failures_after,
         }
     }
 
-    fn live(c: &Counter, now_ms: u64) -> bool {
-        now_ms.saturating_sub(c.last_ms) < FORGET_AFTER.as_millis() as u64
+    fn live(&self, c: &Counter, now_ms: u64) -> bool {
+        now_ms.saturating_sub(c.last_ms) < self.forget_after.as_millis() as u64
     }
 
     pub fn get(&self, keys: &[String], now_ms: u64) -> Vec<Option<Counter>> {
         let map = self.map.lock();
         keys.iter()
-            .map(|k| map.get(k).copied().filter(|c| Self::live(c, now_ms)))
+            .map(|k| map.get(k).copied().filter(|c| self.live(c, now_ms)))
             .collect()
     }
 
@@ -46,15 +51,16 @@ impl FailureMap {
         let mut map = self.map.lock();
         for k in keys {
             if !map.contains_key(k) && map.len() >= self.cap {
-                Self::make_room(&mut map, self.cap, now_ms);
+                self.make_room(&mut map, now_ms);
             }
-            let next = after_failure(map.get(k).copied(), now_ms);
+            let next = (self.after_failure)(map.get(k).copied(), now_ms);
             map.insert(k.clone(), next);
         }
     }
 
-    fn make_room(map: &mut HashMap<String, Counter>, cap: usize, now_ms: u64) {
-        map.retain(|_, c| Self::live(c, now_ms));
+    fn make_room(&self, map: &mut HashMap<String, Counter>, now_ms: u64) {
+        let cap = self.cap;
+        map.retain(|_, c| self.live(c, now_ms));
         if map.len() < cap {
             return;
         }
@@ -93,7 +99,7 @@ mod tests {
 
     #[test]
     fn counts_forgets_and_stays_under_its_cap() {
-        let m = FailureMap::with_cap(100);
+        let m = FailureMap::with_cap(100, &crate::rules::rules());
         let now = 1_000_000_000;
         let k = vec!["u:x:1.2.3.4".to_string(), "a:1.2.3.4".to_string()];
         m.record(&k, now);

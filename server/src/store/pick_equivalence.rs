@@ -4,10 +4,10 @@
 //! go to the pure decision (`scheduler::pick::decide` over a simulated store), the embedded
 //! engine and the Redis engine (`pick.lua`); all three must decide the same every time.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use app::domain::{AccountError, Cooldown, RequestRecord, TokenUsage};
-use chrono::TimeZone;
+use chrono::{Duration as ChronoDuration, TimeZone};
 use proptest::prelude::*;
 
 use super::*;

@@ -1,6 +1,6 @@
 -- A key record written and the keys version bumped in one atomic step, optionally only if the
 -- record is still what the writer read (compare-and-set). Mirrored by the embedded engine's
--- `write_key` (embedded.rs, beside this file), inside one write transaction.
+-- `write_key` (store/embedded/keys.rs), inside one write transaction.
 -- KEYS: the record, the keys version. ARGV: the new record, the record as it was read
 -- ('' = any existing record).
 -- Replies: 1 written | 0 no such record | -1 changed since it was read (nothing written).
