@@ -74,7 +74,7 @@ async fn user_stats(
         Ok(u) => u,
         Err(e) => return RelayError::from(e).into_response(),
     };
-    let limits = match crate::routes::admin::keys::limits_report(&state, k).await {
+    let limits = match crate::admin::key_report::limits_report(&state, k).await {
         Ok(l) => l,
         Err(e) => return RelayError::from(e).into_response(),
     };
@@ -130,10 +130,10 @@ pub async fn key_stats(
         buckets::key_total(&k.id),
     ];
     let usage = state.store.usage(&names).await.map_err(|_| unavailable)?;
-    let models = crate::routes::admin::keys::model_usage(state, &k.id)
+    let models = crate::admin::key_report::model_usage(state, &k.id)
         .await
         .map_err(|_| unavailable)?;
-    let report = crate::routes::admin::keys::limits_report(state, k)
+    let report = crate::admin::key_report::limits_report(state, k)
         .await
         .map_err(|_| unavailable)?;
     Ok(app::domain::KeyStats {
