@@ -110,7 +110,7 @@ pub async fn page(state: &AppState, scope: &KeyScope, q: &KeyQuery) -> Result<Ke
             owner: k.user_id.as_ref().and_then(|u| owners.get(u).cloned()),
             disabled_by_admin: k.disabled_by_admin && !k.is_active,
             is_active: k.is_active && !k.owner_disabled,
-            limits: crate::routes::api_stats::limit_bars(&report),
+            limits: super::key_report::limit_bars(&report),
             id: k.id,
             name: k.name,
             key_preview: k.key_preview,

@@ -286,7 +286,7 @@ impl AdminBackend for AdminPages {
     }
 
     async fn key_stats(&self, key: &str) -> Result<KeyStats, String> {
-        crate::routes::api_stats::key_stats(&self.0, key)
+        admin::key_report::key_stats(&self.0, key)
             .await
             .map_err(|(_, m)| m.to_string())
     }
