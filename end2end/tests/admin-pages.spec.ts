@@ -93,7 +93,7 @@ test('batch creation shows every new key once', async ({ page }) => {
     await page.click('#new-key-submit');
     await expect(page.locator('.new-key-value')).toHaveCount(3, { timeout: 1000 });
   });
-  await page.goto('/admin-next/keys?search=batch-');
+  await page.goto('/admin-next/keys?search=batch_');
   await expect(page.locator('tr.key-row')).toHaveCount(3);
 });
 

@@ -5,6 +5,7 @@
 #![recursion_limit = "256"]
 
 pub mod accounting;
+pub mod admin;
 pub mod admin_backend;
 pub mod auth;
 pub mod backup;

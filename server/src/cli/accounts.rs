@@ -1,8 +1,8 @@
 //! `crs accounts list|pause|resume`: upstream accounts and their scheduling state.
 
-use app::{backend::AdminBackend, domain::AccountRow};
+use app::domain::AccountRow;
 use clap::{Args, Subcommand};
-use crs::{admin_backend::AdminPages, config::Config, state::AppState};
+use crs::{admin::accounts, config::Config, state::AppState};
 use serde_json::json;
 
 use super::{open, print_json, print_table, usd, Failure, Outcome};
@@ -50,10 +50,9 @@ pub async fn run(command: AccountsCommand, config: Config) -> Outcome {
 }
 
 async fn rows(state: &AppState) -> Result<Vec<AccountRow>, Failure> {
-    AdminPages(state.clone())
-        .accounts()
+    accounts::rows(state)
         .await
-        .map_err(Failure::Failed)
+        .map_err(|e| Failure::Failed(e.message()))
 }
 
 async fn list(state: &AppState, as_json: bool) -> Outcome {
@@ -104,18 +103,14 @@ async fn resolve(state: &AppState, wanted: &str) -> Result<AccountRow, Failure> 
 
 async fn set_schedulable(state: &AppState, wanted: &str, on: bool, reset: bool) -> Outcome {
     let a = resolve(state, wanted).await?;
-    let pages = AdminPages(state.clone());
+    let failed = |e: crs::admin::AdminError| Failure::Failed(e.message());
     if a.schedulable != on {
-        pages
-            .account_action(&a.id, "toggle-schedulable")
+        accounts::toggle_schedulable(state, &a.id)
             .await
-            .map_err(Failure::Failed)?;
+            .map_err(failed)?;
     }
     if reset {
-        pages
-            .account_action(&a.id, "reset-status")
-            .await
-            .map_err(Failure::Failed)?;
+        accounts::reset_status(state, &a.id).await.map_err(failed)?;
     }
     let now = resolve(state, &a.id).await?;
     println!(

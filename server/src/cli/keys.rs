@@ -1,20 +1,20 @@
-//! `crs keys create|list|disable|enable`: API keys, through the admin API's own validation.
+//! `crs keys create|list|disable|enable`: API keys, through the admin's own actions
+//! (`crs::admin::keys`).
 
-use app::{
-    backend::{AdminBackend, KeyScope},
-    domain::ApiKey,
-};
+use app::{backend::KeyScope, domain::ApiKey};
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use crs::{
-    admin_backend::AdminPages,
+    admin::{
+        key_input::{Amount, KeyInput, Services},
+        keys::{self, KeyAction},
+    },
     auth::api_key::parse_time,
     config::Config,
-    routes::admin::keys::{new_key, KeyInput},
     state::AppState,
     store::{buckets, Periods},
 };
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{open, print_json, print_table, usd, usd_limit, Failure, Outcome};
 
@@ -132,42 +132,29 @@ fn expiry(s: &str) -> Result<String, Failure> {
     Ok((Utc::now() + d).to_rfc3339())
 }
 
-/// The admin API's `KeyInput` for these arguments (validated by it on creation).
+/// The key's fields from these arguments (checked by the admin's rules on creation).
 pub fn create_input(a: &CreateArgs) -> Result<KeyInput, Failure> {
-    let mut m = Map::new();
-    m.insert("name".into(), json!(a.name));
-    m.insert("description".into(), json!(a.description));
-    let mut put = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            m.insert(k.into(), v);
-        }
-    };
-    put("dailyCostLimit", a.daily_cost.map(Value::from));
-    put("totalCostLimit", a.total_cost.map(Value::from));
-    put("weeklyCostLimit", a.weekly_cost.map(Value::from));
-    put("concurrencyLimit", a.concurrency.map(Value::from));
-    put("rateLimitWindow", a.rate_window.map(Value::from));
-    put("rateLimitRequests", a.rate_requests.map(Value::from));
-    put("rateLimitCost", a.rate_cost.map(Value::from));
-    put(
-        "permissions",
-        (!a.permissions.is_empty()).then(|| json!(a.permissions)),
-    );
-    put("tags", (!a.tags.is_empty()).then(|| json!(a.tags)));
-    put(
-        "expiresAt",
-        a.expires
-            .as_deref()
-            .map(expiry)
-            .transpose()?
-            .map(Value::from),
-    );
-    serde_json::from_value(Value::Object(m)).map_err(|e| Failure::Usage(e.to_string()))
+    let number = |x: f64| Some(Amount::Number(x));
+    Ok(KeyInput {
+        name: Some(a.name.clone()),
+        description: Some(a.description.clone()),
+        daily_cost_limit: a.daily_cost.and_then(number),
+        total_cost_limit: a.total_cost.and_then(number),
+        weekly_cost_limit: a.weekly_cost.and_then(number),
+        concurrency_limit: a.concurrency.map(f64::from).and_then(number),
+        rate_limit_window: a.rate_window.map(f64::from).and_then(number),
+        rate_limit_requests: a.rate_requests.map(|n| n as f64).and_then(number),
+        rate_limit_cost: a.rate_cost.and_then(number),
+        permissions: (!a.permissions.is_empty()).then(|| Services::List(a.permissions.clone())),
+        tags: (!a.tags.is_empty()).then(|| a.tags.clone()),
+        expires_at: a.expires.as_deref().map(expiry).transpose()?.map(Some),
+        ..Default::default()
+    })
 }
 
 async fn create(state: &AppState, input: KeyInput, as_json: bool) -> Outcome {
-    let (stored, secret) = new_key(state, input, None).await?;
-    let k = &stored.key;
+    let created = keys::create(state, input, None).await?;
+    let (k, secret) = (&created.stored.key, created.secret);
     if as_json {
         let mut v = serde_json::to_value(k).map_err(|e| Failure::Failed(e.to_string()))?;
         v["key"] = json!(secret);
@@ -320,11 +307,14 @@ pub async fn resolve(state: &AppState, wanted: &str) -> Result<ApiKey, Failure> 
 
 async fn set_active(state: &AppState, wanted: &str, active: bool) -> Outcome {
     let k = resolve(state, wanted).await?;
-    let action = if active { "enable" } else { "disable" };
-    AdminPages(state.clone())
-        .key_action(KeyScope::All, &k.id, action)
+    let (action, word) = if active {
+        (KeyAction::Enable, "enable")
+    } else {
+        (KeyAction::Disable, "disable")
+    };
+    keys::act(state, &KeyScope::All, &k.id, action)
         .await
-        .map_err(Failure::Failed)?;
-    println!("API key {:?} ({}) {action}d", k.name, k.id);
+        .map_err(|e| Failure::Failed(e.message()))?;
+    println!("API key {:?} ({}) {word}d", k.name, k.id);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Operations subcommands of the `crs` binary. They work on the configured store directly
-//! (the same `.env`, `DATA_DIR` or `REDIS_URL` as `crs serve`) through the admin API's own
-//! functions, so the command line is held to the same rules and messages as the admin pages.
+//! (the same `.env`, `DATA_DIR` or `REDIS_URL` as `crs serve`) through the admin's actions
+//! (`crs::admin`), so the command line is held to the same rules and messages as the admin
+//! pages and the admin API.
 //!
 //! Exit codes: 0 done, 1 failed (store unavailable, not found, download refused), 2 bad usage
 //! or configuration. Every failure is one line on stderr.
@@ -13,7 +14,7 @@ pub mod pricing;
 pub mod status;
 
 use clap::Subcommand;
-use crs::{config::Config, routes::admin::AdminError, state::AppState};
+use crs::{admin::AdminError, config::Config, state::AppState};
 
 #[derive(Subcommand)]
 pub enum Command {

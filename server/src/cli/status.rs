@@ -2,9 +2,8 @@
 
 use std::time::Instant;
 
-use app::backend::AdminBackend;
 use clap::Args;
-use crs::{admin_backend::AdminPages, config::Config};
+use crs::{admin, config::Config};
 use serde_json::json;
 
 use super::{open, print_json, usd, Failure, Outcome};
@@ -21,10 +20,9 @@ pub async fn run(args: StatusArgs, config: Config) -> Outcome {
     let t = Instant::now();
     state.store.ping().await?;
     let latency_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let summary = AdminPages(state.clone())
-        .dashboard()
+    let summary = admin::dashboard::summary(&state)
         .await
-        .map_err(Failure::Failed)?;
+        .map_err(|e| Failure::Failed(e.message()))?;
     let pricing = state.pricing.status();
     if args.json {
         return print_json(&json!({

@@ -74,7 +74,7 @@ async fn user_stats(
         Ok(u) => u,
         Err(e) => return RelayError::from(e).into_response(),
     };
-    let limits = match crate::routes::admin::keys::limits_report(&state, k).await {
+    let limits = match crate::admin::key_report::limits_report(&state, k).await {
         Ok(l) => l,
         Err(e) => return RelayError::from(e).into_response(),
     };
@@ -99,116 +99,4 @@ async fn user_stats(
         }
     }))
     .into_response()
-}
-
-/// The typed stats of a key for the public page: usage today, this month and in all, and a
-/// progress bar per limit.
-pub async fn key_stats(
-    state: &AppState,
-    key: &str,
-) -> Result<app::domain::KeyStats, (axum::http::StatusCode, &'static str)> {
-    use axum::http::StatusCode;
-    if !well_formed(key, &state.config.api_key_prefix) {
-        return Err((StatusCode::UNAUTHORIZED, "Invalid API key format"));
-    }
-    let unavailable = (
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The store is unavailable; retry shortly",
-    );
-    let stored = state
-        .store
-        .key_by_hash(&state.crypto.hash_api_key(key))
-        .await
-        .map_err(|_| unavailable)?
-        .filter(|k| !k.key.is_deleted)
-        .ok_or((StatusCode::UNAUTHORIZED, "API key not found"))?;
-    let k = &stored.key;
-    let p = Periods::at(Utc::now(), state.config.timezone_offset_hours);
-    let names = [
-        buckets::key_day(&k.id, &p.day),
-        buckets::key_month(&k.id, &p.month),
-        buckets::key_total(&k.id),
-    ];
-    let usage = state.store.usage(&names).await.map_err(|_| unavailable)?;
-    let models = crate::routes::admin::keys::model_usage(state, &k.id)
-        .await
-        .map_err(|_| unavailable)?;
-    let report = crate::routes::admin::keys::limits_report(state, k)
-        .await
-        .map_err(|_| unavailable)?;
-    Ok(app::domain::KeyStats {
-        name: k.name.clone(),
-        is_active: k.is_active,
-        expires_at: k.expires_at.clone(),
-        today: usage[0],
-        month: usage[1],
-        total: usage[2],
-        limits: limit_bars(&report),
-        models,
-    })
-}
-
-/// The limits report (see `limits_report`) as progress bars.
-pub fn limit_bars(report: &serde_json::Value) -> Vec<app::domain::LimitBar> {
-    use app::domain::LimitBar;
-    use serde_json::Value;
-    let bar = |label: String, v: &Value, unit: &str, reset: Option<&Value>| LimitBar {
-        label,
-        current: v["current"].as_f64().unwrap_or(0.0),
-        limit: v["limit"].as_f64().unwrap_or(0.0),
-        unit: unit.into(),
-        reset_at: reset
-            .or(v.get("resetAt"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-    };
-    let money = [
-        ("dailyCost", "Daily cost"),
-        ("totalCost", "Total cost"),
-        ("weeklyCost", "Weekly cost"),
-        ("weeklyOpusCost", "Weekly Claude cost"),
-    ];
-    let mut out = Vec::new();
-    for (key, label) in money {
-        if let Some(v) = report.get(key) {
-            out.push(bar(label.into(), v, "$", None));
-        }
-    }
-    for (group, what) in [("platformLimits", "Platform"), ("modelLimits", "Model")] {
-        if let Some(Value::Object(map)) = report.get(group) {
-            for (name, limits) in map {
-                for (key, label) in &money[..2] {
-                    if let Some(v) = limits.get(*key) {
-                        out.push(bar(
-                            format!("{what} {name} · {}", label.to_lowercase()),
-                            v,
-                            "$",
-                            None,
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    if let Some(v) = report.get("concurrency") {
-        out.push(bar("Concurrent requests".into(), v, "", None));
-    }
-    if let Some(w) = report.get("window") {
-        let minutes = w["minutes"].as_u64().unwrap_or(0);
-        for (key, label, unit) in [
-            ("requests", "requests", ""),
-            ("tokens", "tokens", ""),
-            ("cost", "cost", "$"),
-        ] {
-            if w[key]["limit"].as_f64().unwrap_or(0.0) > 0.0 {
-                out.push(bar(
-                    format!("Window ({minutes} min) · {label}"),
-                    &w[key],
-                    unit,
-                    w.get("resetAt"),
-                ));
-            }
-        }
-    }
-    out
 }

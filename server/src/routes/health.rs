@@ -97,11 +97,11 @@ async fn metrics(
     }
     // Account states are read at scrape time, so the gauge is never stale.
     if let Ok(accounts) = state.store.list_accounts().await {
-        if let Ok(described) = crate::routes::admin::accounts::describe(&state, accounts).await {
+        if let Ok(described) = crate::admin::accounts::describe(&state, accounts).await {
             let counts: Vec<(String, u64)> = app::domain::ACCOUNT_STATES
                 .iter()
                 .map(|st| {
-                    let n = described.iter().filter(|a| a["state"] == *st).count() as u64;
+                    let n = described.iter().filter(|a| a.state == *st).count() as u64;
                     (st.to_string(), n)
                 })
                 .collect();

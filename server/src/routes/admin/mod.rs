@@ -1,5 +1,6 @@
 //! The admin JSON API, compatible with the original's paths and camelCase fields:
-//! `/web/auth/*` for the session, `/admin/*` behind it.
+//! `/web/auth/*` for the session, `/admin/*` behind it. Each handler extracts, calls the
+//! action in `crate::admin` and shapes its answer; the rules live there.
 //!
 //! - `accounts`: Claude Console and Claude OAuth accounts, their OAuth flows and states;
 //! - `groups`: account groups;
@@ -11,7 +12,7 @@ pub mod keys;
 pub mod pricing;
 pub mod records;
 
-use app::{backend::ClientInfo, domain::DashboardSummary};
+use app::backend::ClientInfo;
 use axum::{
     extract::{rejection::JsonRejection, FromRequestParts, State},
     http::{request::Parts, HeaderMap, StatusCode},
@@ -19,14 +20,10 @@ use axum::{
     routing::{get, post, put},
     Json, Router,
 };
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{
-    state::AppState,
-    store::{buckets, Periods, StoreError},
-};
+use crate::{state::AppState, store::StoreError};
 
 pub fn routes() -> Router<AppState> {
     use accounts::*;
@@ -101,36 +98,7 @@ pub fn routes() -> Router<AppState> {
     router
 }
 
-/// Admin failures: `{success:false,error,message}` with the status.
-#[derive(Debug)]
-pub enum AdminError {
-    Unauthorized,
-    BadRequest(String),
-    /// A 400 naming the field at fault (`{..., "field": "username"}`).
-    Invalid(&'static str, String),
-    NotFound(&'static str),
-    TooManyAttempts(u64),
-    Store(StoreError),
-}
-
-impl AdminError {
-    /// The message the admin sees (store details stay in the log).
-    pub fn message(&self) -> String {
-        match self {
-            AdminError::Unauthorized => "Missing, invalid or expired admin session".into(),
-            AdminError::BadRequest(m) => m.clone(),
-            AdminError::Invalid(_, m) => m.clone(),
-            AdminError::NotFound(what) => format!("{what} not found"),
-            AdminError::TooManyAttempts(secs) => {
-                format!("Too many failed logins; try again in {secs} s")
-            }
-            AdminError::Store(e) => {
-                tracing::error!(error = %e, "admin store error");
-                "The store is unavailable; retry shortly".into()
-            }
-        }
-    }
-}
+pub use crate::admin::AdminError;
 
 impl From<JsonRejection> for AdminError {
     fn from(r: JsonRejection) -> Self {
@@ -138,54 +106,16 @@ impl From<JsonRejection> for AdminError {
     }
 }
 
-impl From<StoreError> for AdminError {
-    fn from(e: StoreError) -> Self {
-        AdminError::Store(e)
-    }
-}
-
+/// Admin failures: `{success:false,error,message}` with the status (and `field` when one
+/// field is at fault).
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        if let AdminError::Invalid(field, message) = self {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"success": false, "error": "Bad request", "message": message, "field": field})),
-            )
-                .into_response();
+        let (status, error) = self.status();
+        let mut body = json!({"success": false, "error": error, "message": self.message()});
+        if let AdminError::Invalid(field, _) = self {
+            body["field"] = json!(field);
         }
-        let (status, error, message) = match self {
-            AdminError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                "Unauthorized",
-                "Missing, invalid or expired admin session".to_string(),
-            ),
-            AdminError::BadRequest(m) | AdminError::Invalid(_, m) => {
-                (StatusCode::BAD_REQUEST, "Bad request", m)
-            }
-            AdminError::NotFound(what) => (
-                StatusCode::NOT_FOUND,
-                "Not found",
-                format!("{what} not found"),
-            ),
-            AdminError::TooManyAttempts(secs) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many attempts",
-                format!("Too many failed logins; try again in {secs} s"),
-            ),
-            AdminError::Store(e) => {
-                tracing::error!(error = %e, "admin API store error");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Store unavailable",
-                    "The store is unavailable; retry shortly".into(),
-                )
-            }
-        };
-        (
-            status,
-            Json(json!({"success": false, "error": error, "message": message})),
-        )
-            .into_response()
+        (status, Json(body)).into_response()
     }
 }
 
@@ -321,80 +251,7 @@ async fn current_user(AdminUser(user): AdminUser) -> Json<Value> {
     Json(json!({"success": true, "user": {"username": user}}))
 }
 
-/// Days in the dashboard's usage trend.
-const TREND_DAYS: i64 = 14;
-
-pub async fn dashboard_summary(state: &AppState) -> Result<DashboardSummary, AdminError> {
-    use app::domain::{ModelUsage, UsagePoint, ACCOUNT_STATES};
-    let keys = state.all_keys().await?;
-    let accounts = accounts::describe(state, state.store.list_accounts().await?).await?;
-    let now = Utc::now();
-    let tz = state.config.timezone_offset_hours;
-    let today = Periods::at(now, tz);
-    // One pipelined read: the trend's days, the last five minutes, then today's models.
-    let days: Vec<String> = (0..TREND_DAYS)
-        .rev()
-        .map(|n| Periods::at(now - chrono::Duration::days(n), tz).day)
-        .collect();
-    let minutes: Vec<String> = (1..=5)
-        .map(|n| Periods::at(now - chrono::Duration::minutes(n), tz).minute)
-        .collect();
-    let models = state.store.models_used(&today.day).await?;
-    let names: Vec<String> = days
-        .iter()
-        .map(|d| buckets::global_day(d))
-        .chain(minutes.iter().map(|m| buckets::global_minute(m)))
-        .chain(models.iter().map(|m| buckets::model_day(m, &today.day)))
-        .collect();
-    let usage = state.store.usage(&names).await?;
-    let unpriced_models = crate::accounting::unpriced::list(state).await?;
-    let (trend_usage, rest) = usage.split_at(days.len());
-    let (minute_usage, model_usage) = rest.split_at(minutes.len());
-    let mut models: Vec<ModelUsage> = models
-        .into_iter()
-        .zip(model_usage)
-        .filter(|(_, u)| u.requests > 0)
-        .map(|(model, usage)| ModelUsage {
-            model,
-            usage: *usage,
-        })
-        .collect();
-    models.sort_by(|a, b| {
-        (b.usage.cost_nanos, b.usage.requests).cmp(&(a.usage.cost_nanos, a.usage.requests))
-    });
-    let live: Vec<_> = keys.iter().filter(|k| !k.key.is_deleted).collect();
-    let by_state = ACCOUNT_STATES
-        .iter()
-        .map(|st| {
-            let n = accounts.iter().filter(|a| a["state"] == *st).count() as u64;
-            (st.to_string(), n)
-        })
-        .collect();
-    Ok(DashboardSummary {
-        username: String::new(),
-        total_keys: live.len() as u64,
-        active_keys: live.iter().filter(|k| k.key.is_active).count() as u64,
-        total_accounts: accounts.len() as u64,
-        schedulable_accounts: accounts.iter().filter(|a| a["state"] == "normal").count() as u64,
-        accounts_by_state: by_state,
-        today: trend_usage.last().copied().unwrap_or_default(),
-        rpm: minute_usage.iter().map(|u| u.requests).sum::<u64>() as f64 / 5.0,
-        tpm: minute_usage.iter().map(|u| u.all_tokens()).sum::<u64>() as f64 / 5.0,
-        trend: days
-            .into_iter()
-            .zip(trend_usage)
-            .map(|(period, usage)| UsagePoint {
-                period,
-                usage: *usage,
-            })
-            .collect(),
-        models,
-        store_engine: state.store.engine().to_string(),
-        unpriced_models,
-    })
-}
-
 async fn dashboard(_: AdminUser, State(state): State<AppState>) -> Result<Json<Value>, AdminError> {
-    let s = dashboard_summary(&state).await?;
+    let s = crate::admin::dashboard::summary(&state).await?;
     Ok(Json(json!({"success": true, "data": s})))
 }
