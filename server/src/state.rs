@@ -50,6 +50,15 @@ impl Deref for AppState {
     }
 }
 
+impl crate::accounting::unpriced::Bookkeeping for AppState {
+    fn pricing(&self) -> &crate::accounting::pricing::LivePricing {
+        &self.pricing
+    }
+    fn store(&self) -> &DynStore {
+        &self.store
+    }
+}
+
 impl AppState {
     /// Every stored key (deleted ones too): one version read while nothing changed.
     pub async fn all_keys(
@@ -65,6 +74,16 @@ impl AppState {
         let keys = Arc::new(self.store.list_keys().await?);
         *self.key_cache.lock() = Some((version, keys.clone()));
         Ok(keys)
+    }
+
+    /// What authenticating a client's key reads (`auth::api_key`).
+    pub fn key_lookup(&self) -> crate::auth::api_key::KeyLookup<'_> {
+        crate::auth::api_key::KeyLookup {
+            store: &self.store,
+            crypto: &self.crypto,
+            copies: &self.auth_keys,
+            prefix: &self.config.api_key_prefix,
+        }
     }
 
     pub fn scheduling(&self) -> Settings {

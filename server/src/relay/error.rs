@@ -128,6 +128,26 @@ impl From<axum::extract::rejection::BytesRejection> for RelayError {
     }
 }
 
+impl From<crate::auth::api_key::KeyRefusal> for RelayError {
+    fn from(r: crate::auth::api_key::KeyRefusal) -> Self {
+        use crate::auth::api_key::KeyRefusal;
+        match r {
+            KeyRefusal::Missing => RelayError::MissingKey,
+            KeyRefusal::Malformed => RelayError::MalformedKey,
+            KeyRefusal::NotFound => RelayError::KeyNotFound,
+            KeyRefusal::Disabled => RelayError::KeyDisabled,
+            KeyRefusal::Expired => RelayError::KeyExpired,
+            KeyRefusal::Store(e) => RelayError::from(e),
+        }
+    }
+}
+
+impl From<crate::accounting::Unpriced> for RelayError {
+    fn from(u: crate::accounting::Unpriced) -> Self {
+        RelayError::Unpriced(u.model)
+    }
+}
+
 impl From<crate::store::StoreError> for RelayError {
     fn from(err: crate::store::StoreError) -> Self {
         if matches!(err, crate::store::StoreError::KeyChanged) {

@@ -9,10 +9,10 @@ use chrono::Utc;
 
 use super::cooldown::{CooldownClass, Verdict};
 use crate::{
-    auth::api_key::format_time,
     notify::{Event, EventKind},
     state::AppState,
     store::StoredAccount,
+    timestamps::format_time,
 };
 
 /// Records a failed attempt on `account`, off the request path.
