@@ -59,6 +59,18 @@ impl crate::accounting::unpriced::Bookkeeping for AppState {
     }
 }
 
+impl crate::scheduler::health::Marks for AppState {
+    fn store(&self) -> &DynStore {
+        &self.store
+    }
+    fn notifier(&self) -> &crate::notify::Notifier {
+        &self.notifier
+    }
+    fn background(&self) -> &TaskTracker {
+        &self.background
+    }
+}
+
 impl AppState {
     /// Every stored key (deleted ones too): one version read while nothing changed.
     pub async fn all_keys(

@@ -1,6 +1,6 @@
-//! The admin account and local users' sign-in: argon2 password hashes, opaque session tokens
-//! (stored only as hashes) with idle and absolute lifetimes, ended all at once by a password
-//! change, and the login throttle (`throttle` decides, the store counts).
+//! The admin account and local users' sign-in: argon2 password hashes (`crypto::password`),
+//! opaque session tokens (stored only as hashes) with idle and absolute lifetimes, ended all at
+//! once by a password change, and the login throttle (`throttle` decides, the store counts).
 
 use std::{
     net::IpAddr,

@@ -25,6 +25,7 @@
 //! `POST /v1/oauth/token` is a Claude OAuth token endpoint: the code `good-code` and any
 //! refresh token `mock-refresh-*` are accepted (refreshes take 200 ms, to make races visible).
 
+// One file per protocol; Azure OpenAI's paths are served by `openai`'s handlers.
 mod anthropic;
 mod bedrock;
 mod errors;
@@ -223,8 +224,10 @@ pub fn router(log: Arc<MockLog>) -> Router {
         )
 }
 
+/// Every handler's state: the log, and whether its path carries a scenario.
 type Shared = (Arc<MockLog>, Scenario);
 
+/// Logs a request (every handler does, first).
 fn remember(log: &MockLog, uri: &axum::http::Uri, headers: &HeaderMap, body: &Bytes) {
     log.total.fetch_add(1, Ordering::Relaxed);
     let mut kept = log.requests.lock();
