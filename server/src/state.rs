@@ -71,6 +71,18 @@ impl crate::scheduler::health::Marks for AppState {
     }
 }
 
+impl crate::upstream::Deps for AppState {
+    fn crypto(&self) -> &Crypto {
+        &self.crypto
+    }
+    fn clients(&self) -> &Clients {
+        &self.clients
+    }
+    fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
 impl AppState {
     /// Every stored key (deleted ones too): one version read while nothing changed.
     pub async fn all_keys(

@@ -14,7 +14,16 @@ use app::domain::ProxyConfig;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::{crypto::Crypto, store::StoredAccount};
+use crate::{config::Config, crypto::Crypto, scheduler::health::Marks, store::StoredAccount};
+
+/// What building an upstream request uses: the key that opens the credentials, the pooled
+/// clients, the configuration, and the store and account marks of a token refresh. The
+/// running service (`AppState`) is one.
+pub trait Deps: Marks {
+    fn crypto(&self) -> &Crypto;
+    fn clients(&self) -> &Clients;
+    fn config(&self) -> &Config;
+}
 
 /// Everything secret about an account, stored as one AES-GCM ciphertext.
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -137,7 +146,7 @@ fn proxy_url(p: &ProxyConfig, password: Option<&str>) -> Result<String, ProxyErr
 
 /// The upstream request of `call` for one account: its URL, its headers, its credential.
 pub async fn request(
-    state: &crate::state::AppState,
+    state: &impl Deps,
     account: &StoredAccount,
     call: &crate::relay::attempts::Call<'_>,
 ) -> Result<reqwest::RequestBuilder, crate::relay::error::RelayError> {
@@ -145,12 +154,12 @@ pub async fn request(
     use app::domain::Platform;
     let unreadable =
         || RelayError::NoAccount("The selected account's credential cannot be read".into());
-    let secrets = AccountSecrets::open(&state.crypto, account).map_err(|e| {
+    let secrets = AccountSecrets::open(state.crypto(), account).map_err(|e| {
         tracing::error!(account = %account.account.id, error = %e, "account credential unreadable");
         unreadable()
     })?;
     let http = state
-        .clients
+        .clients()
         .for_proxy(
             account.account.proxy.as_ref(),
             secrets.proxy_password.as_deref(),
@@ -180,7 +189,7 @@ pub async fn request(
             let token = claude_oauth::access_token(state, account).await?;
             Ok(claude_oauth::build(
                 &http,
-                &state.config,
+                state.config(),
                 &token,
                 &call.upstream_path,
                 call.model,
