@@ -148,6 +148,29 @@ impl From<crate::accounting::Unpriced> for RelayError {
     }
 }
 
+impl From<crate::upstream::UpstreamError> for RelayError {
+    fn from(e: crate::upstream::UpstreamError) -> Self {
+        use crate::upstream::UpstreamError;
+        match e {
+            UpstreamError::NoAccount(m) => RelayError::NoAccount(m),
+            UpstreamError::BadRequest(m) => RelayError::BadRequest(m),
+            UpstreamError::NotFound(m) => RelayError::NotFound(m),
+            UpstreamError::Unreachable => RelayError::UpstreamUnreachable,
+            // Logged when it arose (`UpstreamError: From<StoreError>`).
+            UpstreamError::Store(crate::store::StoreError::KeyChanged) => RelayError::KeyChanged,
+            UpstreamError::Store(_) => RelayError::StoreUnavailable,
+        }
+    }
+}
+
+// The wire text lives with the relay's errors; the upstream error reads it from there.
+impl crate::upstream::UpstreamError {
+    /// The message the relay would answer with.
+    pub fn message(self) -> String {
+        RelayError::from(self).message()
+    }
+}
+
 impl From<crate::store::StoreError> for RelayError {
     fn from(err: crate::store::StoreError) -> Self {
         if matches!(err, crate::store::StoreError::KeyChanged) {

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{claude_console, AccountSecrets, Deps};
-use crate::{config::Config, relay::error::RelayError, store::StoredAccount};
+use super::{claude_console, AccountSecrets, Deps, UpstreamError};
+use crate::{config::Config, store::StoredAccount};
 
 pub const SCOPES_FULL: &str =
     "org:create_api_key user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload";
@@ -190,9 +190,9 @@ fn needs_refresh(account: &StoredAccount, secrets: &AccountSecrets) -> bool {
 pub async fn access_token(
     state: &impl Deps,
     account: &StoredAccount,
-) -> Result<String, RelayError> {
+) -> Result<String, UpstreamError> {
     let unreadable =
-        || RelayError::NoAccount("The selected account's credential cannot be read".into());
+        || UpstreamError::NoAccount("The selected account's credential cannot be read".into());
     let secrets = AccountSecrets::open(state.crypto(), account).map_err(|_| unreadable())?;
     let current = secrets.access_token.clone().ok_or_else(unreadable)?;
     if !needs_refresh(account, &secrets) {
