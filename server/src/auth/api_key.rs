@@ -11,8 +11,8 @@ use crate::{
     store::{DynStore, StoreError, StoredKey},
 };
 
-/// What authenticating a key reads: the store, the key hash, the key format and the copies kept
-/// in memory (`AppState::key_lookup` hands them out).
+/// What authenticating a key reads: the store, the key hashing (`Crypto`), the key format and
+/// the copies kept in memory (`AppState::key_lookup` hands them out).
 #[derive(Clone, Copy)]
 pub struct KeyLookup<'a> {
     pub store: &'a DynStore,

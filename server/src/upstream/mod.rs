@@ -205,7 +205,7 @@ pub async fn request<'a>(
             tracing::error!(account = %account.account.id, error = %e, "account proxy unusable");
             UpstreamError::Unreachable
         })?;
-    let body = call.body.clone();
+    let body = call.body;
     match account.account.platform {
         Platform::ClaudeConsole => {
             let key = secrets.api_key.as_deref().ok_or_else(unreadable)?;
