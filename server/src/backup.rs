@@ -24,11 +24,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
+    auth::legacy_keys::{self, HASH_MARKER},
     crypto::{sha256_hex, Crypto},
-    import_crs::{
-        legacy_crypto::scrypt,
-        legacy_keys::{self, HASH_MARKER},
-    },
+    import_crs::legacy_crypto::scrypt,
     store::{DynStore, StoreError, StoredAccount, StoredKey},
 };
 
@@ -242,7 +240,7 @@ pub async fn export(
     Ok(Backup {
         format: FORMAT.into(),
         version: VERSION,
-        created_at: crate::auth::api_key::format_time(chrono::Utc::now()),
+        created_at: crate::timestamps::format_time(chrono::Utc::now()),
         secrets: SecretsInfo {
             mode: mode.into(),
             check: codec.seal(CHECK),

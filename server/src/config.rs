@@ -40,7 +40,7 @@ pub struct Config {
     /// Overrides merged over every table; `None` = `overrides.json` beside `pricing_file`, if any.
     pub pricing_overrides_file: Option<PathBuf>,
     /// What happens to a model without a price (`UNPRICED_MODEL_POLICY`).
-    pub unpriced_policy: crate::accounting::UnpricedAction,
+    pub unpriced_policy: UnpricedAction,
     /// Whose price an unpriced model is billed at; `None` = a current Sonnet.
     pub unpriced_fallback_model: Option<String>,
     /// Hours east of UTC for day/month/hour buckets (the original's `TIMEZONE_OFFSET`).
@@ -64,7 +64,7 @@ pub struct Config {
     pub public_url: Option<String>,
     pub api_key_prefix: String,
     /// Rest periods after upstream errors.
-    pub cooldowns: crate::scheduler::cooldown::CooldownPolicy,
+    pub cooldowns: CooldownPolicy,
     /// Accounts tried for one request before the client sees the last error.
     pub failover_max_attempts: u32,
     pub sticky_ttl: Duration,
@@ -91,6 +91,61 @@ pub struct Config {
     pub claude_oauth_token_url: String,
     pub claude_oauth_client_id: String,
     pub claude_oauth_redirect_uri: String,
+}
+
+/// Rest periods by error class; the original's defaults, overridable by configuration.
+#[derive(Clone, Debug)]
+pub struct CooldownPolicy {
+    pub service_unavailable: Duration,
+    pub server_error: Duration,
+    pub overload: Duration,
+    pub auth: Duration,
+    pub timeout: Duration,
+    pub rate_limit_default: Duration,
+    /// Cap for rest periods the upstream asks for (`retry-after`, reset headers).
+    pub max_custom: Duration,
+}
+
+impl Default for CooldownPolicy {
+    fn default() -> Self {
+        CooldownPolicy {
+            service_unavailable: Duration::from_secs(60),
+            server_error: Duration::from_secs(300),
+            overload: Duration::from_secs(600),
+            auth: Duration::from_secs(1800),
+            timeout: Duration::from_secs(300),
+            rate_limit_default: Duration::from_secs(300),
+            max_custom: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// `UNPRICED_MODEL_POLICY`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnpricedAction {
+    #[default]
+    Fallback,
+    Refuse,
+}
+
+impl UnpricedAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnpricedAction::Fallback => "fallback",
+            UnpricedAction::Refuse => "refuse",
+        }
+    }
+}
+
+impl std::str::FromStr for UnpricedAction {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "fallback" => Ok(UnpricedAction::Fallback),
+            "refuse" => Ok(UnpricedAction::Refuse),
+            _ => Err(()),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +219,7 @@ impl Config {
         let secs = |name: &str, default: u64| -> Result<Duration, ConfigError> {
             Ok(Duration::from_secs(parse(&var, name, default)?))
         };
-        let cooldowns = crate::scheduler::cooldown::CooldownPolicy {
+        let cooldowns = CooldownPolicy {
             service_unavailable: secs("UPSTREAM_ERROR_503_TTL_SECONDS", 60)?,
             server_error: secs("UPSTREAM_ERROR_5XX_TTL_SECONDS", 300)?,
             overload: secs("UPSTREAM_ERROR_OVERLOAD_TTL_SECONDS", 600)?,
@@ -231,7 +286,7 @@ impl Config {
             )));
         }
         let unpriced_policy = match var("UNPRICED_MODEL_POLICY") {
-            None => crate::accounting::UnpricedAction::Fallback,
+            None => UnpricedAction::Fallback,
             Some(v) => v.parse().map_err(|_| {
                 ConfigError(format!(
                     "UNPRICED_MODEL_POLICY={v:?} must be fallback or refuse"
@@ -484,7 +539,7 @@ mod tests {
             ("UNPRICED_FALLBACK_MODEL", "claude-opus-4-5"),
         ])
         .unwrap();
-        assert_eq!(c.unpriced_policy, crate::accounting::UnpricedAction::Refuse);
+        assert_eq!(c.unpriced_policy, UnpricedAction::Refuse);
         assert_eq!(
             c.unpriced_fallback_model.as_deref(),
             Some("claude-opus-4-5")

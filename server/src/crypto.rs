@@ -1,4 +1,7 @@
-//! Secrets at rest: AES-256-GCM for upstream credentials, SHA-256 for API keys and session tokens.
+//! Secrets at rest: AES-256-GCM for upstream credentials, SHA-256 for API keys and session tokens,
+//! argon2 for passwords (`password`).
+
+pub mod password;
 
 use aes_gcm::{
     aead::{Aead, AeadCore, KeyInit, OsRng},

@@ -26,6 +26,7 @@ pub mod store;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+pub mod timestamps;
 pub mod upstream;
 pub mod users;
 

@@ -33,7 +33,35 @@ enum Command {
     Ops(cli::Command),
     /// import-crs, export, restore (server/src/import_crs/, server/src/backup.rs).
     #[command(flatten)]
-    Data(crs::import_crs::DataCommand),
+    Data(DataCommand),
+}
+
+/// The data commands of the `crs` binary: moving data in and out.
+#[derive(Debug, clap::Subcommand)]
+enum DataCommand {
+    /// Import an original Claude Relay Service deployment from its Redis: keys (their `cr_`
+    /// keys keep working), accounts, groups, limits and usage history.
+    ImportCrs(crs::import_crs::Args),
+    /// Write a JSON backup of keys, accounts, groups and settings (secrets stay encrypted).
+    Export(crs::backup::ExportArgs),
+    /// Restore a backup written by `crs export` (merging by id).
+    Restore(crs::backup::RestoreArgs),
+}
+
+/// Runs a data command with the configuration from the environment; the exit code.
+async fn run_data_command(cmd: DataCommand) -> i32 {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("crs: {e}");
+            return 2;
+        }
+    };
+    match cmd {
+        DataCommand::ImportCrs(args) => crs::import_crs::cli(args, &config).await,
+        DataCommand::Export(args) => crs::backup::export_cli(args, &config).await,
+        DataCommand::Restore(args) => crs::backup::restore_cli(args, &config).await,
+    }
 }
 
 /// Logs to stdout (text or JSON) and, when a collector is configured, traces over OTLP. The
@@ -107,7 +135,7 @@ async fn run() {
         std::process::exit(crate::cli::run(ops).await);
     }
     if let Some(Command::Data(data)) = cli.command {
-        std::process::exit(crs::import_crs::run_data_command(data).await);
+        std::process::exit(run_data_command(data).await);
     }
     let config = match Config::from_env() {
         Ok(c) => c,

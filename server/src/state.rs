@@ -50,6 +50,39 @@ impl Deref for AppState {
     }
 }
 
+impl crate::accounting::unpriced::Bookkeeping for AppState {
+    fn pricing(&self) -> &crate::accounting::pricing::LivePricing {
+        &self.pricing
+    }
+    fn store(&self) -> &DynStore {
+        &self.store
+    }
+}
+
+impl crate::scheduler::health::Marks for AppState {
+    fn store(&self) -> &DynStore {
+        &self.store
+    }
+    fn notifier(&self) -> &crate::notify::Notifier {
+        &self.notifier
+    }
+    fn background(&self) -> &TaskTracker {
+        &self.background
+    }
+}
+
+impl crate::upstream::Deps for AppState {
+    fn crypto(&self) -> &Crypto {
+        &self.crypto
+    }
+    fn clients(&self) -> &Clients {
+        &self.clients
+    }
+    fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
 impl AppState {
     /// Every stored key (deleted ones too): one version read while nothing changed.
     pub async fn all_keys(
@@ -65,6 +98,16 @@ impl AppState {
         let keys = Arc::new(self.store.list_keys().await?);
         *self.key_cache.lock() = Some((version, keys.clone()));
         Ok(keys)
+    }
+
+    /// What authenticating a client's key reads (`auth::api_key`).
+    pub fn key_lookup(&self) -> crate::auth::api_key::KeyLookup<'_> {
+        crate::auth::api_key::KeyLookup {
+            store: &self.store,
+            crypto: &self.crypto,
+            copies: &self.auth_keys,
+            prefix: &self.config.api_key_prefix,
+        }
     }
 
     pub fn scheduling(&self) -> Settings {

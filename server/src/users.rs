@@ -8,11 +8,9 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    auth::{
-        admin::{hash_password, verify_password},
-        api_key::format_time,
-    },
+    crypto::password::{hash_password, verify_password},
     store::{from_json, to_json, DynStore, StoreError},
+    timestamps::format_time,
 };
 
 const KIND: &str = "user";

@@ -13,36 +13,18 @@ use std::{
 use app::domain::UnpricedModel;
 use chrono::{DateTime, Utc};
 
-use super::pricing::{ModelPrice, FALLBACK_PRICE};
-use crate::{state::AppState, store::StoreError};
+use super::pricing::{LivePricing, ModelPrice, FALLBACK_PRICE};
+use crate::store::{DynStore, StoreError};
 
-/// `UNPRICED_MODEL_POLICY`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum UnpricedAction {
-    #[default]
-    Fallback,
-    Refuse,
+/// What the sightings are kept in: the table in force (which holds this instance's pending
+/// sightings) and the store. The running service (`AppState`) is one.
+pub trait Bookkeeping: Clone + Send + Sync + 'static {
+    fn pricing(&self) -> &LivePricing;
+    fn store(&self) -> &DynStore;
 }
 
-impl UnpricedAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnpricedAction::Fallback => "fallback",
-            UnpricedAction::Refuse => "refuse",
-        }
-    }
-}
-
-impl std::str::FromStr for UnpricedAction {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "fallback" => Ok(UnpricedAction::Fallback),
-            "refuse" => Ok(UnpricedAction::Refuse),
-            _ => Err(()),
-        }
-    }
-}
+// The policy's setting is configuration; re-exported where the policy is applied.
+pub use crate::config::UnpricedAction;
 
 /// What happens to a model without a price, resolved against the table in force.
 #[derive(Clone, Debug, PartialEq)]
@@ -198,34 +180,34 @@ pub fn price_for(
 }
 
 /// Admission's check: under `refuse`, a model without a price is refused (and noted).
-pub fn check(state: &AppState, model: &str) -> Result<(), crate::relay::error::RelayError> {
-    let pricing = state.pricing.load();
+pub fn check(state: &impl Bookkeeping, model: &str) -> Result<(), Unpriced> {
+    let pricing = state.pricing().load();
     match price_for(&pricing, model, pricing.unpriced_policy()) {
         Ok(_) => Ok(()),
         Err(u) => {
             note(state, model, Outcome::Refused);
-            Err(crate::relay::error::RelayError::Unpriced(u.model))
+            Err(u)
         }
     }
 }
 
 /// A finished request billed at the fallback price (`fallback`; otherwise nothing happens).
-pub fn seen(state: &AppState, model: &str, fallback: bool) {
+pub fn seen(state: &impl Bookkeeping, model: &str, fallback: bool) {
     if fallback {
         note(state, model, Outcome::Fallback);
     }
 }
 
 /// Counts, logs (rate-limited) and queues one unpriced request for the dashboard.
-pub fn note(state: &AppState, model: &str, outcome: Outcome) {
+pub fn note(state: &impl Bookkeeping, model: &str, outcome: Outcome) {
     let label = match outcome {
         Outcome::Fallback => "fallback",
         Outcome::Refused => "refused",
     };
     crate::telemetry::unpriced_request(label);
-    let (schedule, warn) = state.pricing.unpriced().see(model, outcome, Utc::now());
+    let (schedule, warn) = state.pricing().unpriced().see(model, outcome, Utc::now());
     if warn {
-        let pricing = state.pricing.load();
+        let pricing = state.pricing().load();
         let policy = pricing.unpriced_policy();
         tracing::warn!(
             model = cut(model),
@@ -249,12 +231,12 @@ pub fn note(state: &AppState, model: &str, outcome: Outcome) {
 }
 
 /// Adds this instance's pending sightings to the store's documents.
-pub async fn flush(state: &AppState) -> Result<(), StoreError> {
-    let pending = state.pricing.unpriced().take();
+pub async fn flush(state: &impl Bookkeeping) -> Result<(), StoreError> {
+    let pending = state.pricing().unpriced().take();
     if pending.is_empty() {
         return Ok(());
     }
-    let store = &state.store;
+    let store = state.store();
     let mut listed = store.list_docs(DOC_KIND).await?.len();
     for (model, seen) in pending {
         let id = doc_id(&model);
@@ -290,14 +272,14 @@ pub async fn flush(state: &AppState) -> Result<(), StoreError> {
 
 /// The unpriced models for the dashboard: the store's, with this instance's pending sightings
 /// added, most recent first.
-pub async fn list(state: &AppState) -> Result<Vec<UnpricedModel>, StoreError> {
+pub async fn list(state: &impl Bookkeeping) -> Result<Vec<UnpricedModel>, StoreError> {
     let mut by_model: HashMap<String, UnpricedModel> = HashMap::new();
-    for raw in state.store.list_docs(DOC_KIND).await? {
+    for raw in state.store().list_docs(DOC_KIND).await? {
         if let Ok(d) = serde_json::from_str::<UnpricedModel>(&raw) {
             by_model.insert(d.model.clone(), d);
         }
     }
-    for (model, seen) in state.pricing.unpriced().pending() {
+    for (model, seen) in state.pricing().unpriced().pending() {
         let d = by_model
             .entry(model.clone())
             .or_insert_with(|| UnpricedModel {
@@ -321,7 +303,7 @@ fn doc_id(model: &str) -> String {
 }
 
 fn format_time(t: DateTime<Utc>) -> String {
-    crate::auth::api_key::format_time(t)
+    crate::timestamps::format_time(t)
 }
 
 #[cfg(test)]

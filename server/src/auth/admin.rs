@@ -1,6 +1,6 @@
-//! The admin account and local users' sign-in: argon2 password hashes, opaque session tokens
-//! (stored only as hashes) with idle and absolute lifetimes, ended all at once by a password
-//! change, and the login throttle (`throttle` decides, the store counts).
+//! The admin account and local users' sign-in: argon2 password hashes (`crypto::password`),
+//! opaque session tokens (stored only as hashes) with idle and absolute lifetimes, ended all at
+//! once by a password change, and the login throttle (`throttle` decides, the store counts).
 
 use std::{
     net::IpAddr,
@@ -11,11 +11,6 @@ use std::{
     time::Duration,
 };
 
-use argon2::{
-    password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
-    Argon2,
-};
-
 use app::{
     backend::{ChangeRefusal, LoginGrant, LoginRefusal, PasswordChange},
     bounds,
@@ -23,78 +18,14 @@ use app::{
 };
 use chrono::Utc;
 
+// Password hashing is re-exported for the callers that still reach it through here.
+pub use crate::crypto::password::{hash_password, verify_password};
 use crate::{
-    auth::{
-        api_key::{format_time, parse_time},
-        throttle,
-    },
-    crypto::{random_hex, sha256_hex},
+    auth::throttle,
+    crypto::{password, random_hex, sha256_hex},
     store::{AdminCredentials, AdminSession, DynStore, StoreError},
+    timestamps::{format_time, parse_time},
 };
-
-pub fn hash_password(password: &str) -> Result<String, String> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
-}
-
-pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
-/// Sign-in verifications that run at once. Each needs argon2's memory (19 MiB with the
-/// default parameters); it comes from a pool of reused buffers, so a flood of sign-ins holds
-/// at most `VERIFY_SLOTS` of them (and waits its turn) instead of one per blocking thread.
-const VERIFY_SLOTS: usize = 2;
-/// A stored hash asking for more memory than this (in 1 KiB blocks) is not run.
-const MAX_ARGON2_BLOCKS: usize = 64 * 1024;
-static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(VERIFY_SLOTS);
-static BUFFERS: std::sync::Mutex<Vec<Vec<argon2::Block>>> = std::sync::Mutex::new(Vec::new());
-
-/// [`verify_password`] in caller-provided memory (grown to the hash's parameters and kept).
-fn verify_in(password: &str, phc: &str, memory: &mut Vec<argon2::Block>) -> bool {
-    use argon2::{password_hash::Output, Algorithm, Params, Version};
-    let Ok(parsed) = PasswordHash::new(phc) else {
-        return false;
-    };
-    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
-        Algorithm::try_from(parsed.algorithm),
-        Params::try_from(&parsed),
-        parsed.salt,
-        parsed.hash,
-    ) else {
-        return false;
-    };
-    let version = match parsed.version.map(Version::try_from).transpose() {
-        Ok(v) => v.unwrap_or_default(),
-        Err(_) => return false,
-    };
-    let mut salt_buf = [0u8; 64];
-    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
-        return false;
-    };
-    let blocks = params.block_count();
-    if blocks > MAX_ARGON2_BLOCKS {
-        return false;
-    }
-    if memory.len() < blocks {
-        memory.resize(blocks, argon2::Block::default());
-    }
-    let mut out = vec![0u8; expected.len()];
-    Argon2::new(algorithm, version, params)
-        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..])
-        .is_ok()
-        // `Output`'s equality is constant-time.
-        && Output::new(&out).is_ok_and(|o| o == expected)
-}
 
 /// Creates the admin on first start: from `ADMIN_USERNAME`/`ADMIN_PASSWORD`, or with a random
 /// password that is printed once. Returns the generated password, if any.
@@ -188,21 +119,7 @@ impl AdminAuth {
 
     async fn verify(&self, password: &str, phc: &str) -> bool {
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        // The semaphore is never closed; a slot is held until the buffer is back.
-        let _slot = SLOTS.acquire().await;
-        let take = || BUFFERS.lock().ok().and_then(|mut b| b.pop());
-        let mut memory = take().unwrap_or_default();
-        let (pw, phc) = (password.to_string(), phc.to_string());
-        let (ok, memory) = tokio::task::spawn_blocking(move || {
-            let ok = verify_in(&pw, &phc, &mut memory);
-            (ok, memory)
-        })
-        .await
-        .unwrap_or((false, Vec::new()));
-        if let Ok(mut pool) = BUFFERS.lock() {
-            pool.push(memory);
-        }
-        ok
+        password::verify_pooled(password, phc).await
     }
 
     /// The wait the throttle asks for before this name may be tried from this address.
@@ -494,220 +411,4 @@ impl AdminAuth {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::embedded::EmbeddedStore;
-    use std::sync::Arc;
-
-    const MINUTE: Duration = Duration::from_secs(60);
-
-    async fn setup() -> (tempfile::TempDir, DynStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store: DynStore = Arc::new(EmbeddedStore::open(dir.path(), 10).unwrap());
-        ensure_admin(&store, "root", Some("correct horse"))
-            .await
-            .unwrap();
-        (dir, store)
-    }
-
-    #[tokio::test]
-    async fn login_sessions_and_throttle() {
-        let (_dir, store) = setup().await;
-        let stored = store.get_admin().await.unwrap().unwrap();
-        assert!(stored.password_hash.starts_with("$argon2"));
-        assert!(!stored.password_hash.contains("correct horse"));
-
-        let auth = AdminAuth::new(store.clone(), MINUTE, 60 * MINUTE);
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let grant = auth.login("root", "correct horse", Some(ip)).await.unwrap();
-        assert_eq!(grant.max_age_secs, 3600);
-        assert_eq!(
-            auth.session_user(&grant.token).await.as_deref(),
-            Some("root")
-        );
-        auth.logout(&grant.token).await;
-        assert!(auth.session_user(&grant.token).await.is_none());
-
-        for _ in 0..throttle::PAIR.free {
-            assert_eq!(
-                auth.login("root", "wrong", Some(ip)).await.err(),
-                Some(LoginRefusal::InvalidCredentials)
-            );
-        }
-        // This address waits now, even with the right password …
-        assert!(matches!(
-            auth.login("root", "correct horse", Some(ip)).await,
-            Err(LoginRefusal::TooManyAttempts(1))
-        ));
-        // … but the name is not locked for everyone: another address signs in.
-        let other: IpAddr = "10.0.0.2".parse().unwrap();
-        assert!(auth
-            .login("root", "correct horse", Some(other))
-            .await
-            .is_ok());
-    }
-
-    #[tokio::test]
-    async fn oversized_fields_are_refused_before_any_work() {
-        let (_dir, store) = setup().await;
-        let auth = AdminAuth::new(store.clone(), MINUTE, MINUTE);
-        let r = auth.login(&"u".repeat(65), "pw", None).await;
-        assert!(
-            matches!(r, Err(LoginRefusal::Invalid("username", _))),
-            "{:?}",
-            r.as_ref().err()
-        );
-        let r = auth.login("root", &"p".repeat(1025), None).await;
-        assert!(
-            matches!(r, Err(LoginRefusal::Invalid("password", _))),
-            "{:?}",
-            r.as_ref().err()
-        );
-        assert_eq!(auth.verifications(), 0, "no argon2 on refused input");
-        assert_eq!(store.login_failure_entries().await.unwrap(), 0);
-    }
-
-    #[tokio::test]
-    async fn unknown_names_cost_one_verification_too() {
-        let (_dir, store) = setup().await;
-        let auth = AdminAuth::new(store, MINUTE, MINUTE);
-        let ip = Some("10.0.0.9".parse().unwrap());
-        assert_eq!(
-            auth.login("nobody", "some password", ip).await.err(),
-            Some(LoginRefusal::InvalidCredentials)
-        );
-        assert_eq!(auth.verifications(), 1);
-        assert_eq!(
-            auth.login("root", "some password", ip).await.err(),
-            Some(LoginRefusal::InvalidCredentials)
-        );
-        assert_eq!(auth.verifications(), 2);
-        // The dummy is a real argon2 hash, so its verification costs what a real one does.
-        assert!(dummy_hash().starts_with("$argon2"));
-    }
-
-    #[tokio::test]
-    async fn sessions_end_at_their_absolute_lifetime() {
-        let (_dir, store) = setup().await;
-        let auth = AdminAuth::new(store.clone(), MINUTE, MINUTE);
-        let grant = auth.login("root", "correct horse", None).await.unwrap();
-        assert!(auth.session(&grant.token).await.is_some());
-        // Issued two minutes ago (renewed on every use meanwhile): refused, and removed.
-        let hash = sha256_hex(&grant.token);
-        let mut s = store.get_session(&hash).await.unwrap().unwrap();
-        s.issued_ms -= 2 * 60_000;
-        store.put_session(&hash, &s, MINUTE).await.unwrap();
-        assert!(auth.session(&grant.token).await.is_none());
-        assert!(store.get_session(&hash).await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn change_password_ends_every_session() {
-        let (_dir, store) = setup().await;
-        let auth = AdminAuth::new(store.clone(), MINUTE, 60 * MINUTE);
-        let a = auth.login("root", "correct horse", None).await.unwrap();
-        let b = auth.login("root", "correct horse", None).await.unwrap();
-        let change = |current: &str, new: &str| PasswordChange {
-            current_password: current.into(),
-            new_password: new.into(),
-            new_username: None,
-        };
-        assert_eq!(
-            auth.change_password(&a.token, &change("wrong one", "new password 1"), None)
-                .await,
-            Err(ChangeRefusal::WrongPassword)
-        );
-        assert!(matches!(
-            auth.change_password(&a.token, &change("correct horse", "short"), None)
-                .await,
-            Err(ChangeRefusal::Invalid("newPassword", _))
-        ));
-        assert!(matches!(
-            auth.change_password(&a.token, &change("correct horse", &"n".repeat(1025)), None)
-                .await,
-            Err(ChangeRefusal::Invalid("newPassword", _))
-        ));
-        assert_eq!(
-            auth.change_password(
-                "x".repeat(40).as_str(),
-                &change("correct horse", "new password 1"),
-                None
-            )
-            .await,
-            Err(ChangeRefusal::Unauthorized)
-        );
-        assert_eq!(
-            auth.change_password(&a.token, &change("correct horse", "new password 1"), None)
-                .await
-                .as_deref(),
-            Ok("root")
-        );
-        assert!(auth.session(&a.token).await.is_none(), "this session ended");
-        assert!(auth.session(&b.token).await.is_none(), "and every other");
-        assert!(auth.login("root", "correct horse", None).await.is_err());
-        assert!(auth.login("root", "new password 1", None).await.is_ok());
-    }
-
-    #[tokio::test]
-    async fn a_local_user_changes_their_own_password() {
-        let (_dir, store) = setup().await;
-        crate::users::create(&store, "root", "alice", "alice password", UserRole::User)
-            .await
-            .unwrap();
-        let auth = AdminAuth::new(store.clone(), MINUTE, 60 * MINUTE);
-        let a = auth.login("alice", "alice password", None).await.unwrap();
-        let b = auth.login("alice", "alice password", None).await.unwrap();
-        let root = auth.login("root", "correct horse", None).await.unwrap();
-        let mut change = PasswordChange {
-            current_password: "alice password".into(),
-            new_password: "alice password 2".into(),
-            new_username: Some("mallory".into()),
-        };
-        assert!(matches!(
-            auth.change_password(&a.token, &change, None).await,
-            Err(ChangeRefusal::Invalid("newUsername", _))
-        ));
-        change.new_username = None;
-        assert_eq!(
-            auth.change_password(&a.token, &change, None)
-                .await
-                .as_deref(),
-            Ok("alice")
-        );
-        assert!(auth.session(&a.token).await.is_none());
-        assert!(auth.session(&b.token).await.is_none());
-        // Another user's session is untouched.
-        assert!(auth.session(&root.token).await.is_some());
-        assert!(auth.login("alice", "alice password 2", None).await.is_ok());
-    }
-
-    #[test]
-    fn pooled_verification_agrees_with_argon2() {
-        let phc = hash_password("correct horse").unwrap();
-        let mut memory = Vec::new();
-        assert!(verify_in("correct horse", &phc, &mut memory));
-        assert!(verify_password("correct horse", &phc));
-        // The same memory serves the next verification.
-        let kept = memory.len();
-        assert!(kept > 0);
-        assert!(!verify_in("correct horsf", &phc, &mut memory));
-        assert_eq!(memory.len(), kept);
-        assert!(!verify_in("x", "not a hash", &mut memory));
-        assert!(!verify_in("x", "", &mut memory));
-        // A hash asking for absurd memory is refused, not run.
-        let greedy = phc.replace("m=19456", "m=4194304");
-        assert!(!verify_in("correct horse", &greedy, &mut memory));
-        assert_eq!(memory.len(), kept);
-    }
-
-    #[tokio::test]
-    async fn generated_password_is_returned_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: DynStore = Arc::new(EmbeddedStore::open(dir.path(), 10).unwrap());
-        let pw = ensure_admin(&store, "admin", None).await.unwrap().unwrap();
-        assert_eq!(pw.len(), 24);
-        assert!(ensure_admin(&store, "admin", None).await.unwrap().is_none());
-        let auth = AdminAuth::new(store, MINUTE, MINUTE);
-        assert!(auth.login("admin", &pw, None).await.is_ok());
-    }
-}
+mod tests;

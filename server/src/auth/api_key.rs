@@ -5,7 +5,39 @@ use app::domain::ExpirationMode;
 use axum::http::HeaderMap;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 
-use crate::{relay::error::RelayError, state::AppState, store::StoredKey};
+use crate::{
+    auth::key_cache::KeyCache,
+    crypto::Crypto,
+    store::{DynStore, StoreError, StoredKey},
+};
+
+/// What authenticating a key reads: the store, the key hashing (`Crypto`), the key format and
+/// the copies kept in memory (`AppState::key_lookup` hands them out).
+#[derive(Clone, Copy)]
+pub struct KeyLookup<'a> {
+    pub store: &'a DynStore,
+    pub crypto: &'a Crypto,
+    pub copies: &'a KeyCache,
+    /// `API_KEY_PREFIX`.
+    pub prefix: &'a str,
+}
+
+/// Why a request's key is refused; the relay answers each in its protocol's shape.
+#[derive(Debug)]
+pub enum KeyRefusal {
+    Missing,
+    Malformed,
+    NotFound,
+    Disabled,
+    Expired,
+    Store(StoreError),
+}
+
+impl From<StoreError> for KeyRefusal {
+    fn from(e: StoreError) -> Self {
+        KeyRefusal::Store(e)
+    }
+}
 
 /// The first non-empty key among `x-api-key`, `x-goog-api-key`, `Authorization` (with or
 /// without `Bearer `), `api-key`, and the `key` query parameter (Gemini clients).
@@ -51,25 +83,19 @@ pub fn generate(prefix: &str) -> String {
     format!("{prefix}{}", crate::crypto::random_hex(32))
 }
 
-pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-pub fn format_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+// The stored time format lives in `timestamps`; these names are kept for the callers that
+// still reach it through here.
+pub use crate::timestamps::{format_time, parse_time};
 
 /// Authenticates a request: one store round trip (plus one write the first time an
 /// activation-mode key is used; a key imported under the original's hash scheme costs one
 /// more lookup).
 pub async fn authenticate(
-    state: &AppState,
+    keys: &KeyLookup<'_>,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Result<StoredKey, RelayError> {
-    lookup(state, headers, query, false).await
+) -> Result<StoredKey, KeyRefusal> {
+    lookup(keys, headers, query, false).await
 }
 
 /// Authenticates a request that will be relayed: from an in-memory copy when there is one —
@@ -77,29 +103,29 @@ pub async fn authenticate(
 /// request runs again (`routes::key_first`, `key_cache::run_again`) if not — else as
 /// [`authenticate`], keeping a copy.
 pub async fn authenticate_relay(
-    state: &AppState,
+    keys: &KeyLookup<'_>,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Result<StoredKey, RelayError> {
-    lookup(state, headers, query, true).await
+) -> Result<StoredKey, KeyRefusal> {
+    lookup(keys, headers, query, true).await
 }
 
 async fn lookup(
-    state: &AppState,
+    keys: &KeyLookup<'_>,
     headers: &HeaderMap,
     query: Option<&str>,
     from_memory: bool,
-) -> Result<StoredKey, RelayError> {
-    let raw = extract(headers, query).ok_or(RelayError::MissingKey)?;
-    if !well_formed(&raw, &state.config.api_key_prefix) {
-        return Err(RelayError::MalformedKey);
+) -> Result<StoredKey, KeyRefusal> {
+    let raw = extract(headers, query).ok_or(KeyRefusal::Missing)?;
+    if !well_formed(&raw, keys.prefix) {
+        return Err(KeyRefusal::Malformed);
     }
-    let hash = state.crypto.hash_api_key(&raw);
+    let hash = keys.crypto.hash_api_key(&raw);
     if from_memory {
         // Only a copy that lets the request in is trusted: a refusal (the key may have been
         // enabled since) and a first use (it activates the key) are decided on a fresh read.
-        if let Some(copy) = state
-            .auth_keys
+        if let Some(copy) = keys
+            .copies
             .get(&hash)
             .filter(|c| !pending_activation(&c.key) && refusal(&c.key, Utc::now()).is_none())
         {
@@ -107,22 +133,22 @@ async fn lookup(
         }
     }
     let t = std::time::Instant::now();
-    let (mut found, version) = state.store.key_by_hash_versioned(&hash).await?;
-    crate::telemetry::store_round_trip(state.store.engine(), "authenticate", t.elapsed());
+    let (mut found, version) = keys.store.key_by_hash_versioned(&hash).await?;
+    crate::telemetry::store_round_trip(keys.store.engine(), "authenticate", t.elapsed());
     if let Some(k) = &found {
-        state.auth_keys.put(&hash, k, version);
+        keys.copies.put(&hash, k, version);
     }
     if found.is_none() {
         // Keys imported under an original deployment's ENCRYPTION_KEY (its salt list is
         // cached: with none, a miss costs at most one document read every few seconds).
-        found = crate::import_crs::legacy_keys::find(&state.store, &state.crypto, &raw).await?;
+        found = super::legacy_keys::find(keys.store, keys.crypto, &raw).await?;
         // Kept under this lookup's hash, so a migrated team's keys also come from memory; the
         // version was read before this lookup, so a write in between only makes it look older.
         if let Some(k) = &found {
-            state.auth_keys.put(&hash, k, version);
+            keys.copies.put(&hash, k, version);
         }
     }
-    usable(state, found.ok_or(RelayError::KeyNotFound)?).await
+    usable(keys.store, found.ok_or(KeyRefusal::NotFound)?).await
 }
 
 fn pending_activation(key: &app::domain::ApiKey) -> bool {
@@ -130,15 +156,15 @@ fn pending_activation(key: &app::domain::ApiKey) -> bool {
 }
 
 /// Why the key may not be used now, if it may not: deleted, disabled or expired.
-fn refusal(key: &app::domain::ApiKey, now: DateTime<Utc>) -> Option<RelayError> {
+fn refusal(key: &app::domain::ApiKey, now: DateTime<Utc>) -> Option<KeyRefusal> {
     if key.is_deleted {
-        return Some(RelayError::KeyNotFound);
+        return Some(KeyRefusal::NotFound);
     }
     if !key.is_active || key.owner_disabled {
-        return Some(RelayError::KeyDisabled);
+        return Some(KeyRefusal::Disabled);
     }
     match key.expires_at.as_deref().and_then(parse_time) {
-        Some(exp) if exp <= now => Some(RelayError::KeyExpired),
+        Some(exp) if exp <= now => Some(KeyRefusal::Expired),
         _ => None,
     }
 }
@@ -146,7 +172,7 @@ fn refusal(key: &app::domain::ApiKey, now: DateTime<Utc>) -> Option<RelayError> 
 /// The key may be used now (see [`refusal`]); activated on its first use — by a
 /// compare-and-set on the record as it is now, so a concurrent disable is never undone, and
 /// decided again on that record.
-async fn usable(state: &AppState, stored: StoredKey) -> Result<StoredKey, RelayError> {
+async fn usable(store: &DynStore, stored: StoredKey) -> Result<StoredKey, KeyRefusal> {
     let now = Utc::now();
     if let Some(e) = refusal(&stored.key, now) {
         return Err(e);
@@ -155,7 +181,7 @@ async fn usable(state: &AppState, stored: StoredKey) -> Result<StoredKey, RelayE
         return Ok(stored);
     }
     let mut refused = None;
-    let activated = crate::store::modify_key(&*state.store, &stored.key.id, |k| {
+    let activated = crate::store::modify_key(&**store, &stored.key.id, |k| {
         refused = refusal(&k.key, now);
         if refused.is_some() || !pending_activation(&k.key) {
             return false;
@@ -170,7 +196,7 @@ async fn usable(state: &AppState, stored: StoredKey) -> Result<StoredKey, RelayE
     if let Some(e) = refused {
         return Err(e);
     }
-    activated.ok_or(RelayError::KeyNotFound)
+    activated.ok_or(KeyRefusal::NotFound)
 }
 
 #[cfg(test)]

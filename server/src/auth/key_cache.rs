@@ -94,7 +94,7 @@ impl FirstRun {
 /// permission, model, client and dedicated-account checks refuse before any store step could
 /// tell (one version read, on the error path only).
 pub async fn run_again(
-    state: &crate::state::AppState,
+    keys: &super::api_key::KeyLookup<'_>,
     headers: &HeaderMap,
     query: Option<&str>,
     first: FirstRun,
@@ -104,21 +104,21 @@ pub async fn run_again(
         return false;
     }
     let Some(hash) =
-        super::api_key::extract(headers, query).map(|raw| state.crypto.hash_api_key(&raw))
+        super::api_key::extract(headers, query).map(|raw| keys.crypto.hash_api_key(&raw))
     else {
         return false;
     };
     if !changed {
-        let copy = state.auth_keys.get(&hash).and_then(|c| c.cached_at);
+        let copy = keys.copies.get(&hash).and_then(|c| c.cached_at);
         let current = match copy {
-            Some(_) => state.store.keys_version().await.ok(),
+            Some(_) => keys.store.keys_version().await.ok(),
             None => None,
         };
         if copy.is_none() || current.is_none() || copy == current {
             return false;
         }
     }
-    state.auth_keys.forget(&hash);
+    keys.copies.forget(&hash);
     if changed {
         crate::telemetry::key_copy_outdated();
     }

@@ -3,12 +3,11 @@
 //! Reads the original's Redis (never writing to it), opens account secrets with the original's
 //! scheme (`legacy_crypto`), seals them with ours, and writes keys, accounts, groups and usage
 //! history into our store. Keys keep authenticating with the `cr_` key the original issued
-//! (`legacy_keys`). Ids are kept, so a re-run updates the same records; usage is remembered
+//! (`auth::legacy_keys`). Ids are kept, so a re-run updates the same records; usage is remembered
 //! per source so a re-run adds only what grew (`usage`). A dry run reads and maps everything
 //! and writes nothing. Whatever could not be mapped is listed in the report.
 
 pub mod legacy_crypto;
-pub mod legacy_keys;
 pub mod mapping;
 pub mod source;
 pub mod usage;
@@ -20,6 +19,7 @@ use app::domain::UsageCounters;
 use serde::Serialize;
 
 use crate::{
+    auth::legacy_keys,
     config::Config,
     crypto::{sha256_hex, Crypto},
     store::{DynStore, StoreError, StoredAccount, StoredKey, UsageImport},
@@ -482,32 +482,4 @@ pub fn describe(r: &ImportReport) -> String {
         }
     }
     s
-}
-
-/// The data commands of the `crs` binary: moving data in and out.
-#[derive(Debug, clap::Subcommand)]
-pub enum DataCommand {
-    /// Import an original Claude Relay Service deployment from its Redis: keys (their `cr_`
-    /// keys keep working), accounts, groups, limits and usage history.
-    ImportCrs(Args),
-    /// Write a JSON backup of keys, accounts, groups and settings (secrets stay encrypted).
-    Export(crate::backup::ExportArgs),
-    /// Restore a backup written by `crs export` (merging by id).
-    Restore(crate::backup::RestoreArgs),
-}
-
-/// Runs a data command with the configuration from the environment; the exit code.
-pub async fn run_data_command(cmd: DataCommand) -> i32 {
-    let config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("crs: {e}");
-            return 2;
-        }
-    };
-    match cmd {
-        DataCommand::ImportCrs(args) => cli(args, &config).await,
-        DataCommand::Export(args) => crate::backup::export_cli(args, &config).await,
-        DataCommand::Restore(args) => crate::backup::restore_cli(args, &config).await,
-    }
 }

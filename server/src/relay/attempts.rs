@@ -43,6 +43,19 @@ pub struct Call<'a> {
     pub strip_usage: bool,
 }
 
+impl<'a> From<&'a Call<'_>> for upstream::Outgoing<'a> {
+    fn from(c: &'a Call<'_>) -> Self {
+        upstream::Outgoing {
+            upstream_path: &c.upstream_path,
+            model: c.model,
+            stream: c.stream,
+            headers: c.headers,
+            query: c.query,
+            body: c.body.clone(),
+        }
+    }
+}
+
 /// Sends the call and gives the admission reservation back if nothing was delivered.
 pub async fn run(
     state: &AppState,
@@ -157,7 +170,9 @@ async fn attempts(
                 crate::limits::release(state, selected.lease, None);
                 // The request itself cannot be sent (an invalid id in it): no other account
                 // would fare better.
-                if matches!(e, RelayError::BadRequest(_)) {
+                let bad_request = matches!(e, upstream::UpstreamError::BadRequest(_));
+                let e = RelayError::from(e);
+                if bad_request {
                     return Err(e.respond(call.protocol));
                 }
                 tried.push(account_id);

@@ -128,6 +128,49 @@ impl From<axum::extract::rejection::BytesRejection> for RelayError {
     }
 }
 
+impl From<crate::auth::api_key::KeyRefusal> for RelayError {
+    fn from(r: crate::auth::api_key::KeyRefusal) -> Self {
+        use crate::auth::api_key::KeyRefusal;
+        match r {
+            KeyRefusal::Missing => RelayError::MissingKey,
+            KeyRefusal::Malformed => RelayError::MalformedKey,
+            KeyRefusal::NotFound => RelayError::KeyNotFound,
+            KeyRefusal::Disabled => RelayError::KeyDisabled,
+            KeyRefusal::Expired => RelayError::KeyExpired,
+            KeyRefusal::Store(e) => RelayError::from(e),
+        }
+    }
+}
+
+impl From<crate::accounting::Unpriced> for RelayError {
+    fn from(u: crate::accounting::Unpriced) -> Self {
+        RelayError::Unpriced(u.model)
+    }
+}
+
+impl From<crate::upstream::UpstreamError> for RelayError {
+    fn from(e: crate::upstream::UpstreamError) -> Self {
+        use crate::upstream::UpstreamError;
+        match e {
+            UpstreamError::NoAccount(m) => RelayError::NoAccount(m),
+            UpstreamError::BadRequest(m) => RelayError::BadRequest(m),
+            UpstreamError::NotFound(m) => RelayError::NotFound(m),
+            UpstreamError::Unreachable => RelayError::UpstreamUnreachable,
+            // Logged when it arose (`UpstreamError: From<StoreError>`).
+            UpstreamError::Store(crate::store::StoreError::KeyChanged) => RelayError::KeyChanged,
+            UpstreamError::Store(_) => RelayError::StoreUnavailable,
+        }
+    }
+}
+
+// The wire text lives with the relay's errors; the upstream error reads it from there.
+impl crate::upstream::UpstreamError {
+    /// The message the relay would answer with.
+    pub fn message(self) -> String {
+        RelayError::from(self).message()
+    }
+}
+
 impl From<crate::store::StoreError> for RelayError {
     fn from(err: crate::store::StoreError) -> Self {
         if matches!(err, crate::store::StoreError::KeyChanged) {

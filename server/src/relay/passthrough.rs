@@ -21,11 +21,11 @@ use super::{
 };
 use crate::{
     accounting,
-    auth::api_key::format_time,
     limits::{self, Reservation, Settlement},
     scheduler::leases::Lease,
     state::AppState,
     store::UsageEvent,
+    timestamps::format_time,
 };
 
 /// Upper bound for a buffered (non-stream) answer or error body.

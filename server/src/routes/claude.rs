@@ -18,7 +18,6 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::{
-    auth::api_key::format_time,
     limits,
     relay::{
         attempts::{self, Call},
@@ -30,6 +29,7 @@ use crate::{
     scheduler::session,
     state::AppState,
     store::{buckets, StoredKey},
+    timestamps::format_time,
 };
 
 pub fn routes(state: &AppState) -> Router<AppState> {

@@ -24,7 +24,7 @@ use crate::{
         api_key::{authenticate, authenticate_relay},
         key_cache,
     },
-    relay::protocol::Protocol,
+    relay::{error::RelayError, protocol::Protocol},
     state::AppState,
     store::StoredKey,
 };
@@ -41,10 +41,11 @@ struct Authenticated(StoredKey);
 
 pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let key = match authenticate_relay(&state, &parts.headers, parts.uri.query()).await {
+    let found = authenticate_relay(&state.key_lookup(), &parts.headers, parts.uri.query()).await;
+    let key = match found {
         Ok(key) => key,
         Err(e) => {
-            let mut resp = e.respond(Protocol::of_path(parts.uri.path()));
+            let mut resp = RelayError::from(e).respond(Protocol::of_path(parts.uri.path()));
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             tokio::spawn(drain(body));
@@ -66,7 +67,7 @@ pub async fn require_key(State(state): State<AppState>, req: Request, next: Next
         .run(Request::from_parts(first_parts, Body::from(bytes.clone())))
         .await;
     let went = key_cache::FirstRun::of(&first);
-    if !key_cache::run_again(&state, &parts.headers, parts.uri.query(), went).await {
+    if !key_cache::run_again(&state.key_lookup(), &parts.headers, parts.uri.query(), went).await {
         return first;
     }
     // No key handed on: the handler's `RelayKey` reads it from the store, and refuses in its
@@ -145,11 +146,12 @@ impl FromRequestParts<AppState> for RelayKey {
         if let Some(Authenticated(key)) = parts.extensions.remove::<Authenticated>() {
             return Ok(RelayKey(key));
         }
-        authenticate(state, &parts.headers, parts.uri.query())
+        authenticate(&state.key_lookup(), &parts.headers, parts.uri.query())
             .await
             .map(RelayKey)
             .map_err(|e| {
-                e.respond(Protocol::of_path(parts.uri.path()))
+                RelayError::from(e)
+                    .respond(Protocol::of_path(parts.uri.path()))
                     .into_response()
             })
     }

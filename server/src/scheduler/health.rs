@@ -8,16 +8,25 @@ use app::domain::{AccountError, Cooldown};
 use chrono::Utc;
 
 use super::cooldown::{CooldownClass, Verdict};
+use tokio_util::task::TaskTracker;
+
 use crate::{
-    auth::api_key::format_time,
-    notify::{Event, EventKind},
-    state::AppState,
-    store::StoredAccount,
+    notify::{Event, EventKind, Notifier},
+    store::{DynStore, StoredAccount},
+    timestamps::format_time,
 };
+
+/// What marking an account uses: the store, the webhook notifier, and the tracker that keeps
+/// marks off the request path (drained on shutdown). The running service (`AppState`) is one.
+pub trait Marks: Clone + Send + Sync + 'static {
+    fn store(&self) -> &DynStore;
+    fn notifier(&self) -> &Notifier;
+    fn background(&self) -> &TaskTracker;
+}
 
 /// Records a failed attempt on `account`, off the request path.
 pub fn report(
-    state: &AppState,
+    state: &impl Marks,
     account: &StoredAccount,
     verdict: &Verdict,
     status: u16,
@@ -28,7 +37,7 @@ pub fn report(
     let account = account.clone();
     let verdict = verdict.clone();
     let message: String = message.chars().take(500).collect();
-    state.background.clone().spawn(async move {
+    state.background().clone().spawn(async move {
         let protect = !account.account.disable_auto_protection;
         let rest = verdict.rest.filter(|_| protect);
         let entry = AccountError {
@@ -52,7 +61,7 @@ pub fn report(
         });
         let id = &account.account.id;
         tracing::warn!(account = %id, class = class.as_str(), status, rest_secs = rest.map(|r| r.as_secs()), family = ?verdict.family, "account marked");
-        if let Err(e) = state.store.mark_account(id, cooldown.as_ref().map(|(c, r)| (c, *r)), &entry).await {
+        if let Err(e) = state.store().mark_account(id, cooldown.as_ref().map(|(c, r)| (c, *r)), &entry).await {
             tracing::error!(account = %id, error = %e, "account mark could not be stored");
         }
         let event = if verdict.block && protect {
@@ -65,7 +74,7 @@ pub fn report(
             }
         };
         if let Some(kind) = event {
-            state.notifier.notify(Event::new(
+            state.notifier().notify(Event::new(
                 kind,
                 id.clone(),
                 account.account.name.clone(),
@@ -79,12 +88,12 @@ pub fn report(
     });
 }
 
-async fn block(state: &AppState, id: &str, message: &str) {
-    match state.store.get_account(id).await {
+async fn block(state: &impl Marks, id: &str, message: &str) {
+    match state.store().get_account(id).await {
         Ok(Some(mut a)) => {
             a.account.status = "blocked".into();
             a.account.error_message = message.to_string();
-            if let Err(e) = state.store.put_account(&a).await {
+            if let Err(e) = state.store().put_account(&a).await {
                 tracing::error!(account = %id, error = %e, "block could not be stored");
             }
         }
@@ -95,7 +104,7 @@ async fn block(state: &AppState, id: &str, message: &str) {
 
 /// A failed token refresh: the account goes to `error` (unless auto-protection is off) and the
 /// failure enters its history.
-pub async fn refresh_failed(state: &AppState, account: &mut StoredAccount, message: &str) {
+pub async fn refresh_failed(state: &impl Marks, account: &mut StoredAccount, message: &str) {
     let entry = AccountError {
         at: format_time(Utc::now()),
         class: "refresh_failed".into(),
@@ -104,8 +113,8 @@ pub async fn refresh_failed(state: &AppState, account: &mut StoredAccount, messa
         cooldown_secs: 0,
     };
     let id = account.account.id.clone();
-    let _ = state.store.mark_account(&id, None, &entry).await;
-    state.notifier.notify(Event::new(
+    let _ = state.store().mark_account(&id, None, &entry).await;
+    state.notifier().notify(Event::new(
         EventKind::RefreshFailed,
         id.clone(),
         account.account.name.clone(),
@@ -115,27 +124,27 @@ pub async fn refresh_failed(state: &AppState, account: &mut StoredAccount, messa
     if !account.account.disable_auto_protection {
         account.account.status = "error".into();
         account.account.error_message = format!("token refresh failed: {message}");
-        let _ = state.store.put_account(account).await;
+        let _ = state.store().put_account(account).await;
     }
 }
 
 /// The admin's "reset status": active again, rests lifted.
 pub async fn reset(
-    state: &AppState,
+    state: &impl Marks,
     account: &mut StoredAccount,
 ) -> Result<(), crate::store::StoreError> {
     let was_resting = account.account.status != "active"
         || !state
-            .store
+            .store()
             .cooldowns(std::slice::from_ref(&account.account.id))
             .await?
             .is_empty();
     account.account.status = "active".into();
     account.account.error_message.clear();
-    state.store.clear_cooldowns(&account.account.id).await?;
-    state.store.put_account(account).await?;
+    state.store().clear_cooldowns(&account.account.id).await?;
+    state.store().put_account(account).await?;
     if was_resting {
-        state.notifier.notify(Event::new(
+        state.notifier().notify(Event::new(
             EventKind::Recovered,
             account.account.id.clone(),
             account.account.name.clone(),

@@ -10,7 +10,8 @@
 use axum::http::HeaderMap;
 use bytes::Bytes;
 
-use crate::{relay::error::RelayError, store::StoredAccount};
+use super::UpstreamError;
+use crate::store::StoredAccount;
 
 pub const DEFAULT_API_VERSION: &str = "2024-10-21";
 
@@ -44,7 +45,7 @@ pub fn with_client_deployment(deployment: &str, openai_path: &str) -> String {
 
 /// The Azure URL for an OpenAI path (`/v1/chat/completions`, `/v1/responses`, …, or one made by
 /// `with_client_deployment`).
-pub fn url(account: &StoredAccount, openai_path: &str) -> Result<String, RelayError> {
+pub fn url(account: &StoredAccount, openai_path: &str) -> Result<String, UpstreamError> {
     let a = &account.account;
     let (client_deployment, openai_path) = match openai_path.strip_prefix("/deployments/") {
         Some(rest) => match rest.split_once('/') {
@@ -60,7 +61,7 @@ pub fn url(account: &StoredAccount, openai_path: &str) -> Result<String, RelayEr
         .filter(|v| !v.is_empty())
         .unwrap_or(DEFAULT_API_VERSION);
     if !valid_api_version(version) {
-        return Err(RelayError::NoAccount(
+        return Err(UpstreamError::NoAccount(
             "The Azure account's API version is invalid".into(),
         ));
     }
@@ -68,7 +69,7 @@ pub fn url(account: &StoredAccount, openai_path: &str) -> Result<String, RelayEr
         .trim_start_matches("/v1/")
         .trim_start_matches('/');
     if !matches!(op, "chat/completions" | "responses") {
-        return Err(RelayError::NotFound(format!(
+        return Err(UpstreamError::NotFound(format!(
             "Azure accounts do not serve /{op}"
         )));
     }
@@ -78,19 +79,19 @@ pub fn url(account: &StoredAccount, openai_path: &str) -> Result<String, RelayEr
     let deployment = match a.deployment_name.as_deref().filter(|d| !d.is_empty()) {
         Some(d) if valid_deployment(d) => d,
         Some(_) => {
-            return Err(RelayError::NoAccount(
+            return Err(UpstreamError::NoAccount(
                 "The Azure account's deployment name is invalid".into(),
             ))
         }
         None => match client_deployment {
             Some(d) if valid_deployment(d) => d,
             Some(_) => {
-                return Err(RelayError::BadRequest(
+                return Err(UpstreamError::BadRequest(
                     "Invalid deployment name in the request path".into(),
                 ))
             }
             None => {
-                return Err(RelayError::NoAccount(
+                return Err(UpstreamError::NoAccount(
                     "The Azure account has no deployment name".into(),
                 ))
             }
@@ -108,7 +109,7 @@ pub fn build(
     openai_path: &str,
     client_headers: &HeaderMap,
     body: Bytes,
-) -> Result<reqwest::RequestBuilder, RelayError> {
+) -> Result<reqwest::RequestBuilder, UpstreamError> {
     use reqwest::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_TYPE, USER_AGENT};
     let url = url(account, openai_path)?;
     let mut headers = reqwest::header::HeaderMap::with_capacity(4);

@@ -16,7 +16,8 @@ use futures_util::{stream::BoxStream, Stream};
 use serde_json::{json, Value};
 
 use super::AccountSecrets;
-use crate::{relay::error::RelayError, store::StoredAccount};
+use super::UpstreamError;
+use crate::store::StoredAccount;
 
 /// The Bedrock model id for a Claude model name (ids already in Bedrock form pass unchanged):
 /// `claude-sonnet-4-5-20250929` → `us.anthropic.claude-sonnet-4-5-20250929-v1:0`.
@@ -54,12 +55,12 @@ pub fn endpoint(account: &StoredAccount, region: &str) -> String {
 
 /// The Bedrock body: the Messages body without `model` and `stream`, with the Bedrock
 /// `anthropic_version`.
-pub fn body(messages_body: &[u8]) -> Result<Bytes, RelayError> {
+pub fn body(messages_body: &[u8]) -> Result<Bytes, UpstreamError> {
     let mut v: Value = serde_json::from_slice(messages_body)
-        .map_err(|e| RelayError::BadRequest(format!("Request body is not valid JSON: {e}")))?;
+        .map_err(|e| UpstreamError::BadRequest(format!("Request body is not valid JSON: {e}")))?;
     let obj = v
         .as_object_mut()
-        .ok_or_else(|| RelayError::BadRequest("Request body must be an object".into()))?;
+        .ok_or_else(|| UpstreamError::BadRequest("Request body must be an object".into()))?;
     obj.remove("model");
     obj.remove("stream");
     obj.entry("anthropic_version")
@@ -86,14 +87,14 @@ pub fn build(
     model: &str,
     stream: bool,
     messages_body: &[u8],
-) -> Result<reqwest::RequestBuilder, RelayError> {
+) -> Result<reqwest::RequestBuilder, UpstreamError> {
     let region = account
         .account
         .region
         .clone()
         .unwrap_or_else(|| "us-east-1".into());
     if !valid_region(&region) {
-        return Err(RelayError::NoAccount(
+        return Err(UpstreamError::NoAccount(
             "The Bedrock account's region is invalid".into(),
         ));
     }
@@ -102,7 +103,7 @@ pub fn build(
     // %-encoded as one segment.
     let id = model_id(model, &region);
     if !app::domain::is_valid_model_name(&id) {
-        return Err(RelayError::BadRequest(
+        return Err(UpstreamError::BadRequest(
             "model: not a valid Bedrock model id".into(),
         ));
     }
@@ -133,7 +134,7 @@ pub fn build(
         secrets.aws_access_key_id.as_deref(),
         secrets.aws_secret_access_key.as_deref(),
     ) else {
-        return Err(RelayError::NoAccount(
+        return Err(UpstreamError::NoAccount(
             "The Bedrock account has no credentials".into(),
         ));
     };
@@ -153,7 +154,7 @@ pub fn build(
         .settings(aws_sigv4::http_request::SigningSettings::default())
         .build()
         .map_err(|_| {
-            RelayError::NoAccount("The Bedrock account's signing parameters are invalid".into())
+            UpstreamError::NoAccount("The Bedrock account's signing parameters are invalid".into())
         })?
         .into();
     let headers = [("content-type", "application/json"), ("accept", accept)];
@@ -163,9 +164,9 @@ pub fn build(
         headers.into_iter(),
         aws_sigv4::http_request::SignableBody::Bytes(&payload),
     )
-    .map_err(|_| RelayError::UpstreamUnreachable)?;
+    .map_err(|_| UpstreamError::Unreachable)?;
     let (instructions, _) = aws_sigv4::http_request::sign(signable, &params)
-        .map_err(|_| RelayError::NoAccount("The Bedrock request could not be signed".into()))?
+        .map_err(|_| UpstreamError::NoAccount("The Bedrock request could not be signed".into()))?
         .into_parts();
     for (name, value) in instructions.headers() {
         req = req.header(name, value);
@@ -322,7 +323,7 @@ mod tests {
             assert!(
                 matches!(
                     build(&http, &account, &secrets, bad, false, body),
-                    Err(RelayError::BadRequest(_))
+                    Err(UpstreamError::BadRequest(_))
                 ),
                 "{bad}"
             );
@@ -346,7 +347,7 @@ mod tests {
         bad_region.account.region = Some("evil.test/x#".into());
         assert!(matches!(
             build(&http, &bad_region, &secrets, "claude-x", false, body),
-            Err(RelayError::NoAccount(_))
+            Err(UpstreamError::NoAccount(_))
         ));
         assert!(valid_region("us-gov-west-1") && !valid_region("US-EAST-1"));
     }

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{claude_console, AccountSecrets};
-use crate::{config::Config, relay::error::RelayError, state::AppState, store::StoredAccount};
+use super::{claude_console, AccountSecrets, Deps, UpstreamError};
+use crate::{config::Config, store::StoredAccount};
 
 pub const SCOPES_FULL: &str =
     "org:create_api_key user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload";
@@ -187,10 +187,13 @@ fn needs_refresh(account: &StoredAccount, secrets: &AccountSecrets) -> bool {
 
 /// A usable access token for the account, refreshed first when it expires within a minute.
 /// One instance refreshes (under a shared lock); the others wait for its result.
-pub async fn access_token(state: &AppState, account: &StoredAccount) -> Result<String, RelayError> {
+pub async fn access_token(
+    state: &impl Deps,
+    account: &StoredAccount,
+) -> Result<String, UpstreamError> {
     let unreadable =
-        || RelayError::NoAccount("The selected account's credential cannot be read".into());
-    let secrets = AccountSecrets::open(&state.crypto, account).map_err(|_| unreadable())?;
+        || UpstreamError::NoAccount("The selected account's credential cannot be read".into());
+    let secrets = AccountSecrets::open(state.crypto(), account).map_err(|_| unreadable())?;
     let current = secrets.access_token.clone().ok_or_else(unreadable)?;
     if !needs_refresh(account, &secrets) {
         return Ok(current);
@@ -198,17 +201,17 @@ pub async fn access_token(state: &AppState, account: &StoredAccount) -> Result<S
     let id = &account.account.id;
     let lock = format!("refresh:{id}");
     let owner = uuid::Uuid::new_v4().to_string();
-    if state.store.try_lock(&lock, &owner, LOCK_TTL).await? {
+    if state.store().try_lock(&lock, &owner, LOCK_TTL).await? {
         let result = refresh_locked(state, id).await;
-        let _ = state.store.unlock(&lock, &owner).await;
+        let _ = state.store().unlock(&lock, &owner).await;
         return Ok(result.unwrap_or(current));
     }
     // Another instance is refreshing: wait for its result, else carry on with what we have.
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Some(fresh) = state.store.get_account(id).await? {
+        if let Some(fresh) = state.store().get_account(id).await? {
             if fresh.account.token_expires_at != account.account.token_expires_at {
-                if let Some(token) = AccountSecrets::open(&state.crypto, &fresh)
+                if let Some(token) = AccountSecrets::open(state.crypto(), &fresh)
                     .ok()
                     .and_then(|s| s.access_token)
                 {
@@ -221,27 +224,27 @@ pub async fn access_token(state: &AppState, account: &StoredAccount) -> Result<S
 }
 
 /// Holding the lock: re-read (someone may have just refreshed), refresh, store.
-async fn refresh_locked(state: &AppState, id: &str) -> Option<String> {
-    let mut account = state.store.get_account(id).await.ok()??;
-    let mut secrets = AccountSecrets::open(&state.crypto, &account).ok()?;
+async fn refresh_locked(state: &impl Deps, id: &str) -> Option<String> {
+    let mut account = state.store().get_account(id).await.ok()??;
+    let mut secrets = AccountSecrets::open(state.crypto(), &account).ok()?;
     if !needs_refresh(&account, &secrets) {
         return secrets.access_token;
     }
     let http = state
-        .clients
+        .clients()
         .for_proxy(
             account.account.proxy.as_ref(),
             secrets.proxy_password.as_deref(),
         )
         .ok()?;
     let refresh_token = secrets.refresh_token.clone()?;
-    match refresh(&http, &state.config, &refresh_token).await {
+    match refresh(&http, state.config(), &refresh_token).await {
         Ok(tokens) => {
             secrets.access_token = Some(tokens.access_token.clone());
             if tokens.refresh_token.is_some() {
                 secrets.refresh_token = tokens.refresh_token;
             }
-            account.secret = secrets.seal(&state.crypto);
+            account.secret = secrets.seal(state.crypto());
             account.account.token_expires_at = tokens.expires_at_ms;
             if !tokens.scopes.is_empty() {
                 account.account.scopes = tokens.scopes;
@@ -250,7 +253,7 @@ async fn refresh_locked(state: &AppState, id: &str) -> Option<String> {
                 account.account.status = "active".into();
                 account.account.error_message.clear();
             }
-            if let Err(e) = state.store.put_account(&account).await {
+            if let Err(e) = state.store().put_account(&account).await {
                 tracing::error!(account = %id, error = %e, "refreshed token could not be stored");
             }
             tracing::info!(account = %id, "OAuth token refreshed");

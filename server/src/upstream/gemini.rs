@@ -4,7 +4,8 @@
 use axum::http::HeaderMap;
 use bytes::Bytes;
 
-use crate::{relay::error::RelayError, store::StoredAccount};
+use super::UpstreamError;
+use crate::store::StoredAccount;
 
 pub const DEFAULT_BASE: &str = "https://generativelanguage.googleapis.com";
 
@@ -54,7 +55,7 @@ pub fn build(
     query: Option<&str>,
     client_headers: &HeaderMap,
     body: Bytes,
-) -> Result<reqwest::RequestBuilder, RelayError> {
+) -> Result<reqwest::RequestBuilder, UpstreamError> {
     use reqwest::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_TYPE, USER_AGENT};
     let mut headers = reqwest::header::HeaderMap::with_capacity(4);
     if let Some(ua) = client_headers.get(USER_AGENT) {
@@ -80,7 +81,7 @@ pub fn build(
     }
     // The route validated it already; the URL is built from validated parts only.
     if !valid_model_action(model_action) {
-        return Err(RelayError::BadRequest(
+        return Err(UpstreamError::BadRequest(
             "Invalid model or method in the request path".into(),
         ));
     }

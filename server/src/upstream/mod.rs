@@ -14,7 +14,53 @@ use app::domain::ProxyConfig;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::{crypto::Crypto, store::StoredAccount};
+use crate::{config::Config, crypto::Crypto, scheduler::health::Marks, store::StoredAccount};
+
+/// What is sent upstream for one account, whatever the client's protocol: the relay's `Call`
+/// converts into it.
+pub struct Outgoing<'a> {
+    /// `/v1/messages`, `/v1/responses`, `/v1/chat/completions`, for Gemini `<model>:<action>`.
+    pub upstream_path: &'a str,
+    pub model: &'a str,
+    pub stream: bool,
+    pub headers: &'a axum::http::HeaderMap,
+    pub query: Option<&'a str>,
+    pub body: bytes::Bytes,
+}
+
+/// Why the request for an account could not be built. The relay answers each as the
+/// `RelayError` of the same name (`relay/error.rs`, which also gives it `message()`).
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// The account cannot serve: its credential or configuration is unusable.
+    NoAccount(String),
+    /// The client's request cannot be sent upstream as it is.
+    BadRequest(String),
+    NotFound(String),
+    /// The account's proxy cannot be used.
+    Unreachable,
+    Store(crate::store::StoreError),
+}
+
+impl From<crate::store::StoreError> for UpstreamError {
+    fn from(e: crate::store::StoreError) -> Self {
+        // Logged where it happens, as the relay logs its own store errors: a token refresh the
+        // admin starts drops the error.
+        if !matches!(e, crate::store::StoreError::KeyChanged) {
+            tracing::error!(error = %e, "store error on the relay path");
+        }
+        UpstreamError::Store(e)
+    }
+}
+
+/// What building an upstream request uses: the key that opens the credentials, the pooled
+/// clients, the configuration, and the store and account marks of a token refresh. The
+/// running service (`AppState`) is one.
+pub trait Deps: Marks {
+    fn crypto(&self) -> &Crypto;
+    fn clients(&self) -> &Clients;
+    fn config(&self) -> &Config;
+}
 
 /// Everything secret about an account, stored as one AES-GCM ciphertext.
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -136,30 +182,30 @@ fn proxy_url(p: &ProxyConfig, password: Option<&str>) -> Result<String, ProxyErr
 }
 
 /// The upstream request of `call` for one account: its URL, its headers, its credential.
-pub async fn request(
-    state: &crate::state::AppState,
+pub async fn request<'a>(
+    state: &impl Deps,
     account: &StoredAccount,
-    call: &crate::relay::attempts::Call<'_>,
-) -> Result<reqwest::RequestBuilder, crate::relay::error::RelayError> {
-    use crate::relay::error::RelayError;
+    call: impl Into<Outgoing<'a>>,
+) -> Result<reqwest::RequestBuilder, UpstreamError> {
     use app::domain::Platform;
+    let call: Outgoing<'a> = call.into();
     let unreadable =
-        || RelayError::NoAccount("The selected account's credential cannot be read".into());
-    let secrets = AccountSecrets::open(&state.crypto, account).map_err(|e| {
+        || UpstreamError::NoAccount("The selected account's credential cannot be read".into());
+    let secrets = AccountSecrets::open(state.crypto(), account).map_err(|e| {
         tracing::error!(account = %account.account.id, error = %e, "account credential unreadable");
         unreadable()
     })?;
     let http = state
-        .clients
+        .clients()
         .for_proxy(
             account.account.proxy.as_ref(),
             secrets.proxy_password.as_deref(),
         )
         .map_err(|e| {
             tracing::error!(account = %account.account.id, error = %e, "account proxy unusable");
-            RelayError::UpstreamUnreachable
+            UpstreamError::Unreachable
         })?;
-    let body = call.body.clone();
+    let body = call.body;
     match account.account.platform {
         Platform::ClaudeConsole => {
             let key = secrets.api_key.as_deref().ok_or_else(unreadable)?;
@@ -170,7 +216,7 @@ pub async fn request(
                 &http,
                 account,
                 key,
-                &call.upstream_path,
+                call.upstream_path,
                 beta,
                 call.headers,
                 body,
@@ -180,9 +226,9 @@ pub async fn request(
             let token = claude_oauth::access_token(state, account).await?;
             Ok(claude_oauth::build(
                 &http,
-                &state.config,
+                state.config(),
                 &token,
-                &call.upstream_path,
+                call.upstream_path,
                 call.model,
                 call.headers,
                 body,
@@ -194,14 +240,14 @@ pub async fn request(
                 &http,
                 account,
                 key,
-                &call.upstream_path,
+                call.upstream_path,
                 call.headers,
                 body,
             ))
         }
         Platform::Bedrock => {
             if call.upstream_path != "/v1/messages" {
-                return Err(RelayError::NotFound(
+                return Err(UpstreamError::NotFound(
                     "Bedrock accounts do not count tokens".into(),
                 ));
             }
@@ -209,7 +255,7 @@ pub async fn request(
         }
         Platform::AzureOpenai => {
             let key = secrets.api_key.as_deref().ok_or_else(unreadable)?;
-            azure::build(&http, account, key, &call.upstream_path, call.headers, body)
+            azure::build(&http, account, key, call.upstream_path, call.headers, body)
         }
         Platform::GeminiApi => {
             let key = secrets.api_key.as_deref().ok_or_else(unreadable)?;
@@ -217,7 +263,7 @@ pub async fn request(
                 &http,
                 account,
                 key,
-                &call.upstream_path,
+                call.upstream_path,
                 call.query,
                 call.headers,
                 body,
