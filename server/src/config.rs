@@ -279,10 +279,10 @@ impl Config {
                 "MIN_OUTPUT_TOKENS and DEFAULT_MAX_OUTPUT_TOKENS must be at least 1".into(),
             ));
         }
-        if default_max_output_tokens > crate::limits::MAX_OUTPUT_TOKENS {
+        if default_max_output_tokens > crate::store::limits::MAX_OUTPUT_TOKENS {
             return Err(ConfigError(format!(
                 "DEFAULT_MAX_OUTPUT_TOKENS must be at most {}",
-                crate::limits::MAX_OUTPUT_TOKENS
+                crate::store::limits::MAX_OUTPUT_TOKENS
             )));
         }
         let unpriced_policy = match var("UNPRICED_MODEL_POLICY") {

@@ -34,7 +34,7 @@ pub use plan::{
     Facts,
 };
 pub use refusal::{refusal_fields, refusal_message};
-pub use request::{admit_request, Admission, RequestFacts, Reserved};
+pub use request::{admit_request, Admission, Denied, RequestFacts, Reserved};
 pub use settlement::{release, settle};
 
 pub const NANOS_PER_USD: f64 = 1e9;

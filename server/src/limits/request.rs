@@ -12,6 +12,34 @@ use super::{
     Reservation,
 };
 
+/// Why a request was not admitted. The relay answers each in its caller's protocol
+/// (`RelayError: From<Denied>`), so this layer names no HTTP status.
+#[derive(Debug)]
+pub enum Denied {
+    /// `UNPRICED_MODEL_POLICY=refuse` and the model has no price.
+    Unpriced(crate::accounting::Unpriced),
+    /// The key may not use this service or model.
+    PermissionDenied(String),
+    /// The client is not one the key allows (its allowed clients).
+    ClientNotAllowed(Vec<String>),
+    /// A limit refused (or the concurrency queue timed out).
+    Limited(Refusal),
+    /// The store's admission step failed (or found the key copy out of date).
+    Store(crate::store::StoreError),
+}
+
+impl From<crate::accounting::Unpriced> for Denied {
+    fn from(u: crate::accounting::Unpriced) -> Self {
+        Denied::Unpriced(u)
+    }
+}
+
+impl From<crate::store::StoreError> for Denied {
+    fn from(e: crate::store::StoreError) -> Self {
+        Denied::Store(e)
+    }
+}
+
 /// What admission needs to know of a request besides its key.
 pub struct RequestFacts<'a> {
     pub service: &'a str,
@@ -116,13 +144,12 @@ pub async fn admit_request(
     stored: &crate::store::StoredKey,
     headers: &axum::http::HeaderMap,
     r: &RequestFacts<'_>,
-) -> Result<Admission, crate::relay::error::RelayError> {
-    use crate::relay::error::RelayError;
+) -> Result<Admission, Denied> {
     // UNPRICED_MODEL_POLICY=refuse: a model that cannot be billed never goes upstream.
     crate::accounting::unpriced::check(state, r.model)?;
     let key = &stored.key;
     if key.model_blocked(r.model) {
-        return Err(RelayError::PermissionDenied(format!(
+        return Err(Denied::PermissionDenied(format!(
             "This API key may not use model {}",
             r.model
         )));
@@ -134,7 +161,7 @@ pub async fn admit_request(
         && !key.allowed_clients.is_empty()
         && !client::allowed(&key.allowed_clients, headers, r.path, r.has_user_id)
     {
-        return Err(RelayError::ClientNotAllowed(key.allowed_clients.clone()));
+        return Err(Denied::ClientNotAllowed(key.allowed_clients.clone()));
     }
     if !key.has_limits() {
         return Ok(Admission::default());
@@ -217,7 +244,7 @@ pub async fn admit_request(
                     Refusal::WindowCost { .. } => "window_cost",
                     Refusal::Cost { kind, .. } => kind.code(),
                 });
-                return Err(RelayError::Limited(refusal));
+                return Err(Denied::Limited(refusal));
             }
         }
     }

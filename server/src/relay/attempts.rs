@@ -156,7 +156,9 @@ async fn attempts(
             .await
         {
             Ok(s) => s,
-            Err(e) => return Err(last.unwrap_or_else(|| e.respond(call.protocol))),
+            Err(e) => {
+                return Err(last.unwrap_or_else(|| RelayError::from(e).respond(call.protocol)))
+            }
         };
         if let Some(l) = &selected.lease {
             state.leases.hold(l.clone());

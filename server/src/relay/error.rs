@@ -171,6 +171,33 @@ impl crate::upstream::UpstreamError {
     }
 }
 
+impl From<crate::scheduler::NotServed> for RelayError {
+    fn from(n: crate::scheduler::NotServed) -> Self {
+        use crate::scheduler::NotServed;
+        match n {
+            NotServed::DedicatedRateLimited(until) => RelayError::DedicatedRateLimited(until),
+            NotServed::DedicatedUnavailable(m) => RelayError::DedicatedUnavailable(m),
+            NotServed::ModelUnavailable(m) => RelayError::ModelUnavailable(m),
+            NotServed::NoAccount(m) => RelayError::NoAccount(m),
+            NotServed::Unsettled => RelayError::StoreUnavailable,
+            NotServed::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::limits::Denied> for RelayError {
+    fn from(d: crate::limits::Denied) -> Self {
+        use crate::limits::Denied;
+        match d {
+            Denied::Unpriced(u) => u.into(),
+            Denied::PermissionDenied(m) => RelayError::PermissionDenied(m),
+            Denied::ClientNotAllowed(clients) => RelayError::ClientNotAllowed(clients),
+            Denied::Limited(refusal) => RelayError::Limited(refusal),
+            Denied::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for RelayError {
     fn from(err: crate::store::StoreError) -> Self {
         if matches!(err, crate::store::StoreError::KeyChanged) {
@@ -264,6 +291,12 @@ macro_rules! error_in {
         impl From<crate::store::StoreError> for $name {
             fn from(e: crate::store::StoreError) -> Self {
                 $name(e.into())
+            }
+        }
+
+        impl From<crate::limits::Denied> for $name {
+            fn from(d: crate::limits::Denied) -> Self {
+                $name(d.into())
             }
         }
 

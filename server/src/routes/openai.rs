@@ -355,7 +355,7 @@ async fn admit(
         requested_output,
         costs: true,
     };
-    limits::admit_request(state, &r.key, headers, &facts).await
+    Ok(limits::admit_request(state, &r.key, headers, &facts).await?)
 }
 
 async fn chat(

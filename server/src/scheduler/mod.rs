@@ -23,12 +23,9 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use app::domain::{AccountGroup, AccountType, ApiKey, Platform};
 use parking_lot::Mutex;
 
-use crate::{
-    relay::error::RelayError,
-    store::{
-        account_lease_scope, Candidate, DynStore, Pick, PickRequest, Refused, StickyRequest,
-        StoredAccount,
-    },
+use crate::store::{
+    account_lease_scope, Candidate, DynStore, Pick, PickRequest, Refused, StickyRequest,
+    StoredAccount,
 };
 
 /// Scheduling settings from the configuration.
@@ -75,6 +72,38 @@ pub struct Selected {
     pub lease: Option<leases::Lease>,
 }
 
+/// Why no account serves a request. The relay answers each in its caller's protocol
+/// (`RelayError: From<NotServed>`); the scheduler names no HTTP status.
+#[derive(Debug)]
+pub enum NotServed {
+    /// The key's dedicated account rests from a rate limit until then (a stored time).
+    DedicatedRateLimited(String),
+    /// The key's dedicated account or group cannot serve (the message says why).
+    DedicatedUnavailable(String),
+    /// No account of the service serves the model at all.
+    ModelUnavailable(String),
+    /// Accounts serve the model, but none is available now.
+    NoAccount(String),
+    /// The accounts kept changing under three picks in a row.
+    Unsettled,
+    /// The store failed (or found the request's key copy out of date).
+    Store(crate::store::StoreError),
+}
+
+impl From<crate::store::StoreError> for NotServed {
+    fn from(e: crate::store::StoreError) -> Self {
+        NotServed::Store(e)
+    }
+}
+
+impl NotServed {
+    /// A store that did not answer: no point in picking again on fresh records.
+    fn is_unavailable(&self) -> bool {
+        matches!(self, NotServed::Store(e) if !matches!(e, crate::store::StoreError::KeyChanged))
+            || matches!(self, NotServed::Unsettled)
+    }
+}
+
 /// Why the key's bound account or group serves no request now.
 #[derive(Debug)]
 enum Unserved {
@@ -86,15 +115,15 @@ enum Unserved {
 }
 
 impl Unserved {
-    fn into_error(self, what: &str) -> RelayError {
+    fn into_error(self, what: &str) -> NotServed {
         let reason = match self {
             Unserved::Refused(Refused::Resting { cooldown, .. })
                 if cooldown.class == cooldown::CooldownClass::RateLimit.as_str() =>
             {
                 let until = chrono::DateTime::from_timestamp_millis(cooldown.until_ms)
-                    .map(crate::auth::api_key::format_time)
+                    .map(crate::timestamps::format_time)
                     .unwrap_or_default();
-                return RelayError::DedicatedRateLimited(until);
+                return NotServed::DedicatedRateLimited(until);
             }
             Unserved::Refused(Refused::Resting { cooldown, .. }) => {
                 format!("temporarily_unavailable: {}", cooldown.class)
@@ -103,7 +132,7 @@ impl Unserved {
             Unserved::Refused(Refused::NoCandidate) => "unavailable".to_string(),
             Unserved::Ineligible(reason) => reason.to_string(),
         };
-        RelayError::DedicatedUnavailable(format!(
+        NotServed::DedicatedUnavailable(format!(
             "The {what} bound to this API key is unavailable ({reason})"
         ))
     }
@@ -115,7 +144,7 @@ enum Binding<'a> {
 }
 
 impl Scheduler {
-    async fn snapshot(&self, store: &DynStore, force: bool) -> Result<Arc<Snapshot>, RelayError> {
+    async fn snapshot(&self, store: &DynStore, force: bool) -> Result<Arc<Snapshot>, NotServed> {
         if !force {
             if let Some(s) = self.cache.lock().clone() {
                 return Ok(s);
@@ -146,7 +175,7 @@ impl Scheduler {
         store: &DynStore,
         settings: &Settings,
         ask: &Ask<'_>,
-    ) -> Result<Selected, RelayError> {
+    ) -> Result<Selected, NotServed> {
         let mut force = false;
         for _ in 0..3 {
             let snap = self.snapshot(store, force).await?;
@@ -155,11 +184,11 @@ impl Scheduler {
                 // Accounts changed meanwhile: reload and pick again.
                 Ok(None) => force = true,
                 // A refusal decided on cached records is confirmed on fresh ones first.
-                Err(e) if !force && !matches!(e, RelayError::StoreUnavailable) => force = true,
+                Err(e) if !force && !e.is_unavailable() => force = true,
                 Err(e) => return Err(e),
             }
         }
-        Err(RelayError::StoreUnavailable)
+        Err(NotServed::Unsettled)
     }
 
     async fn select_in(
@@ -168,7 +197,7 @@ impl Scheduler {
         settings: &Settings,
         ask: &Ask<'_>,
         snap: &Snapshot,
-    ) -> Result<Option<Selected>, RelayError> {
+    ) -> Result<Option<Selected>, NotServed> {
         let usable = |a: &StoredAccount| {
             ask.platforms.contains(&a.account.platform)
                 && a.account.is_schedulable()
@@ -265,13 +294,13 @@ impl Scheduler {
                 ask.platforms.contains(&a.account.platform) && a.account.supports_model(ask.model)
             });
             if !supported {
-                return Err(RelayError::ModelUnavailable(format!(
+                return Err(NotServed::ModelUnavailable(format!(
                     "No {} account serves the requested model: {}",
                     service_name(service),
                     ask.model
                 )));
             }
-            return Err(RelayError::NoAccount(format!(
+            return Err(NotServed::NoAccount(format!(
                 "No available {} accounts support the requested model: {}",
                 service_name(service),
                 ask.model
@@ -280,7 +309,7 @@ impl Scheduler {
         match self.pick(store, settings, ask, snap, &pool).await? {
             Picked::Chosen(s) => Ok(Some(s)),
             Picked::Stale => Ok(None),
-            Picked::Nothing(_) => Err(RelayError::NoAccount(format!(
+            Picked::Nothing(_) => Err(NotServed::NoAccount(format!(
                 "No available {} accounts support the requested model: {} (all are resting or busy)",
                 service_name(service),
                 ask.model
@@ -295,7 +324,7 @@ impl Scheduler {
         ask: &Ask<'_>,
         snap: &Snapshot,
         accounts: &[&StoredAccount],
-    ) -> Result<Picked, RelayError> {
+    ) -> Result<Picked, NotServed> {
         let mut candidates: Vec<Candidate> = accounts
             .iter()
             .map(|a| Candidate {

@@ -31,7 +31,7 @@ async fn pick(
     key: &ApiKey,
     model: &str,
     session: Option<&str>,
-) -> Result<Selected, RelayError> {
+) -> Result<Selected, NotServed> {
     let ask = Ask {
         key,
         platforms: &[Platform::ClaudeConsole, Platform::ClaudeOfficial],
@@ -133,10 +133,10 @@ fn refusals_become_the_dedicated_errors() {
         .unwrap();
     assert!(matches!(
         refused(Refused::Resting { account_id: "a".into(), cooldown: rest("rate_limit") }),
-        RelayError::DedicatedRateLimited(u) if u == until
+        NotServed::DedicatedRateLimited(u) if u == until
     ));
-    let message = |e: RelayError| match e {
-        RelayError::DedicatedUnavailable(m) => m,
+    let message = |e: NotServed| match e {
+        NotServed::DedicatedUnavailable(m) => m,
         other => panic!("{other:?}"),
     };
     assert_eq!(
@@ -191,7 +191,7 @@ async fn a_dedicated_account_resting_on_a_rate_limit_says_until_when() {
         .map(crate::auth::api_key::format_time)
         .unwrap();
     assert!(
-        matches!(err, RelayError::DedicatedRateLimited(ref u) if *u == until),
+        matches!(err, NotServed::DedicatedRateLimited(ref u) if *u == until),
         "{err:?}"
     );
 }
@@ -212,7 +212,7 @@ async fn dedicated_binding_never_falls_back_unless_allowed() {
     };
     let err = pick(&s, &store, &key, "m", None).await.err().unwrap();
     assert!(
-        matches!(err, RelayError::DedicatedUnavailable(ref m) if m.contains("inactive_or_error")),
+        matches!(err, NotServed::DedicatedUnavailable(ref m) if m.contains("inactive_or_error")),
         "{err:?}"
     );
     key.allow_dedicated_fallback = true;
@@ -243,5 +243,5 @@ async fn dedicated_binding_never_falls_back_unless_allowed() {
         .await
         .err()
         .unwrap();
-    assert!(matches!(err, RelayError::NoAccount(_)));
+    assert!(matches!(err, NotServed::NoAccount(_)));
 }
