@@ -96,10 +96,14 @@ pub fn app(state: AppState) -> Router {
             .is_some_and(|u| u.starts_with("https://")),
     });
 
-    Router::new()
+    // The relay routes: API keys, never cookies or sign-in bodies, so the admin surface's
+    // layers (sign-in body cap, client address, CSRF) stay off their hot path.
+    let relay = Router::new()
         .merge(claude::routes(&state))
         .merge(openai::routes(&state))
         .merge(gemini::routes(&state))
+        .with_state(state.clone());
+    let web = Router::new()
         .merge(admin::routes())
         .merge(api_stats::routes())
         .merge(health::routes())
@@ -108,15 +112,18 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
         .merge(pages)
         .fallback_service(static_files)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(move |req, next| {
-            oversized::refuse_oversize(body_limit, req, next)
-        }))
         .layer(axum::middleware::from_fn(auth_body::limit))
         .layer(axum::middleware::from_fn(move |req, next| {
             client::attach(client_policy.clone(), req, next)
         }))
-        .layer(axum::middleware::from_fn(csrf::refuse_cross_site))
+        .layer(axum::middleware::from_fn(csrf::refuse_cross_site));
+
+    relay
+        .merge(web)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            oversized::refuse_oversize(body_limit, req, next)
+        }))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
