@@ -33,7 +33,7 @@ pub struct Call<'a> {
     pub upstream_path: String,
     pub model: &'a str,
     pub stream: bool,
-    pub session: Option<&'a str>,
+    pub session: Option<&'a crate::scheduler::session::Session>,
     pub headers: &'a HeaderMap,
     pub query: Option<&'a str>,
     pub body: Bytes,

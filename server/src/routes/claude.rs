@@ -87,7 +87,7 @@ struct Prepared {
     key: StoredKey,
     model: String,
     stream: bool,
-    session: Option<String>,
+    session: Option<session::Session>,
     has_user_id: bool,
     max_tokens: Option<u64>,
 }
@@ -144,7 +144,11 @@ fn prepare(key: StoredKey, body: &[u8], need_messages: bool) -> Result<Prepared,
         .as_ref()
         .and_then(|u| u.as_str())
         .is_some_and(|u| !u.is_empty());
-    let named = user_id.and_then(|u| u.as_str().and_then(session::from_user_id));
+    let named = user_id.and_then(|u| {
+        u.as_str()
+            .and_then(session::from_user_id)
+            .map(|s| session::Session::named(&s))
+    });
     let session = named.or_else(|| {
         let parse = |raw: Option<&RawValue>| {
             raw.and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
@@ -188,7 +192,7 @@ async fn messages(
         upstream_path: "/v1/messages".into(),
         model: &p.model,
         stream: p.stream,
-        session: p.session.as_deref(),
+        session: p.session.as_ref(),
         headers: &headers,
         query: uri.query(),
         body,
@@ -226,7 +230,7 @@ async fn count_tokens(
         upstream_path: "/v1/messages/count_tokens".into(),
         model: &p.model,
         stream: false,
-        session: p.session.as_deref(),
+        session: p.session.as_ref(),
         headers: &headers,
         query: uri.query(),
         body,

@@ -13,7 +13,6 @@ use axum::{
 };
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::{
     limits,
@@ -25,6 +24,7 @@ use crate::{
         shape::{self, Dialect},
     },
     routes::key_first::RelayKey,
+    scheduler::session::Session,
     state::AppState,
     store::StoredKey,
 };
@@ -208,7 +208,7 @@ async fn passthrough(
         },
         model: &r.model,
         stream: r.stream,
-        session: session.as_deref(),
+        session: session.as_ref(),
         headers,
         query: None,
         body,
@@ -264,7 +264,7 @@ fn is_openai_model(model: &str) -> bool {
 
 /// The OpenAI-style session: `session_id` header, else `prompt_cache_key` or `session_id` in the
 /// body, hashed (the original's rule).
-fn session(headers: &HeaderMap, body: &Value) -> Option<String> {
+fn session(headers: &HeaderMap, body: &Value) -> Option<Session> {
     let raw = headers
         .get("session_id")
         .or_else(|| headers.get("x-session-id"))
@@ -275,7 +275,7 @@ fn session(headers: &HeaderMap, body: &Value) -> Option<String> {
                 .iter()
                 .find_map(|k| body.get(k).and_then(Value::as_str).map(str::to_string))
         })?;
-    Some(hex::encode(&Sha256::digest(raw.as_bytes())[..16]))
+    Some(Session::named(&raw))
 }
 
 struct Request {
@@ -428,7 +428,7 @@ async fn to_claude(
         upstream_path: "/v1/messages".into(),
         model: &r.model,
         stream: r.stream,
-        session: session.as_deref(),
+        session: session.as_ref(),
         headers: &HeaderMap::new(),
         query: None,
         body: Bytes::from(anthropic.to_string()),

@@ -55,7 +55,7 @@ pub struct Ask<'a> {
     pub platforms: &'a [Platform],
     pub model: &'a str,
     /// Sticky-session key, if the request has a session.
-    pub session: Option<&'a str>,
+    pub session: Option<&'a session::Session>,
     /// Accounts already tried for this request (failover).
     pub exclude: &'a [String],
     /// The request's id, used as the concurrency lease id.

@@ -27,11 +27,27 @@ pub fn from_user_id(user_id: &str) -> Option<String> {
 /// `metadata.user_id` longer than this names no session.
 pub const MAX_USER_ID: usize = 4096;
 
+/// A request's session as the sticky mapping knows it: always a hash of what the client sent
+/// (32 hex chars), never its text, so every store key has the same small length. Hashed once,
+/// where the session is found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session(String);
+
+impl Session {
+    /// A session the client names (`metadata.user_id`, a `session_id` header or field).
+    pub fn named(text: &str) -> Self {
+        Session(hash(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The store key of a session's sticky mapping: scoped to the service and the API key (two
-/// users with the same prompt are not one session), the client's text only as a hash, so
-/// every key has the same small length whatever the client sent.
-pub fn sticky_key(service: &str, key_id: &str, session: &str) -> String {
-    format!("{service}:{key_id}:{}", hash(session))
+/// users with the same prompt are not one session).
+pub fn sticky_key(service: &str, key_id: &str, session: &Session) -> String {
+    format!("{service}:{key_id}:{}", session.0)
 }
 
 fn hash(text: &str) -> String {
@@ -60,7 +76,7 @@ fn text_of(content: &Value, only_cached: bool) -> String {
 /// The fallback when no session id is given: a hash of the cache-controlled system parts
 /// (plus the first message when any message is cache-controlled), else of the whole system
 /// text, else of the first message.
-pub fn from_content(system: Option<&Value>, messages: Option<&Value>) -> Option<String> {
+pub fn from_content(system: Option<&Value>, messages: Option<&Value>) -> Option<Session> {
     let messages = messages.and_then(Value::as_array);
     let first_text = || {
         messages
@@ -84,13 +100,13 @@ pub fn from_content(system: Option<&Value>, messages: Option<&Value>) -> Option<
             text.push_str(&first_text().unwrap_or_default());
         }
         if !text.is_empty() {
-            return Some(hash(&text));
+            return Some(Session::named(&text));
         }
     }
     if let Some(s) = system.map(|s| text_of(s, false)).filter(|t| !t.is_empty()) {
-        return Some(hash(&s));
+        return Some(Session::named(&s));
     }
-    first_text().map(|t| hash(&t))
+    first_text().map(|t| Session::named(&t))
 }
 
 #[cfg(test)]
@@ -116,13 +132,17 @@ mod tests {
 
     #[test]
     fn sticky_keys_hold_no_client_text() {
-        let key = sticky_key("claude", "key-1", "sess-42");
+        let named = |s: &str| Session::named(s);
+        let key = sticky_key("claude", "key-1", &named("sess-42"));
         assert_eq!(key, format!("claude:key-1:{}", hash("sess-42")));
         assert!(!key.contains("sess-42"));
         let huge = "x".repeat(64 * 1024);
-        assert_eq!(sticky_key("claude", "key-1", &huge).len(), key.len());
-        assert_ne!(sticky_key("claude", "key-2", "sess-42"), key);
-        assert_ne!(sticky_key("openai", "key-1", "sess-42"), key);
+        assert_eq!(
+            sticky_key("claude", "key-1", &named(&huge)).len(),
+            key.len()
+        );
+        assert_ne!(sticky_key("claude", "key-2", &named("sess-42")), key);
+        assert_ne!(sticky_key("openai", "key-1", &named("sess-42")), key);
         // Too long a user_id names no session.
         let long = format!("user_a_account_b_session_{}", "s".repeat(MAX_USER_ID));
         assert_eq!(from_user_id(&long), None);
@@ -133,24 +153,31 @@ mod tests {
         let cached_system = json!([{"type": "text", "text": "A"}, {"type": "text", "text": "B", "cache_control": {"type": "ephemeral"}}]);
         let msgs =
             json!([{"role": "user", "content": "first"}, {"role": "user", "content": "second"}]);
-        let a = from_content(Some(&cached_system), Some(&msgs)).unwrap();
+        let a = from_content(Some(&cached_system), Some(&msgs)).unwrap().0;
         assert_eq!(a, hash("B"), "only the cached system part");
         assert_eq!(a.len(), 32);
         // A later message changes nothing: the same conversation keeps its key.
         let more =
             json!([{"role": "user", "content": "first"}, {"role": "user", "content": "third"}]);
-        assert_eq!(from_content(Some(&cached_system), Some(&more)).unwrap(), a);
+        assert_eq!(
+            from_content(Some(&cached_system), Some(&more)).unwrap().0,
+            a
+        );
 
         let cached_msg = json!([{"role": "user", "content": [{"type": "text", "text": "first", "cache_control": {"type": "ephemeral"}}]}]);
         assert_eq!(
-            from_content(Some(&cached_system), Some(&cached_msg)).unwrap(),
+            from_content(Some(&cached_system), Some(&cached_msg))
+                .unwrap()
+                .0,
             hash("Bfirst")
         );
         assert_eq!(
-            from_content(Some(&json!("plain system")), Some(&msgs)).unwrap(),
+            from_content(Some(&json!("plain system")), Some(&msgs))
+                .unwrap()
+                .0,
             hash("plain system")
         );
-        assert_eq!(from_content(None, Some(&msgs)).unwrap(), hash("first"));
+        assert_eq!(from_content(None, Some(&msgs)).unwrap().0, hash("first"));
         assert_eq!(from_content(None, Some(&json!([]))), None);
     }
 }
@@ -203,6 +230,7 @@ mod proptests {
         fn content_hash(system in crate::relay::test_strategies::json(), messages in crate::relay::test_strategies::json()) {
             for (s, m) in [(Some(&system), Some(&messages)), (None, Some(&messages)), (Some(&system), None)] {
                 if let Some(k) = from_content(s, m) {
+                    let k = k.as_str();
                     prop_assert_eq!(k.len(), 32);
                     prop_assert!(k.bytes().all(|b| b.is_ascii_hexdigit()));
                 }

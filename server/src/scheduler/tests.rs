@@ -32,11 +32,12 @@ async fn pick(
     model: &str,
     session: Option<&str>,
 ) -> Result<Selected, NotServed> {
+    let session = session.map(session::Session::named);
     let ask = Ask {
         key,
         platforms: &[Platform::ClaudeConsole, Platform::ClaudeOfficial],
         model,
-        session,
+        session: session.as_ref(),
         exclude: &[],
         lease_id: "lease",
         key_copy: None,
