@@ -162,7 +162,7 @@ async fn setup_token_url_and_failed_refresh(engine: Engine) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(account.account.status, "error");
+    assert_eq!(account.account.status, app::domain::AccountStatus::Error);
     let (_, history) = h
         .admin(
             Method::GET,

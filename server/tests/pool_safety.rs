@@ -106,7 +106,7 @@ async fn health(h: &Harness, id: &str) -> (String, usize, usize) {
         .get(id)
         .map_or(0, Vec::len);
     let history = store.error_history(id, 50).await.unwrap().len();
-    (account.account.status, rests, history)
+    (account.account.status.as_str().to_string(), rests, history)
 }
 
 /// Upstream 400/403/404/413/422 answers quoting the client's text, in every provider's shape:

@@ -424,7 +424,7 @@ async fn blocked_accounts_wait_for_an_admin(engine: Engine) {
         h.messages(&key, body(false)).send().await.unwrap().status(),
         200
     );
-    let mut status = String::new();
+    let mut status = "";
     for _ in 0..50 {
         status = h
             .relay()
@@ -435,7 +435,8 @@ async fn blocked_accounts_wait_for_an_admin(engine: Engine) {
             .unwrap()
             .unwrap()
             .account
-            .status;
+            .status
+            .as_str();
         if status == "blocked" {
             break;
         }

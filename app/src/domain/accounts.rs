@@ -42,6 +42,28 @@ impl Platform {
     }
 }
 
+/// An account's health as the relay last saw it, with the original's wire names: `blocked`
+/// (the upstream disabled or refused the account: an admin must act), `error` (its
+/// credentials failed, e.g. a refresh token that no longer works), else `active`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountStatus {
+    #[default]
+    Active,
+    Blocked,
+    Error,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Blocked => "blocked",
+            AccountStatus::Error => "error",
+        }
+    }
+}
+
 /// `shared` accounts serve the pool; `dedicated` ones only the keys bound to them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,7 +140,7 @@ pub struct Account {
     pub priority: u32,
     pub is_active: bool,
     pub schedulable: bool,
-    pub status: String,
+    pub status: AccountStatus,
     pub error_message: String,
     /// Models this account serves; empty means any.
     pub supported_models: Vec<String>,
@@ -152,7 +174,7 @@ impl Default for Account {
             priority: 50,
             is_active: true,
             schedulable: true,
-            status: "active".into(),
+            status: AccountStatus::Active,
             error_message: String::new(),
             supported_models: Vec::new(),
             user_agent: None,
@@ -179,6 +201,6 @@ impl Account {
     /// Active, schedulable and not blocked or in error: may be picked (cooldowns and
     /// concurrency are checked by the scheduler against live state).
     pub fn is_schedulable(&self) -> bool {
-        self.is_active && self.schedulable && !matches!(self.status.as_str(), "blocked" | "error")
+        self.is_active && self.schedulable && self.status == AccountStatus::Active
     }
 }

@@ -28,6 +28,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn account_statuses_keep_the_wire_names_and_only_those_schedule() {
+        for (status, name) in [
+            (AccountStatus::Active, "active"),
+            (AccountStatus::Blocked, "blocked"),
+            (AccountStatus::Error, "error"),
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), name);
+            assert_eq!(status.as_str(), name);
+            let back: AccountStatus = serde_json::from_value(name.into()).unwrap();
+            assert_eq!(back, status);
+            let account = Account {
+                status,
+                ..Account::default()
+            };
+            assert_eq!(account.is_schedulable(), status == AccountStatus::Active);
+        }
+        assert!(serde_json::from_value::<AccountStatus>("paused".into()).is_err());
+    }
+
+    #[test]
     fn permissions_empty_means_all() {
         let mut key = ApiKey::default();
         assert!(key.allows_service("claude"));

@@ -2,6 +2,7 @@
 //! delete (and with it every group membership), schedule or pause, reset, refresh a Claude
 //! OAuth token, send a test request, read the error history.
 
+use app::domain::AccountStatus;
 use std::str::FromStr;
 
 use app::domain::{Account, AccountError, AccountRow, Cooldown, Platform};
@@ -49,9 +50,9 @@ pub async fn describe(
         }
         let cooldowns = rests.get(&a.account.id).cloned().unwrap_or_default();
         let acct = &a.account;
-        let state_word = if acct.status == "blocked" {
+        let state_word = if acct.status == AccountStatus::Blocked {
             "blocked"
-        } else if acct.status == "error" {
+        } else if acct.status == AccountStatus::Error {
             "error"
         } else if !acct.is_active || !acct.schedulable {
             "paused"

@@ -2,6 +2,7 @@
 //! until an admin resets it), always an entry in its error history. A failure the request
 //! caused (a verdict without a class, `cooldown`) changes nothing here, not even the history.
 
+use app::domain::AccountStatus;
 use std::time::Duration;
 
 use app::domain::{AccountError, Cooldown};
@@ -91,7 +92,7 @@ pub fn report(
 async fn block(state: &impl Marks, id: &str, message: &str) {
     match state.store().get_account(id).await {
         Ok(Some(mut a)) => {
-            a.account.status = "blocked".into();
+            a.account.status = AccountStatus::Blocked;
             a.account.error_message = message.to_string();
             if let Err(e) = state.store().put_account(&a).await {
                 tracing::error!(account = %id, error = %e, "block could not be stored");
@@ -122,7 +123,7 @@ pub async fn refresh_failed(state: &impl Marks, account: &mut StoredAccount, mes
         message,
     ));
     if !account.account.disable_auto_protection {
-        account.account.status = "error".into();
+        account.account.status = AccountStatus::Error;
         account.account.error_message = format!("token refresh failed: {message}");
         let _ = state.store().put_account(account).await;
     }
@@ -133,13 +134,13 @@ pub async fn reset(
     state: &impl Marks,
     account: &mut StoredAccount,
 ) -> Result<(), crate::store::StoreError> {
-    let was_resting = account.account.status != "active"
+    let was_resting = account.account.status != AccountStatus::Active
         || !state
             .store()
             .cooldowns(std::slice::from_ref(&account.account.id))
             .await?
             .is_empty();
-    account.account.status = "active".into();
+    account.account.status = AccountStatus::Active;
     account.account.error_message.clear();
     state.store().clear_cooldowns(&account.account.id).await?;
     state.store().put_account(account).await?;

@@ -18,6 +18,7 @@ pub mod leases;
 pub mod pick;
 pub mod session;
 
+use app::domain::AccountStatus;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use app::domain::{AccountGroup, AccountType, ApiKey, Platform};
@@ -259,11 +260,13 @@ impl Scheduler {
                 None => Some("not_found"),
                 Some(a)
                     if members.len() == 1
-                        && !(a.account.is_active && a.account.status != "error") =>
+                        && !(a.account.is_active && a.account.status != AccountStatus::Error) =>
                 {
                     Some("inactive_or_error")
                 }
-                Some(a) if members.len() == 1 && a.account.status == "blocked" => Some("blocked"),
+                Some(a) if members.len() == 1 && a.account.status == AccountStatus::Blocked => {
+                    Some("blocked")
+                }
                 Some(a) if members.len() == 1 && !a.account.schedulable => Some("not_schedulable"),
                 _ => None,
             };

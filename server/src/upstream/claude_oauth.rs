@@ -2,6 +2,7 @@
 //! authorization, token refresh under a lock shared by every relay instance, and request
 //! shaping (behaviour reference §1.4, §2.1).
 
+use app::domain::AccountStatus;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -249,8 +250,8 @@ async fn refresh_locked(state: &impl Deps, id: &str) -> Option<String> {
             if !tokens.scopes.is_empty() {
                 account.account.scopes = tokens.scopes;
             }
-            if account.account.status == "error" {
-                account.account.status = "active".into();
+            if account.account.status == AccountStatus::Error {
+                account.account.status = AccountStatus::Active;
                 account.account.error_message.clear();
             }
             if let Err(e) = state.store().put_account(&account).await {

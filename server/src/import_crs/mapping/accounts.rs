@@ -1,6 +1,7 @@
 //! An original account: our record, its credentials opened by the original's scheme, and
 //! notes on what has no counterpart here.
 
+use app::domain::AccountStatus;
 use app::domain::{Account, AccountType, Platform, ProxyConfig};
 use serde_json::Value;
 
@@ -88,9 +89,9 @@ pub fn account(
         is_active: get(f, "isActive").is_empty() || truthy(get(f, "isActive")),
         schedulable: get(f, "schedulable") != "false",
         status: match get(f, "status") {
-            "blocked" => "blocked".into(),
-            "error" | "unauthorized" => "error".into(),
-            _ => "active".into(),
+            "blocked" => AccountStatus::Blocked,
+            "error" | "unauthorized" => AccountStatus::Error,
+            _ => AccountStatus::Active,
         },
         error_message: get(f, "errorMessage").to_string(),
         account_type: match get(f, "accountType") {
